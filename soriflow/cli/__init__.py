@@ -1,0 +1,1 @@
+"""The `soriflow` command line."""

@@ -1,0 +1,69 @@
+"""The services `soriflow serve` knows, imported only when asked for.
+
+Each service package provides `settings.Settings` and
+`service.create_service(settings)`. Importing lazily keeps `soriflow --help`
+fast and lets a slim image carry only its own service's dependencies.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from soriflow.errors import NotFound
+
+if TYPE_CHECKING:
+    from soriflow.config import ServiceSettings
+    from soriflow.server import GrpcService
+
+
+@dataclass(frozen=True)
+class ServiceEntry:
+    name: str
+    package: str
+    description: str
+    extra: str
+
+    def settings_class(self) -> type[ServiceSettings]:
+        module = self._import("settings")
+        cls: type[ServiceSettings] = module.Settings
+        return cls
+
+    def load_settings(self, **overrides: Any) -> ServiceSettings:
+        return self.settings_class()(**overrides)
+
+    def create(self, settings: ServiceSettings) -> GrpcService[Any]:
+        service: GrpcService[Any] = self._import("service").create_service(settings)
+        return service
+
+    def _import(self, module: str) -> Any:
+        full = f"{self.package}.{module}"
+        try:
+            return importlib.import_module(full)
+        except ModuleNotFoundError as exc:
+            if exc.name in (full, self.package):
+                raise NotFound(f"the {self.name} service is not part of this installation ({full} is missing)") from exc
+            raise NotFound(
+                f"the {self.name} service needs the '{exc.name}' package: pip install 'soriflow[{self.extra}]'"
+            ) from exc
+
+
+SERVICES: dict[str, ServiceEntry] = {
+    entry.name: entry
+    for entry in (
+        ServiceEntry("gateway", "soriflow.gateway", "SQS consumer, pipelines, job store and job API", "gateway"),
+        ServiceEntry("stt", "soriflow.stt", "Whisper speech to text, batch and streaming", "stt"),
+        ServiceEntry("scoring", "soriflow.scoring", "pronunciation assessment", "scoring"),
+        ServiceEntry("summarizer", "soriflow.summarizer", "summaries with seq2seq, instruction LMs or TextRank",
+                     "summarizer"),
+        ServiceEntry("tts", "soriflow.tts", "speech synthesis (Google, espeak-ng, piper)", "tts"),
+    )
+}
+
+
+def get_service(name: str) -> ServiceEntry:
+    try:
+        return SERVICES[name]
+    except KeyError:
+        raise NotFound(f"unknown service {name!r}; choose one of: {', '.join(SERVICES)}") from None
