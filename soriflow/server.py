@@ -126,7 +126,7 @@ class Server:
             self.failed = exc
             log.critical("%s failed to start: %s", self.service.name, exc, exc_info=exc)
             self._stopped.set()
-            raise
+            return
         for name in ("", *self.service.service_names):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         SERVICE_READY.labels(self.service.name).set(1)
