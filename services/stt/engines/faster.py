@@ -1,0 +1,166 @@
+"""faster-whisper (CTranslate2): the default engine — int8 on CPU, float16 on GPU.
+
+One `WhisperModel` is loaded per process with `num_workers` equal to the
+service's concurrency, so that many requests decode at once on their own
+CTranslate2 workers. On a GPU, long audio goes through faster-whisper's
+`BatchedInferencePipeline`, which decodes its 30 s windows as one batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from soriflow.stt.engines.base import (
+    SAMPLE_RATE,
+    EngineInfo,
+    Segment,
+    TranscribeOptions,
+    Transcript,
+    Word,
+    check_cancel,
+    mono_16k,
+)
+
+from soriflow.audio import Audio
+from soriflow.errors import InvalidArgument
+
+log = logging.getLogger("soriflow.stt.faster")
+
+#: Audio shorter than this is not worth the batched pipeline's VAD pass.
+_BATCH_MIN_DURATION_S = 30.0
+
+
+def whisper_languages(multilingual: bool) -> tuple[str, ...]:
+    """Language codes the model can transcribe ("en" only for `.en` models)."""
+    if not multilingual:
+        return ("en",)
+    from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+    return tuple(_LANGUAGE_CODES)
+
+
+class FasterWhisperEngine:
+    """A CTranslate2 Whisper model behind the `Engine` interface."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        name: str,
+        source: str,
+        device: str,
+        compute_type: str,
+        cpu_threads: int = 0,
+        workers: int = 1,
+        batch_size: int = 0,
+    ) -> None:
+        from faster_whisper import BatchedInferencePipeline, WhisperModel
+
+        self.model = WhisperModel(
+            str(path),
+            device=device,
+            compute_type=compute_type,
+            cpu_threads=cpu_threads,
+            num_workers=workers,
+            local_files_only=True,
+        )
+        self.parallelism = workers
+        self.batch_size = batch_size
+        self._batched = BatchedInferencePipeline(self.model) if batch_size > 1 else None
+        multilingual = bool(self.model.model.is_multilingual)
+        self.info = EngineInfo(
+            name=name,
+            engine="faster-whisper",
+            source=source,
+            device=device,
+            compute_type=compute_type,
+            multilingual=multilingual,
+            languages=whisper_languages(multilingual),
+        )
+
+    def transcribe(
+        self, audio: Audio, options: TranscribeOptions, cancel: threading.Event | None = None
+    ) -> Transcript:
+        samples = mono_16k(audio)
+        duration = len(samples) / SAMPLE_RATE
+        check_cancel(cancel)
+        kwargs: dict[str, Any] = {
+            "language": options.language,
+            "task": options.task,
+            "beam_size": options.beam_size,
+            "initial_prompt": options.initial_prompt or None,
+            "hotwords": " ".join(options.hotwords) or None,
+            "word_timestamps": options.word_timestamps,
+            "vad_filter": options.vad_filter,
+            "condition_on_previous_text": options.condition_on_previous_text,
+            "prefix": options.prefix or None,
+        }
+        if not self.info.multilingual and options.language not in (None, "en"):
+            raise InvalidArgument(
+                f"model {self.info.name} is English-only; it cannot transcribe {options.language!r}"
+            )
+        if self._batched is not None and duration >= _BATCH_MIN_DURATION_S:
+            if not options.vad_filter:
+                window = 30.0
+                kwargs["clip_timestamps"] = [
+                    {"start": t, "end": min(t + window, duration)} for t in _frange(0.0, duration, window)
+                ]
+            kwargs.pop("condition_on_previous_text")
+            kwargs.pop("prefix")
+            segments, info = self._batched.transcribe(samples, batch_size=self.batch_size, **kwargs)
+        else:
+            segments, info = self.model.transcribe(samples, **kwargs)
+        collected = self._collect(segments, cancel)
+        return Transcript(
+            segments=tuple(collected),
+            language=info.language,
+            language_probability=float(info.language_probability),
+            duration=duration,
+        )
+
+    @staticmethod
+    def _collect(segments: Iterable[Any], cancel: threading.Event | None) -> list[Segment]:
+        """Pulls the lazy segment generator, checking for cancellation between segments."""
+        out: list[Segment] = []
+        for seg in segments:
+            check_cancel(cancel)
+            words = tuple(
+                Word(
+                    word=w.word.strip(),
+                    start=float(w.start),
+                    end=float(w.end),
+                    probability=float(w.probability),
+                )
+                for w in (seg.words or ())
+                if w.word.strip()
+            )
+            out.append(
+                Segment(
+                    id=len(out),
+                    start=float(seg.start),
+                    end=float(seg.end),
+                    text=seg.text.strip(),
+                    words=words,
+                    avg_logprob=float(seg.avg_logprob),
+                    no_speech_prob=float(seg.no_speech_prob),
+                )
+            )
+        check_cancel(cancel)
+        return out
+
+    def close(self) -> None:
+        self._batched = None
+        del self.model
+
+
+def _frange(start: float, stop: float, step: float) -> list[float]:
+    values = []
+    value = start
+    while value < stop:
+        values.append(value)
+        value += step
+    return values
