@@ -29,7 +29,9 @@ def default_cache_dir() -> Path:
 class CommonSettings(BaseSettings):
     """Settings every process reads: logging, storage, peers, limits and security."""
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", validate_default=True)
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="ignore", validate_default=True, env_parse_none_str=""
+    )
 
     # Logging
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(

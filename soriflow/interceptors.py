@@ -60,7 +60,7 @@ def retry_after_from(error: grpc.RpcError) -> float | None:
             for detail in status.details:
                 info = error_details_pb2.RetryInfo()
                 if detail.Unpack(info):
-                    return info.retry_delay.ToNanoseconds() / 1e9
+                    return float(info.retry_delay.ToNanoseconds()) / 1e9
     return None
 
 

@@ -20,7 +20,7 @@ from rich.console import Console
 import soriflow
 from soriflow.errors import SoriflowError
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 app = typer.Typer(
     name="soriflow",

@@ -1,0 +1,76 @@
+"""soriflow.storage against moto's real S3 wire protocol."""
+
+from __future__ import annotations
+
+import urllib.request
+
+import pytest
+
+from soriflow.config import CommonSettings
+from soriflow.errors import InvalidArgument, NotFound, ResourceExhausted, Unavailable
+from soriflow.storage import ObjectStore, S3Uri, key_from_event
+
+
+@pytest.fixture
+def store(s3_env: str) -> ObjectStore:
+    store = ObjectStore(CommonSettings())
+    store.client.create_bucket(Bucket="bucket")
+    return store
+
+
+def test_s3_uri_parsing() -> None:
+    assert S3Uri.parse("s3://b/a/b.wav") == S3Uri("b", "a/b.wav")
+    assert str(S3Uri("b", "k")) == "s3://b/k"
+    assert S3Uri.parse("s3://b/prefix/").join("job", "/x.json") == S3Uri("b", "prefix/job/x.json")
+    assert S3Uri.parse("s3://b").join("x") == S3Uri("b", "x")
+    for bad in ("http://b/k", "s3:///k", "b/k"):
+        with pytest.raises(InvalidArgument):
+            S3Uri.parse(bad)
+
+
+def test_round_trip_head_metadata_and_listing(store: ObjectStore) -> None:
+    info = store.write_bytes("s3://bucket/dir/a.bin", b"hello", content_type="audio/wav", metadata={"x": "1"})
+    assert info.size == 5
+    head = store.head("s3://bucket/dir/a.bin")
+    assert (head.size, head.content_type, head.metadata) == (5, "audio/wav", {"x": "1"})
+    assert store.read_bytes("s3://bucket/dir/a.bin") == b"hello"
+    assert b"".join(store.iter_chunks("s3://bucket/dir/a.bin", chunk_bytes=2)) == b"hello"
+    store.write_bytes("s3://bucket/dir/b.bin", b"x")
+    assert sorted(o.uri.key for o in store.list_objects("s3://bucket/dir/")) == ["dir/a.bin", "dir/b.bin"]
+    assert store.exists("s3://bucket/dir/b.bin")
+    assert not store.exists("s3://bucket/dir/c.bin")
+
+
+def test_presigned_url_downloads_the_object(store: ObjectStore) -> None:
+    store.write_bytes("s3://bucket/p.txt", b"presigned")
+    url = store.presigned_url("s3://bucket/p.txt", 60)
+    assert "Signature" in url or "X-Amz-Signature" in url
+    assert urllib.request.urlopen(url, timeout=5).read() == b"presigned"
+
+
+def test_size_is_checked_before_download(store: ObjectStore) -> None:
+    store.write_bytes("s3://bucket/big.bin", b"x" * 2048)
+    with pytest.raises(ResourceExhausted, match="2048 bytes, over the limit of 1024"):
+        store.read_bytes("s3://bucket/big.bin", max_bytes=1024)
+
+
+def test_missing_object_and_bucket_are_not_found(store: ObjectStore) -> None:
+    with pytest.raises(NotFound, match=r"s3://bucket/nope\.wav does not exist"):
+        store.read_bytes("s3://bucket/nope.wav", max_bytes=10)
+    with pytest.raises(NotFound):
+        store.read_bytes("s3://no-such-bucket/x")
+
+
+def test_unreachable_endpoint_is_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SORIFLOW_S3_ENDPOINT_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
+    store = ObjectStore(CommonSettings())
+    store.client.meta.config.retries["max_attempts"] = 1
+    with pytest.raises(Unavailable, match="cannot reach S3"):
+        store.head("s3://bucket/x")
+
+
+def test_event_keys_are_url_decoded_like_s3_encodes_them() -> None:
+    assert key_from_event("users/kim+min/level_1/audio+line%2B1.wav") == "users/kim min/level_1/audio line+1.wav"
+    assert key_from_event("%ED%95%9C%EA%B5%AD%EC%96%B4.wav") == "한국어.wav"
