@@ -1,0 +1,197 @@
+"""values.schema.json (and the few template checks beside it) reject bad values before
+anything reaches the cluster, naming the value that is wrong."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.deploy.conftest import VALUE_SETS, ChartRenderer, merged, value_set
+
+QUEUE = "https://sqs.us-east-1.amazonaws.com/123456789012/soriflow-ingest"
+
+
+def rejection(chart: ChartRenderer, values: dict[str, Any]) -> str:
+    """The message Helm gives when it refuses `values` (render runs the schema, then templates)."""
+    import helm_python as helm
+
+    with pytest.raises((helm.HelmValuesError, helm.HelmRenderError)) as info:
+        chart.render(values)
+    return str(info.value)
+
+
+@pytest.mark.parametrize("name", VALUE_SETS)
+def test_the_shipped_value_sets_are_valid(chart: ChartRenderer, name: str) -> None:
+    chart.validate_schema(value_set(name))
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ({"stt": {"replicas": -1}}, "at '/stt/replicas': minimum: got -1, want 0"),
+        ({"stt": {"gpu": {"mode": "shared"}}}, "at '/stt/gpu': additional properties 'mode' not allowed"),
+        ({"stt": {"gpu": {"enabled": "yes"}}}, "at '/stt/gpu/enabled'"),
+        ({"summarizer": {"gpu": {"resourceName": "amd.com/gpu"}}}, "at '/summarizer/gpu/resourceName'"),
+        ({"stt": {"engine": "whisper.cpp"}}, "at '/stt/engine'"),
+        ({"summarizer": {"engine": "gpt"}}, "at '/summarizer/engine'"),
+        ({"models": {"source": "huggingface"}}, "at '/models/source'"),
+        ({"models": {"cache": {"type": "nfs"}}}, "at '/models/cache/type'"),
+        ({"logging": {"level": "verbose"}}, "at '/logging/level'"),
+        ({"gateway": {"service": {"type": "ExternalName"}}}, "at '/gateway/service/type'"),
+        ({"gateway": {"outputUri": "/var/results"}}, "at '/gateway/outputUri'"),
+        ({"gateway": {"queueUrl": "soriflow-ingest"}}, "at '/gateway/queueUrl'"),
+        ({"aws": {"region": "Seoul"}}, "at '/aws/region'"),
+        ({"serviceAccount": {"irsaRoleArn": "soriflow-role"}}, "at '/serviceAccount/irsaRoleArn'"),
+        (
+            {
+                "stt": {
+                    "probes": {"startup": {"periodSeconds": 0, "failureThreshold": 3, "timeoutSeconds": 1}}
+                }
+            },
+            "at '/stt/probes/startup/periodSeconds'",
+        ),
+        ({"podSecurityContext": {"runAsNonRoot": False}}, "at '/podSecurityContext/runAsNonRoot'"),
+        ({"containerSecurityContext": {"privileged": True}}, "at '/containerSecurityContext/privileged'"),
+        ({"replicas": 3}, "additional properties 'replicas' not allowed"),
+    ],
+    ids=lambda v: str(v)[:40],
+)
+def test_bad_values_are_rejected_with_the_key_named(
+    chart: ChartRenderer, values: dict[str, Any], expected: str
+) -> None:
+    assert expected in rejection(chart, values)
+
+
+def test_keda_needs_the_queue_url(chart: ChartRenderer) -> None:
+    message = rejection(chart, {"gateway": {"keda": {"enabled": True}, "database": {"existingSecret": "db"}}})
+    assert "at '/gateway/queueUrl': minLength: got 0, want 1" in message
+
+
+def test_keda_and_hpa_exclude_each_other(chart: ChartRenderer) -> None:
+    message = rejection(
+        chart,
+        {
+            "gateway": {
+                "queueUrl": QUEUE,
+                "database": {"existingSecret": "db"},
+                "keda": {"enabled": True},
+                "autoscaling": {"enabled": True},
+            }
+        },
+    )
+    assert "at '/gateway/autoscaling/enabled': value must be false" in message
+
+
+@pytest.mark.parametrize(
+    "gateway",
+    [{"replicas": 2}, {"autoscaling": {"enabled": True}}, {"queueUrl": QUEUE, "keda": {"enabled": True}}],
+    ids=["replicas", "hpa", "keda"],
+)
+def test_several_gateways_need_a_shared_job_store(chart: ChartRenderer, gateway: dict[str, Any]) -> None:
+    assert "at '/gateway/database/existingSecret': minLength: got 0, want 1" in rejection(
+        chart, {"gateway": gateway}
+    )
+    chart.validate_schema({"gateway": merged(gateway, {"database": {"existingSecret": "soriflow-db"}})})
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ({"models": {"source": "pvc"}}, "at '/models/pvc/claimName'"),
+        ({"models": {"source": "s3"}}, "at '/models/s3/prefix'"),
+        ({"models": {"source": "s3", "s3": {"prefix": "https://bucket/models"}}}, "at '/models/s3/prefix'"),
+        ({"models": {"cache": {"type": "pvc"}}}, "at '/models/cache/pvc"),
+        ({"tls": {"enabled": True}}, "at '/tls/existingSecret'"),
+        ({"gateway": {"ingress": {"enabled": True}}}, "at '/gateway/ingress/hosts'"),
+    ],
+)
+def test_a_feature_needs_its_companion_value(
+    chart: ChartRenderer, values: dict[str, Any], expected: str
+) -> None:
+    assert expected in rejection(chart, values)
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ({"stt": {"settings": {"auth_token": "hunter2"}}}, "at '/stt/settings/auth_token'"),
+        (
+            {"gateway": {"settings": {"gateway_database_url": "postgresql://u:p@db/x"}}},
+            "at '/gateway/settings/gateway_database_url'",
+        ),
+        (
+            {"gateway": {"extraEnv": [{"name": "SORIFLOW_AUTH_TOKEN", "value": "hunter2"}]}},
+            "at '/gateway/extraEnv/0/value'",
+        ),
+        (
+            {"tts": {"extraEnv": [{"name": "AWS_SECRET_ACCESS_KEY", "value": "abc"}]}},
+            "at '/tts/extraEnv/0/value'",
+        ),
+        ({"auth": {"token": "hunter2"}}, "additional properties 'token' not allowed"),
+        (
+            {"gateway": {"database": {"url": "postgresql://u:p@db/x"}}},
+            "additional properties 'url' not allowed",
+        ),
+    ],
+    ids=["settings-token", "settings-db", "env-token", "env-aws", "auth-token", "db-url"],
+)
+def test_secrets_cannot_be_given_as_values(
+    chart: ChartRenderer, values: dict[str, Any], expected: str
+) -> None:
+    message = rejection(chart, values)
+    assert expected in message
+    assert "hunter2" not in message
+    assert "u:p@" not in message
+
+
+def test_secrets_by_reference_are_accepted(chart: ChartRenderer) -> None:
+    chart.validate_schema(
+        {
+            "auth": {"existingSecret": "soriflow-auth"},
+            "gateway": {
+                "extraEnv": [
+                    {
+                        "name": "SORIFLOW_AUTH_TOKEN",
+                        "valueFrom": {"secretKeyRef": {"name": "other", "key": "token"}},
+                    }
+                ]
+            },
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (
+            {"scoring": {"autoscaling": {"enabled": True, "minReplicas": 5, "maxReplicas": 2}}},
+            "scoring.autoscaling.minReplicas (5) is larger than scoring.autoscaling.maxReplicas (2)",
+        ),
+        (
+            {
+                "gateway": {
+                    "queueUrl": QUEUE,
+                    "database": {"existingSecret": "db"},
+                    "keda": {"enabled": True, "minReplicas": 4, "maxReplicas": 2},
+                }
+            },
+            "gateway.keda.minReplicas (4) is larger than gateway.keda.maxReplicas (2)",
+        ),
+        (
+            {
+                "gateway": {
+                    "queueUrl": QUEUE,
+                    "database": {"existingSecret": "db"},
+                    "keda": {"enabled": True, "roleArn": "arn:aws:iam::123456789012:role/keda"},
+                }
+            },
+            "gateway.keda.roleArn and gateway.keda.identityOwner=workload exclude each other",
+        ),
+    ],
+    ids=["hpa-range", "keda-range", "keda-identity"],
+)
+def test_relations_the_schema_cannot_express(
+    chart: ChartRenderer, values: dict[str, Any], expected: str
+) -> None:
+    assert expected in rejection(chart, values)
