@@ -194,6 +194,9 @@ Takes dict root, spec.
 {{- $_ := set $env "SORIFLOW_GATEWAY_OUTPUT_URI" $c.outputUri }}
 {{- $_ := set $env "SORIFLOW_GATEWAY_SUBMISSIONS_URI" $c.submissionsUri }}
 {{- $_ := set $env "SORIFLOW_GATEWAY_CONCURRENCY" (include "soriflow.envValue" $c.concurrency) }}
+{{- if $c.inputUris }}{{ $_ := set $env "SORIFLOW_GATEWAY_INPUT_URIS" (toJson $c.inputUris) }}{{ end }}
+{{- with $c.notifications.snsTopicArn }}{{ $_ := set $env "SORIFLOW_GATEWAY_SNS_TOPIC_ARN" . }}{{ end }}
+{{- with $c.notifications.webhookUrl }}{{ $_ := set $env "SORIFLOW_GATEWAY_WEBHOOK_URL" . }}{{ end }}
 {{- if not $c.database.existingSecret }}
 {{- $_ := set $env "SORIFLOW_GATEWAY_DATABASE_URL" "sqlite:////var/lib/soriflow/jobs.db" }}
 {{- end }}
