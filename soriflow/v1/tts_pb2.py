@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from soriflow.v1 import audio_pb2 as soriflow_dot_v1_dot_audio__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15soriflow/v1/tts.proto\x12\x0bsoriflow.v1\x1a\x17soriflow/v1/audio.proto\"\x8f\x01\n\x0cTextTemplate\x12\x10\n\x08template\x18\x01 \x01(\t\x12;\n\tvariables\x18\x02 \x03(\x0b\x32(.soriflow.v1.TextTemplate.VariablesEntry\x1a\x30\n\x0eVariablesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"E\n\x0eVoiceSelection\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rlanguage_code\x18\x02 \x01(\t\x12\x0e\n\x06\x65ngine\x18\x03 \x01(\t\"\xa1\x01\n\x11\x41udioOutputConfig\x12,\n\x08\x65ncoding\x18\x01 \x01(\x0e\x32\x1a.soriflow.v1.AudioEncoding\x12\x16\n\x0esample_rate_hz\x18\x02 \x01(\x05\x12\x15\n\rspeaking_rate\x18\x03 \x01(\x02\x12\x17\n\x0fpitch_semitones\x18\x04 \x01(\x02\x12\x16\n\x0evolume_gain_db\x18\x05 \x01(\x02\"\xe6\x01\n\x11SynthesizeRequest\x12\x0e\n\x04text\x18\x01 \x01(\tH\x00\x12\x0e\n\x04ssml\x18\x02 \x01(\tH\x00\x12-\n\x08template\x18\x03 \x01(\x0b\x32\x19.soriflow.v1.TextTemplateH\x00\x12*\n\x05voice\x18\x04 \x01(\x0b\x32\x1b.soriflow.v1.VoiceSelection\x12\x34\n\x0c\x61udio_config\x18\x05 \x01(\x0b\x32\x1e.soriflow.v1.AudioOutputConfig\x12\x17\n\x0f\x64isable_lexicon\x18\x06 \x01(\x08\x42\x07\n\x05input\"\xec\x01\n\x12SynthesizeResponse\x12\x15\n\raudio_content\x18\x01 \x01(\x0c\x12,\n\x08\x65ncoding\x18\x02 \x01(\x0e\x32\x1a.soriflow.v1.AudioEncoding\x12\x16\n\x0esample_rate_hz\x18\x03 \x01(\x05\x12\x13\n\x0b\x64uration_ms\x18\x04 \x01(\x03\x12\r\n\x05voice\x18\x05 \x01(\t\x12\x0e\n\x06\x65ngine\x18\x06 \x01(\t\x12\x16\n\x0esentence_count\x18\x07 \x01(\x05\x12\x11\n\tmime_type\x18\x08 \x01(\t\x12\x1a\n\x12processing_time_ms\x18\t \x01(\x03\"J\n\x17SynthesizeStreamRequest\x12/\n\x07request\x18\x01 \x01(\x0b\x32\x1e.soriflow.v1.SynthesizeRequest\"\xd6\x01\n\x18SynthesizeStreamResponse\x12\x15\n\raudio_content\x18\x01 \x01(\x0c\x12,\n\x08\x65ncoding\x18\x02 \x01(\x0e\x32\x1a.soriflow.v1.AudioEncoding\x12\x16\n\x0esample_rate_hz\x18\x03 \x01(\x05\x12\x16\n\x0esentence_index\x18\x04 \x01(\x05\x12\x0c\n\x04text\x18\x05 \x01(\t\x12\x11\n\toffset_ms\x18\x06 \x01(\x03\x12\x13\n\x0b\x64uration_ms\x18\x07 \x01(\x03\x12\x0f\n\x07is_last\x18\x08 \x01(\x08\":\n\x11ListVoicesRequest\x12\x15\n\rlanguage_code\x18\x01 \x01(\t\x12\x0e\n\x06\x65ngine\x18\x02 \x01(\t\"\x9e\x01\n\x05Voice\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x16\n\x0elanguage_codes\x18\x02 \x03(\t\x12\x0e\n\x06\x65ngine\x18\x03 \x01(\t\x12(\n\x06gender\x18\x04 \x01(\x0e\x32\x18.soriflow.v1.VoiceGender\x12\x1e\n\x16natural_sample_rate_hz\x18\x05 \x01(\x05\x12\x15\n\rsupports_ssml\x18\x06 \x01(\x08\"8\n\x12ListVoicesResponse\x12\"\n\x06voices\x18\x01 \x03(\x0b\x32\x12.soriflow.v1.Voice*u\n\x0bVoiceGender\x12\x1c\n\x18VOICE_GENDER_UNSPECIFIED\x10\x00\x12\x15\n\x11VOICE_GENDER_MALE\x10\x01\x12\x17\n\x13VOICE_GENDER_FEMALE\x10\x02\x12\x18\n\x14VOICE_GENDER_NEUTRAL\x10\x03\x32\x96\x02\n\x13TextToSpeechService\x12M\n\nSynthesize\x12\x1e.soriflow.v1.SynthesizeRequest\x1a\x1f.soriflow.v1.SynthesizeResponse\x12\x61\n\x10SynthesizeStream\x12$.soriflow.v1.SynthesizeStreamRequest\x1a%.soriflow.v1.SynthesizeStreamResponse0\x01\x12M\n\nListVoices\x12\x1e.soriflow.v1.ListVoicesRequest\x1a\x1f.soriflow.v1.ListVoicesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15soriflow/v1/tts.proto\x12\x0bsoriflow.v1\x1a\x17soriflow/v1/audio.proto\"\x8f\x01\n\x0cTextTemplate\x12\x10\n\x08template\x18\x01 \x01(\t\x12;\n\tvariables\x18\x02 \x03(\x0b\x32(.soriflow.v1.TextTemplate.VariablesEntry\x1a\x30\n\x0eVariablesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"E\n\x0eVoiceSelection\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rlanguage_code\x18\x02 \x01(\t\x12\x0e\n\x06\x65ngine\x18\x03 \x01(\t\"\xa1\x01\n\x11\x41udioOutputConfig\x12,\n\x08\x65ncoding\x18\x01 \x01(\x0e\x32\x1a.soriflow.v1.AudioEncoding\x12\x16\n\x0esample_rate_hz\x18\x02 \x01(\x05\x12\x15\n\rspeaking_rate\x18\x03 \x01(\x02\x12\x17\n\x0fpitch_semitones\x18\x04 \x01(\x02\x12\x16\n\x0evolume_gain_db\x18\x05 \x01(\x02\"\xe6\x01\n\x11SynthesizeRequest\x12\x0e\n\x04text\x18\x01 \x01(\tH\x00\x12\x0e\n\x04ssml\x18\x02 \x01(\tH\x00\x12-\n\x08template\x18\x03 \x01(\x0b\x32\x19.soriflow.v1.TextTemplateH\x00\x12*\n\x05voice\x18\x04 \x01(\x0b\x32\x1b.soriflow.v1.VoiceSelection\x12\x34\n\x0c\x61udio_config\x18\x05 \x01(\x0b\x32\x1e.soriflow.v1.AudioOutputConfig\x12\x17\n\x0f\x64isable_lexicon\x18\x06 \x01(\x08\x42\x07\n\x05input\"\x83\x02\n\x12SynthesizeResponse\x12\x15\n\raudio_content\x18\x01 \x01(\x0c\x12,\n\x08\x65ncoding\x18\x02 \x01(\x0e\x32\x1a.soriflow.v1.AudioEncoding\x12\x16\n\x0esample_rate_hz\x18\x03 \x01(\x05\x12\x13\n\x0b\x64uration_ms\x18\x04 \x01(\x03\x12\r\n\x05voice\x18\x05 \x01(\t\x12\x0e\n\x06\x65ngine\x18\x06 \x01(\t\x12\x16\n\x0esentence_count\x18\x07 \x01(\x05\x12\x11\n\tmime_type\x18\x08 \x01(\t\x12\x1a\n\x12processing_time_ms\x18\t \x01(\x03\x12\x15\n\rprepared_text\x18\n \x01(\t\"J\n\x17SynthesizeStreamRequest\x12/\n\x07request\x18\x01 \x01(\x0b\x32\x1e.soriflow.v1.SynthesizeRequest\"\xed\x01\n\x18SynthesizeStreamResponse\x12\x15\n\raudio_content\x18\x01 \x01(\x0c\x12,\n\x08\x65ncoding\x18\x02 \x01(\x0e\x32\x1a.soriflow.v1.AudioEncoding\x12\x16\n\x0esample_rate_hz\x18\x03 \x01(\x05\x12\x16\n\x0esentence_index\x18\x04 \x01(\x05\x12\x0c\n\x04text\x18\x05 \x01(\t\x12\x11\n\toffset_ms\x18\x06 \x01(\x03\x12\x13\n\x0b\x64uration_ms\x18\x07 \x01(\x03\x12\x0f\n\x07is_last\x18\x08 \x01(\x08\x12\x15\n\rprepared_text\x18\t \x01(\t\":\n\x11ListVoicesRequest\x12\x15\n\rlanguage_code\x18\x01 \x01(\t\x12\x0e\n\x06\x65ngine\x18\x02 \x01(\t\"\x9e\x01\n\x05Voice\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x16\n\x0elanguage_codes\x18\x02 \x03(\t\x12\x0e\n\x06\x65ngine\x18\x03 \x01(\t\x12(\n\x06gender\x18\x04 \x01(\x0e\x32\x18.soriflow.v1.VoiceGender\x12\x1e\n\x16natural_sample_rate_hz\x18\x05 \x01(\x05\x12\x15\n\rsupports_ssml\x18\x06 \x01(\x08\"8\n\x12ListVoicesResponse\x12\"\n\x06voices\x18\x01 \x03(\x0b\x32\x12.soriflow.v1.Voice*u\n\x0bVoiceGender\x12\x1c\n\x18VOICE_GENDER_UNSPECIFIED\x10\x00\x12\x15\n\x11VOICE_GENDER_MALE\x10\x01\x12\x17\n\x13VOICE_GENDER_FEMALE\x10\x02\x12\x18\n\x14VOICE_GENDER_NEUTRAL\x10\x03\x32\x96\x02\n\x13TextToSpeechService\x12M\n\nSynthesize\x12\x1e.soriflow.v1.SynthesizeRequest\x1a\x1f.soriflow.v1.SynthesizeResponse\x12\x61\n\x10SynthesizeStream\x12$.soriflow.v1.SynthesizeStreamRequest\x1a%.soriflow.v1.SynthesizeStreamResponse0\x01\x12M\n\nListVoices\x12\x1e.soriflow.v1.ListVoicesRequest\x1a\x1f.soriflow.v1.ListVoicesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,8 +34,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_TEXTTEMPLATE_VARIABLESENTRY']._loaded_options = None
   _globals['_TEXTTEMPLATE_VARIABLESENTRY']._serialized_options = b'8\001'
-  _globals['_VOICEGENDER']._serialized_start=1488
-  _globals['_VOICEGENDER']._serialized_end=1605
+  _globals['_VOICEGENDER']._serialized_start=1534
+  _globals['_VOICEGENDER']._serialized_end=1651
   _globals['_TEXTTEMPLATE']._serialized_start=64
   _globals['_TEXTTEMPLATE']._serialized_end=207
   _globals['_TEXTTEMPLATE_VARIABLESENTRY']._serialized_start=159
@@ -47,17 +47,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SYNTHESIZEREQUEST']._serialized_start=445
   _globals['_SYNTHESIZEREQUEST']._serialized_end=675
   _globals['_SYNTHESIZERESPONSE']._serialized_start=678
-  _globals['_SYNTHESIZERESPONSE']._serialized_end=914
-  _globals['_SYNTHESIZESTREAMREQUEST']._serialized_start=916
-  _globals['_SYNTHESIZESTREAMREQUEST']._serialized_end=990
-  _globals['_SYNTHESIZESTREAMRESPONSE']._serialized_start=993
-  _globals['_SYNTHESIZESTREAMRESPONSE']._serialized_end=1207
-  _globals['_LISTVOICESREQUEST']._serialized_start=1209
-  _globals['_LISTVOICESREQUEST']._serialized_end=1267
-  _globals['_VOICE']._serialized_start=1270
-  _globals['_VOICE']._serialized_end=1428
-  _globals['_LISTVOICESRESPONSE']._serialized_start=1430
-  _globals['_LISTVOICESRESPONSE']._serialized_end=1486
-  _globals['_TEXTTOSPEECHSERVICE']._serialized_start=1608
-  _globals['_TEXTTOSPEECHSERVICE']._serialized_end=1886
+  _globals['_SYNTHESIZERESPONSE']._serialized_end=937
+  _globals['_SYNTHESIZESTREAMREQUEST']._serialized_start=939
+  _globals['_SYNTHESIZESTREAMREQUEST']._serialized_end=1013
+  _globals['_SYNTHESIZESTREAMRESPONSE']._serialized_start=1016
+  _globals['_SYNTHESIZESTREAMRESPONSE']._serialized_end=1253
+  _globals['_LISTVOICESREQUEST']._serialized_start=1255
+  _globals['_LISTVOICESREQUEST']._serialized_end=1313
+  _globals['_VOICE']._serialized_start=1316
+  _globals['_VOICE']._serialized_end=1474
+  _globals['_LISTVOICESRESPONSE']._serialized_start=1476
+  _globals['_LISTVOICESRESPONSE']._serialized_end=1532
+  _globals['_TEXTTOSPEECHSERVICE']._serialized_start=1654
+  _globals['_TEXTTOSPEECHSERVICE']._serialized_end=1932
 # @@protoc_insertion_point(module_scope)

@@ -245,6 +245,7 @@ class SynthesizeResponse(_message.Message):
     SENTENCE_COUNT_FIELD_NUMBER: _builtins.int
     MIME_TYPE_FIELD_NUMBER: _builtins.int
     PROCESSING_TIME_MS_FIELD_NUMBER: _builtins.int
+    PREPARED_TEXT_FIELD_NUMBER: _builtins.int
     audio_content: _builtins.bytes
     """The audio file (WAV for LINEAR16/MULAW/ALAW, MP3, or Ogg/Opus)."""
     encoding: _audio_pb2.AudioEncoding.ValueType
@@ -263,6 +264,11 @@ class SynthesizeResponse(_message.Message):
     """MIME type of `audio_content` (e.g. "audio/wav", "audio/mpeg")."""
     processing_time_ms: _builtins.int
     """Wall time the server spent, in milliseconds."""
+    prepared_text: _builtins.str
+    """What the engine was given, after template, lexicon and SSML handling:
+    plain text, or SSML for engines that take it (requests sent separately
+    are joined by a newline). Shows which pronunciation fixes were applied.
+    """
     def __init__(
         self,
         *,
@@ -275,10 +281,11 @@ class SynthesizeResponse(_message.Message):
         sentence_count: _builtins.int = ...,
         mime_type: _builtins.str = ...,
         processing_time_ms: _builtins.int = ...,
+        prepared_text: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio_content", b"audio_content", "duration_ms", b"duration_ms", "encoding", b"encoding", "engine", b"engine", "mime_type", b"mime_type", "processing_time_ms", b"processing_time_ms", "sample_rate_hz", b"sample_rate_hz", "sentence_count", b"sentence_count", "voice", b"voice"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio_content", b"audio_content", "duration_ms", b"duration_ms", "encoding", b"encoding", "engine", b"engine", "mime_type", b"mime_type", "prepared_text", b"prepared_text", "processing_time_ms", b"processing_time_ms", "sample_rate_hz", b"sample_rate_hz", "sentence_count", b"sentence_count", "voice", b"voice"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -322,6 +329,7 @@ class SynthesizeStreamResponse(_message.Message):
     OFFSET_MS_FIELD_NUMBER: _builtins.int
     DURATION_MS_FIELD_NUMBER: _builtins.int
     IS_LAST_FIELD_NUMBER: _builtins.int
+    PREPARED_TEXT_FIELD_NUMBER: _builtins.int
     audio_content: _builtins.bytes
     """Audio of this sentence. For LINEAR16, MULAW and ALAW the chunks are
     headerless samples that concatenate into one stream; MP3 chunks
@@ -342,6 +350,10 @@ class SynthesizeStreamResponse(_message.Message):
     """Duration of this chunk, in milliseconds."""
     is_last: _builtins.bool
     """True on the last chunk."""
+    prepared_text: _builtins.str
+    """What the engine was given for this sentence (see
+    SynthesizeResponse.prepared_text).
+    """
     def __init__(
         self,
         *,
@@ -353,10 +365,11 @@ class SynthesizeStreamResponse(_message.Message):
         offset_ms: _builtins.int = ...,
         duration_ms: _builtins.int = ...,
         is_last: _builtins.bool = ...,
+        prepared_text: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio_content", b"audio_content", "duration_ms", b"duration_ms", "encoding", b"encoding", "is_last", b"is_last", "offset_ms", b"offset_ms", "sample_rate_hz", b"sample_rate_hz", "sentence_index", b"sentence_index", "text", b"text"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio_content", b"audio_content", "duration_ms", b"duration_ms", "encoding", b"encoding", "is_last", b"is_last", "offset_ms", b"offset_ms", "prepared_text", b"prepared_text", "sample_rate_hz", b"sample_rate_hz", "sentence_index", b"sentence_index", "text", b"text"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

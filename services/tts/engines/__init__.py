@@ -1,0 +1,42 @@
+"""TTS engines behind one interface (`base.Engine`), created by name from settings."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from soriflow.tts.engines.base import Engine, EngineFailure
+
+from soriflow.errors import NotFound
+
+if TYPE_CHECKING:
+    from soriflow.tts.settings import Settings
+
+__all__ = ["Engine", "EngineFailure", "create_engine"]
+
+
+def create_engine(name: str, settings: Settings) -> Engine:
+    """An engine (not loaded yet) of the given name, configured from settings."""
+    if name == "espeak-ng":
+        from soriflow.tts.engines.espeak import EspeakEngine
+
+        return EspeakEngine(settings.tts_espeak_binary, timeout_s=settings.tts_engine_timeout_s)
+    if name == "piper":
+        from soriflow.tts.engines.piper import PiperEngine
+
+        from soriflow.models import resolve_model
+
+        return PiperEngine(
+            resolve_model(settings.tts_piper_model, settings).path,
+            sentence_pause_ms=settings.tts_sentence_pause_ms,
+        )
+    if name == "google":
+        from soriflow.tts.engines.google import GoogleEngine
+
+        return GoogleEngine(
+            endpoint=settings.tts_google_endpoint,
+            insecure=settings.tts_google_insecure,
+            timeout_s=settings.tts_google_timeout_s,
+            max_request_bytes=settings.tts_google_max_request_bytes,
+            retry_after_s=settings.tts_google_retry_after_s,
+        )
+    raise NotFound(f"unknown TTS engine {name!r}; choose espeak-ng, piper or google")
