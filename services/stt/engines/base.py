@@ -37,8 +37,11 @@ class TranscribeOptions:
     vad_filter: bool = True
     #: Feed each window's text as prompt to the next (Whisper's default); streaming turns it off.
     condition_on_previous_text: bool = True
-    #: Text the decoder must start with (streaming forces the committed words this way).
+    #: Text the decoder must start with.
     prefix: str | None = None
+    #: Re-decode at higher temperatures when a window looks wrong (Whisper's default); streaming
+    #: turns it off, since the next decode of the growing buffer gets another chance anyway.
+    temperature_fallback: bool = True
 
 
 @dataclass(frozen=True)

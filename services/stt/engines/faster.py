@@ -99,6 +99,8 @@ class FasterWhisperEngine:
             "condition_on_previous_text": options.condition_on_previous_text,
             "prefix": options.prefix or None,
         }
+        if not options.temperature_fallback:
+            kwargs["temperature"] = 0.0
         if not self.info.multilingual and options.language not in (None, "en"):
             raise InvalidArgument(
                 f"model {self.info.name} is English-only; it cannot transcribe {options.language!r}"

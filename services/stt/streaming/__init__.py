@@ -1,0 +1,1 @@
+"""Live transcription: incremental decoding, the LocalAgreement policy, and the gRPC session."""

@@ -1,0 +1,281 @@
+"""The streaming policy: when to decode, what to commit, when an utterance ends.
+
+Audio accumulates in a buffer that starts at the current utterance (or at
+the last trim point). Each step:
+
+1. Silero VAD (faster-whisper's bundled ONNX model) looks at the tail of the
+   buffer: has speech started, is it still going on, or has it been silent
+   for `silence_s` since speech last ended?
+2. If the utterance has ended, it is finalized: the last hypothesis is
+   committed when it already covered the audio up to the end of speech (no
+   decode at all: the final goes out at once), otherwise the speech is
+   decoded one last time and committed. The final carries the words.
+3. Otherwise, once `min_chunk_s` more speech has arrived, the buffer is
+   re-decoded with the committed text as prompt and LocalAgreement-2 commits
+   what two decodes agree on; an interim result is produced.
+4. The buffer is trimmed: before speech starts only a short pre-roll is kept;
+   after a final, everything up to the end of speech goes; and when a long
+   utterance fills `max_buffer_s`, audio up to the last committed word is cut
+   (its text stays in the prompt). If nothing could be committed by then the
+   utterance is finalized as it stands. Memory and time per step are thus
+   bounded by `max_buffer_s`, however long the stream.
+
+Silence is never decoded (Whisper invents "Thank you." on silence), and a
+decode never extends past the end of speech by more than a short pad.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, replace
+
+import numpy as np
+import numpy.typing as npt
+from soriflow.stt.engines.base import SAMPLE_RATE, Engine, TranscribeOptions, Word
+from soriflow.stt.streaming.agreement import LocalAgreement
+
+from soriflow.audio import Audio
+
+FloatArray = npt.NDArray[np.float32]
+
+#: Audio kept before speech starts, so the onset of the first word is not cut.
+_PRE_ROLL_S = 0.5
+#: Audio decoded past the detected end of speech (VAD ends speech a little early).
+_END_PAD_S = 0.25
+#: Silence after which the speech so far is decoded at once, so that the final needs no decode.
+_PAUSE_S = 0.15
+#: Committed words after which a pause-less utterance is finalized anyway (bounds memory).
+_MAX_UTTERANCE_WORDS = 200
+#: Characters of previous text given as prompt.
+_PROMPT_CHARS = 200
+
+
+@dataclass(frozen=True)
+class StreamingOptions:
+    """The streaming policy's knobs (from settings) and the request's decoding options."""
+
+    decode: TranscribeOptions
+    interim_results: bool = True
+    min_chunk_s: float = 0.5
+    silence_s: float = 0.6
+    max_buffer_s: float = 15.0
+
+
+@dataclass(frozen=True)
+class StreamResult:
+    """One hypothesis about one utterance (times in seconds from the start of the stream)."""
+
+    text: str
+    stable_text: str
+    is_final: bool
+    stability: float
+    start: float
+    end: float
+    utterance_index: int
+    language: str
+    words: tuple[Word, ...] = ()
+
+
+class StreamingTranscriber:
+    """The state of one live stream. Not thread-safe: one step at a time (the servicer ensures it)."""
+
+    def __init__(self, engine: Engine, options: StreamingOptions) -> None:
+        self.engine = engine
+        self.options = options
+        self.agreement = LocalAgreement()
+        self.buffer: FloatArray = np.zeros(0, np.float32)
+        #: Stream time of buffer[0], seconds.
+        self.buffer_start = 0.0
+        self.utterance_index = 0
+        self.language: str | None = options.decode.language
+        self.language_probability = 1.0 if self.language else 0.0
+        self._speech_seen = False
+        self._utterance_start = 0.0
+        self._last_speech_end = 0.0
+        self._decoded_until = 0.0
+        self._previous_text = ""
+        #: The largest buffer seen, in seconds (tests check it stays bounded).
+        self.peak_buffer_s = 0.0
+        self.decodes = 0
+
+    # ------------------------------------------------------------------ audio
+
+    @property
+    def received(self) -> float:
+        """Seconds of audio received so far."""
+        return float(self.buffer_start + len(self.buffer) / SAMPLE_RATE)
+
+    def push(self, samples: FloatArray) -> None:
+        if samples.size:
+            self.buffer = np.concatenate([self.buffer, samples.astype(np.float32, copy=False)])
+            self.peak_buffer_s = max(self.peak_buffer_s, len(self.buffer) / SAMPLE_RATE)
+
+    def pending_s(self) -> float:
+        """Audio received since the last decode (decides whether a step is worth running)."""
+        return self.received - max(self._decoded_until, self.buffer_start)
+
+    def _trim_to(self, t: float) -> None:
+        """Drops buffered audio before stream time `t`."""
+        cut = round((t - self.buffer_start) * SAMPLE_RATE)
+        if cut > 0:
+            cut = min(cut, len(self.buffer))
+            self.buffer = self.buffer[cut:].copy()
+            self.buffer_start += cut / SAMPLE_RATE
+
+    def _segment(self, end: float) -> FloatArray:
+        stop = round((end - self.buffer_start) * SAMPLE_RATE)
+        return self.buffer[: max(0, min(stop, len(self.buffer)))]
+
+    # ------------------------------------------------------------------ VAD
+
+    def _update_vad(self) -> None:
+        """Updates speech start / last speech end from the tail of the buffer."""
+        from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+        window_s = self.options.silence_s + 1.0
+        start = max(self.buffer_start, self.received - window_s)
+        offset = round((start - self.buffer_start) * SAMPLE_RATE)
+        tail = self.buffer[offset:]
+        if len(tail) < 512:
+            return
+        vad = VadOptions(min_speech_duration_ms=120, min_silence_duration_ms=100, speech_pad_ms=30)
+        chunks = get_speech_timestamps(tail, vad)
+        if not chunks:
+            return
+        first = start + chunks[0]["start"] / SAMPLE_RATE
+        last_end = start + chunks[-1]["end"] / SAMPLE_RATE
+        if not self._speech_seen:
+            self._speech_seen = True
+            self._utterance_start = max(self.buffer_start, first - 0.1)
+        if chunks[-1]["end"] >= len(tail) - 512:  # still speaking at the end of the window
+            last_end = self.received
+        self._last_speech_end = max(self._last_speech_end, last_end)
+
+    # ------------------------------------------------------------------ decoding
+
+    def _prompt(self) -> str | None:
+        """Text before the buffer: the request's prompt, earlier utterances, and committed words
+        already trimmed away. Committed words still in the buffer stay out (as in whisper_streaming):
+        Whisper, told text that the audio then repeats, tends to skip or garble those words."""
+        trimmed = " ".join(w.word for w in self.agreement.committed if w.end <= self.buffer_start + 0.01)
+        parts = [self.options.decode.initial_prompt or "", self._previous_text, trimmed]
+        text = " ".join(p for p in parts if p).strip()
+        return text[-_PROMPT_CHARS:] if text else None
+
+    def _decode(self, end: float, cancel: threading.Event | None) -> list[Word]:
+        """Decodes the buffer up to stream time `end`; words in stream time."""
+        audio = self._segment(end)
+        if len(audio) < SAMPLE_RATE // 10:
+            return []
+        options = replace(
+            self.options.decode,
+            language=self.language,
+            initial_prompt=self._prompt(),
+            word_timestamps=True,
+            vad_filter=False,
+            condition_on_previous_text=False,
+            temperature_fallback=False,
+        )
+        transcript = self.engine.transcribe(Audio(audio, SAMPLE_RATE), options, cancel)
+        self.decodes += 1
+        if self.language is None:
+            self.language = transcript.language
+            self.language_probability = transcript.language_probability
+        self._decoded_until = end
+        offset = self.buffer_start
+        return [
+            replace(w, start=w.start + offset, end=w.end + offset)
+            for s in transcript.segments
+            for w in s.words
+        ]
+
+    def _interim(self) -> StreamResult:
+        a = self.agreement
+        return StreamResult(
+            text=a.text,
+            stable_text=a.stable_text,
+            is_final=False,
+            stability=a.stability,
+            start=self._utterance_start,
+            end=self._decoded_until,
+            utterance_index=self.utterance_index,
+            language=self.language or "",
+        )
+
+    def _finalize(self, words: list[Word] | None, end: float) -> StreamResult | None:
+        self.agreement.commit_all(words)
+        committed = list(self.agreement.committed)
+        text = " ".join(w.word for w in committed)
+        result = None
+        if committed:
+            result = StreamResult(
+                text=text,
+                stable_text=text,
+                is_final=True,
+                stability=1.0,
+                start=min(self._utterance_start, committed[0].start),
+                end=end,
+                utterance_index=self.utterance_index,
+                language=self.language or "",
+                words=tuple(committed),
+            )
+            self.utterance_index += 1
+            self._previous_text = (self._previous_text + " " + text).strip()[-_PROMPT_CHARS:]
+        self.agreement.reset()
+        self._speech_seen = False
+        self._trim_to(end)
+        self._decoded_until = self.buffer_start
+        return result
+
+    # ------------------------------------------------------------------ the policy
+
+    def step(self, cancel: threading.Event | None = None) -> list[StreamResult]:
+        """Runs the policy over the audio received so far; returns results to send."""
+        self._update_vad()
+        now = self.received
+        if not self._speech_seen:
+            self._trim_to(now - _PRE_ROLL_S)
+            self._decoded_until = self.buffer_start
+            return []
+        out: list[StreamResult] = []
+        speech_end = min(now, self._last_speech_end + _END_PAD_S)
+        if now - self._last_speech_end >= self.options.silence_s:
+            words = None if self._decoded_until >= speech_end - 0.05 else self._decode(speech_end, cancel)
+            final = self._finalize(words, speech_end)
+            return [final] if final else []
+        paused = now - self._last_speech_end >= _PAUSE_S and speech_end - self._decoded_until > 0.05
+        if paused or speech_end - self._decoded_until >= self.options.min_chunk_s:
+            self.agreement.insert(self._decode(speech_end, cancel))
+            if self.options.interim_results:
+                out.append(self._interim())
+        out.extend(self._bound())
+        return out
+
+    def _bound(self) -> list[StreamResult]:
+        """Keeps the buffer and the utterance within their limits."""
+        if len(self.buffer) / SAMPLE_RATE < self.options.max_buffer_s and (
+            len(self.agreement.committed) < _MAX_UTTERANCE_WORDS
+        ):
+            return []
+        committed_end = self.agreement.last_committed_end
+        if (
+            len(self.agreement.committed) < _MAX_UTTERANCE_WORDS
+            and committed_end - self.buffer_start >= self.options.max_buffer_s / 3
+        ):
+            self._trim_to(committed_end)
+            return []
+        final = self._finalize(None, max(self._decoded_until, committed_end))
+        if self._last_speech_end > self.buffer_start:  # speech goes on: the next utterance starts here
+            self._speech_seen = True
+            self._utterance_start = self.buffer_start
+        return [final] if final else []
+
+    def finish(self, cancel: threading.Event | None = None) -> list[StreamResult]:
+        """The client half-closed: the utterance in progress gets its final."""
+        self._update_vad()
+        if not self._speech_seen:
+            return []
+        end = min(self.received, self._last_speech_end + _END_PAD_S)
+        words = None if self._decoded_until >= end - 0.05 else self._decode(end, cancel)
+        final = self._finalize(words, end)
+        return [final] if final else []

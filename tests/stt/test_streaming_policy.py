@@ -1,0 +1,148 @@
+"""The streaming policy without gRPC: LocalAgreement, incremental decoders, bounded buffer."""
+
+from __future__ import annotations
+
+import subprocess
+
+import jiwer
+import numpy as np
+import pytest
+from soriflow.stt.engines import TranscribeOptions, Word, load_engine
+from soriflow.stt.streaming.agreement import LocalAgreement
+from soriflow.stt.streaming.decoders import make_decoder
+from soriflow.stt.streaming.transcriber import StreamingOptions, StreamingTranscriber
+
+from soriflow.audio import AudioError, encode_alaw
+from soriflow.v1 import audio_pb2
+from tests.stt.conftest import stt_settings
+from tests.stt.speech import concat, espeak, silence
+
+ENC = audio_pb2.AudioEncoding
+
+
+def words(*items: tuple[str, float, float]) -> list[Word]:
+    return [Word(w, s, e, 0.9) for w, s, e in items]
+
+
+def test_local_agreement_commits_what_two_hypotheses_share() -> None:
+    la = LocalAgreement()
+    assert la.insert(words(("The", 0.0, 0.2), ("whether", 0.2, 0.5))) == []
+    assert la.text == "The whether"
+    assert la.stability == 0.0
+    committed = la.insert(words(("The", 0.0, 0.2), ("weather", 0.2, 0.5), ("today", 0.5, 0.9)))
+    assert [w.word for w in committed] == ["The"]
+    assert la.stable_text == "The"
+    # A later decode repeats the committed word with jittered times: not committed twice.
+    committed = la.insert(words(("the", 0.02, 0.19), ("weather", 0.21, 0.5), ("today.", 0.5, 0.9)))
+    assert [w.word for w in committed] == ["weather", "today."]
+    assert la.text == "The weather today."
+    assert la.stability == 1.0
+    # Ending the utterance commits a final decode's new words only.
+    rest = la.commit_all(
+        words(("The", 0.0, 0.2), ("weather", 0.2, 0.5), ("today.", 0.5, 0.9), ("Sunny", 1.0, 1.4))
+    )
+    assert [w.word for w in rest] == ["Sunny"]
+    assert la.stable_text == "The weather today. Sunny"
+    starts = [w.start for w in la.committed]
+    assert starts == sorted(starts)
+
+
+def test_headerless_decoder_carries_split_frames_and_resamples() -> None:
+    rng = np.random.default_rng(0)
+    tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(8000) / 8000)).astype(np.float32)
+    pcm = (tone * 32767).astype("<i2").tobytes()
+    decoder = make_decoder(ENC.AUDIO_ENCODING_LINEAR16, 8000, 1)
+    out = []
+    offset = 0
+    while offset < len(pcm):
+        size = int(rng.integers(1, 700))  # odd sizes split samples between messages
+        out.append(decoder.feed(pcm[offset : offset + size]))
+        offset += size
+    out.append(decoder.finish())
+    samples = np.concatenate(out)
+    assert abs(len(samples) - 16000) <= 64
+    spectrum = np.abs(np.fft.rfft(samples[2000:14000]))
+    assert abs(np.argmax(spectrum) * 16000 / 12000 - 440) < 5  # the tone survives, no chunk clicks
+    stereo_alaw = encode_alaw(np.repeat(tone[:, None], 2, axis=1).reshape(-1))
+    alaw = make_decoder(ENC.AUDIO_ENCODING_ALAW, 8000, 2)
+    mixed = np.concatenate([alaw.feed(stereo_alaw[:1001]), alaw.feed(stereo_alaw[1001:]), alaw.finish()])
+    assert abs(len(mixed) - 16000) <= 64
+
+
+def test_container_decoder_refuses_mismatched_bytes() -> None:
+    decoder = make_decoder(ENC.AUDIO_ENCODING_OGG_OPUS, 0, 0)
+    with pytest.raises(AudioError, match="OGG_OPUS"):
+        decoder.feed(b"RIFF\x00\x00\x00\x00WAVEfmt " + bytes(64))
+    with pytest.raises(AudioError, match="sample_rate_hz"):
+        make_decoder(ENC.AUDIO_ENCODING_MULAW, 0, 1)
+    with pytest.raises(AudioError, match="required"):
+        make_decoder(ENC.AUDIO_ENCODING_UNSPECIFIED, 16000, 1)
+
+
+def test_wav_sent_as_linear16_is_decoded_by_its_header(ffmpeg: str) -> None:
+    tone = (0.3 * np.sin(2 * np.pi * 300 * np.arange(44100) / 44100)).astype(np.float32)
+    wav_bytes = subprocess.run(
+        [
+            ffmpeg,
+            "-loglevel",
+            "error",
+            "-f",
+            "f32le",
+            "-ar",
+            "44100",
+            "-ac",
+            "1",
+            "-i",
+            "pipe:0",
+            "-f",
+            "wav",
+            "pipe:1",
+        ],
+        input=tone.tobytes(),
+        capture_output=True,
+        check=True,
+    ).stdout
+    decoder = make_decoder(ENC.AUDIO_ENCODING_LINEAR16, 16000, 1)  # header says 44.1 kHz: it wins
+    out = [decoder.feed(wav_bytes[i : i + 4096]) for i in range(0, len(wav_bytes), 4096)]
+    samples = np.concatenate([*out, decoder.finish()])
+    decoder.close()
+    assert abs(len(samples) - 16000) <= 200
+
+
+@pytest.mark.slow
+def test_buffer_stays_bounded_on_a_long_stream(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A pause-less monologue: the buffer is trimmed at committed words, the text still comes through."""
+    directory = tmp_path_factory.mktemp("monologue")
+    sentences = [
+        "The weather today is sunny with a light breeze from the west.",
+        "Please send the quarterly report to the finance team before Friday.",
+        "The children played football in the park after school.",
+    ]
+    speech = concat(*[espeak(t, directory, speed=170).samples for t in sentences * 2], silence(1.0))
+    engine = load_engine(stt_settings())
+    policy = StreamingOptions(
+        decode=TranscribeOptions(language="en", beam_size=1),
+        interim_results=False,
+        min_chunk_s=1.5,
+        silence_s=0.6,
+        max_buffer_s=6.0,
+    )
+    transcriber = StreamingTranscriber(engine, policy)
+    finals = []
+    step = 16000
+    for offset in range(0, len(speech), step):
+        transcriber.push(speech[offset : offset + step])
+        finals += transcriber.step()
+        assert len(transcriber.buffer) / 16000 <= policy.max_buffer_s + 1.0
+    finals += transcriber.finish()
+    engine.close()
+    assert len(speech) / 16000 > 3 * policy.max_buffer_s
+    assert transcriber.peak_buffer_s <= policy.max_buffer_s + 1.0
+    assert finals
+    text = " ".join(f.text for f in finals)
+    reference = " ".join(sentences * 2)
+    norm = lambda s: " ".join("".join(c for c in s.lower() if c.isalnum() or c.isspace()).split())  # noqa: E731
+    assert jiwer.wer(norm(reference), norm(text)) <= 0.4, text
+    times = [w.start for f in finals for w in f.words]
+    assert times == sorted(times)
+    assert times[-1] > len(speech) / 16000 - 6
