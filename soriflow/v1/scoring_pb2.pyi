@@ -61,6 +61,40 @@ WORD_ERROR_TYPE_MISPRONUNCIATION: WordErrorType.ValueType  # 5
 """The right word, pronounced poorly (accuracy under the threshold)."""
 Global___WordErrorType: _TypeAlias = WordErrorType  # noqa: Y015
 
+class _AccuracyMethod:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AccuracyMethodEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AccuracyMethod.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ACCURACY_METHOD_UNSPECIFIED: _AccuracyMethod.ValueType  # 0
+    """No accuracy was measured (omitted words)."""
+    ACCURACY_METHOD_PHONE_GOP: _AccuracyMethod.ValueType  # 1
+    """Goodness of pronunciation of the word's phones, from a forced alignment
+    of the learner audio to the expected words (English).
+    """
+    ACCURACY_METHOD_WORD_CONFIDENCE: _AccuracyMethod.ValueType  # 2
+    """The speech recogniser's confidence in the word: used for languages
+    without a phone model, words missing from the pronunciation dictionary,
+    and stretches the forced alignment could not place.
+    """
+
+class AccuracyMethod(_AccuracyMethod, metaclass=_AccuracyMethodEnumTypeWrapper):
+    """Where a word's accuracy score comes from."""
+
+ACCURACY_METHOD_UNSPECIFIED: AccuracyMethod.ValueType  # 0
+"""No accuracy was measured (omitted words)."""
+ACCURACY_METHOD_PHONE_GOP: AccuracyMethod.ValueType  # 1
+"""Goodness of pronunciation of the word's phones, from a forced alignment
+of the learner audio to the expected words (English).
+"""
+ACCURACY_METHOD_WORD_CONFIDENCE: AccuracyMethod.ValueType  # 2
+"""The speech recogniser's confidence in the word: used for languages
+without a phone model, words missing from the pronunciation dictionary,
+and stretches the forced alignment could not place.
+"""
+Global___AccuracyMethod: _TypeAlias = AccuracyMethod  # noqa: Y015
+
 @_typing.final
 class ScoreRequest(_message.Message):
     """A request to score one learner recording."""
@@ -180,6 +214,9 @@ class WordScore(_message.Message):
     PAUSE_BEFORE_MS_FIELD_NUMBER: _builtins.int
     PHONES_FIELD_NUMBER: _builtins.int
     REFERENCE_INDEX_FIELD_NUMBER: _builtins.int
+    ACCURACY_METHOD_FIELD_NUMBER: _builtins.int
+    REFERENCE_START_MS_FIELD_NUMBER: _builtins.int
+    REFERENCE_END_MS_FIELD_NUMBER: _builtins.int
     word: _builtins.str
     """The reference word (for insertions, the word the learner said)."""
     recognized_word: _builtins.str
@@ -196,6 +233,14 @@ class WordScore(_message.Message):
     """Silence before this word inside the utterance, in milliseconds."""
     reference_index: _builtins.int
     """Index of the word in the reference, or -1 for insertions."""
+    accuracy_method: Global___AccuracyMethod.ValueType
+    """How `accuracy_score` was measured."""
+    reference_start_ms: _builtins.int
+    """Start of the word in the reference audio, in milliseconds (0 without
+    reference audio, and for insertions).
+    """
+    reference_end_ms: _builtins.int
+    """End of the word in the reference audio, in milliseconds."""
     @_builtins.property
     def phones(self) -> _containers.RepeatedCompositeFieldContainer[Global___PhoneScore]:
         """Phone-level scores (English with forced alignment only)."""
@@ -212,10 +257,13 @@ class WordScore(_message.Message):
         pause_before_ms: _builtins.int = ...,
         phones: _abc.Iterable[Global___PhoneScore] | None = ...,
         reference_index: _builtins.int = ...,
+        accuracy_method: Global___AccuracyMethod.ValueType = ...,
+        reference_start_ms: _builtins.int = ...,
+        reference_end_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accuracy_score", b"accuracy_score", "end_ms", b"end_ms", "error_type", b"error_type", "pause_before_ms", b"pause_before_ms", "phones", b"phones", "recognized_word", b"recognized_word", "reference_index", b"reference_index", "start_ms", b"start_ms", "word", b"word"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accuracy_method", b"accuracy_method", "accuracy_score", b"accuracy_score", "end_ms", b"end_ms", "error_type", b"error_type", "pause_before_ms", b"pause_before_ms", "phones", b"phones", "recognized_word", b"recognized_word", "reference_end_ms", b"reference_end_ms", "reference_index", b"reference_index", "reference_start_ms", b"reference_start_ms", "start_ms", b"start_ms", "word", b"word"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -320,6 +368,7 @@ class ProsodyMetrics(_message.Message):
     LEARNER_NPVI_FIELD_NUMBER: _builtins.int
     REFERENCE_NPVI_FIELD_NUMBER: _builtins.int
     ENERGY_SIMILARITY_FIELD_NUMBER: _builtins.int
+    RHYTHM_SIMILARITY_FIELD_NUMBER: _builtins.int
     pitch_similarity: _builtins.float
     """Similarity of the learner's pitch contour to the reference's after DTW
     alignment, in speaker-normalised semitones, 0-1. 0 without reference audio.
@@ -336,6 +385,10 @@ class ProsodyMetrics(_message.Message):
     """nPVI of the reference's word durations."""
     energy_similarity: _builtins.float
     """Similarity of the energy (loudness) envelopes after alignment, 0-1."""
+    rhythm_similarity: _builtins.float
+    """Similarity of the relative word durations (which words are stretched and
+    which are reduced), independent of tempo, 0-1. 0 without reference audio.
+    """
     def __init__(
         self,
         *,
@@ -346,10 +399,11 @@ class ProsodyMetrics(_message.Message):
         learner_npvi: _builtins.float = ...,
         reference_npvi: _builtins.float = ...,
         energy_similarity: _builtins.float = ...,
+        rhythm_similarity: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["energy_similarity", b"energy_similarity", "learner_npvi", b"learner_npvi", "learner_pitch_range_semitones", b"learner_pitch_range_semitones", "monotone", b"monotone", "pitch_similarity", b"pitch_similarity", "reference_npvi", b"reference_npvi", "reference_pitch_range_semitones", b"reference_pitch_range_semitones"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["energy_similarity", b"energy_similarity", "learner_npvi", b"learner_npvi", "learner_pitch_range_semitones", b"learner_pitch_range_semitones", "monotone", b"monotone", "pitch_similarity", b"pitch_similarity", "reference_npvi", b"reference_npvi", "reference_pitch_range_semitones", b"reference_pitch_range_semitones", "rhythm_similarity", b"rhythm_similarity"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -365,6 +419,7 @@ class PitchContour(_message.Message):
     SEMITONES_FIELD_NUMBER: _builtins.int
     VOICED_FIELD_NUMBER: _builtins.int
     MEDIAN_HZ_FIELD_NUMBER: _builtins.int
+    REFERENCE_TIMES_MS_FIELD_NUMBER: _builtins.int
     median_hz: _builtins.float
     """The speaker's median pitch, in hertz."""
     @_builtins.property
@@ -381,6 +436,13 @@ class PitchContour(_message.Message):
     def voiced(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bool]:
         """Whether each point is voiced."""
 
+    @_builtins.property
+    def reference_times_ms(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Learner contour only: for each point, the time in the reference audio it
+        aligns to (dynamic time warping), in milliseconds, so both contours can
+        be drawn on the reference's time axis. Empty without reference audio.
+        """
+
     def __init__(
         self,
         *,
@@ -388,10 +450,11 @@ class PitchContour(_message.Message):
         semitones: _abc.Iterable[_builtins.float] | None = ...,
         voiced: _abc.Iterable[_builtins.bool] | None = ...,
         median_hz: _builtins.float = ...,
+        reference_times_ms: _abc.Iterable[_builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["median_hz", b"median_hz", "semitones", b"semitones", "times_ms", b"times_ms", "voiced", b"voiced"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["median_hz", b"median_hz", "reference_times_ms", b"reference_times_ms", "semitones", b"semitones", "times_ms", b"times_ms", "voiced", b"voiced"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -422,6 +485,7 @@ class ScoreResponse(_message.Message):
     REFERENCE_TEXT_FIELD_NUMBER: _builtins.int
     AUDIO_DURATION_MS_FIELD_NUMBER: _builtins.int
     PROCESSING_TIME_MS_FIELD_NUMBER: _builtins.int
+    NOTES_FIELD_NUMBER: _builtins.int
     overall_score: _builtins.float
     """Overall pronunciation score, 0-100 (weighted from the four below)."""
     accuracy_score: _builtins.float
@@ -476,6 +540,13 @@ class ScoreResponse(_message.Message):
     def reference_pitch(self) -> Global___PitchContour:
         """Reference pitch contour, for plotting."""
 
+    @_builtins.property
+    def notes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Remarks on how the result was obtained, in English (e.g. a word missing
+        from the pronunciation dictionary, scored by recogniser confidence; no
+        voiced frames, so no intonation could be measured).
+        """
+
     def __init__(
         self,
         *,
@@ -498,10 +569,11 @@ class ScoreResponse(_message.Message):
         reference_text: _builtins.str = ...,
         audio_duration_ms: _builtins.int = ...,
         processing_time_ms: _builtins.int = ...,
+        notes: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["learner_fluency", b"learner_fluency", "learner_pitch", b"learner_pitch", "prosody", b"prosody", "reference_fluency", b"reference_fluency", "reference_pitch", b"reference_pitch"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accuracy_score", b"accuracy_score", "audio_duration_ms", b"audio_duration_ms", "completeness_score", b"completeness_score", "feedback", b"feedback", "fluency_score", b"fluency_score", "learner_fluency", b"learner_fluency", "learner_pitch", b"learner_pitch", "overall_score", b"overall_score", "pause_similarity", b"pause_similarity", "pitch_similarity", b"pitch_similarity", "processing_time_ms", b"processing_time_ms", "prosody", b"prosody", "prosody_score", b"prosody_score", "recognized_text", b"recognized_text", "reference_fluency", b"reference_fluency", "reference_pitch", b"reference_pitch", "reference_text", b"reference_text", "speed_ratio", b"speed_ratio", "words", b"words"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accuracy_score", b"accuracy_score", "audio_duration_ms", b"audio_duration_ms", "completeness_score", b"completeness_score", "feedback", b"feedback", "fluency_score", b"fluency_score", "learner_fluency", b"learner_fluency", "learner_pitch", b"learner_pitch", "notes", b"notes", "overall_score", b"overall_score", "pause_similarity", b"pause_similarity", "pitch_similarity", b"pitch_similarity", "processing_time_ms", b"processing_time_ms", "prosody", b"prosody", "prosody_score", b"prosody_score", "recognized_text", b"recognized_text", "reference_fluency", b"reference_fluency", "reference_pitch", b"reference_pitch", "reference_text", b"reference_text", "speed_ratio", b"speed_ratio", "words", b"words"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,130 @@
+"""Pitch tracks in speaker-normalised semitones (praat-parselmouth).
+
+Comparing raw hertz punishes a low-voiced learner against a high-voiced
+reference for a difference that is not an error. Each track is therefore
+converted to semitones around the speaker's own median pitch,
+`12 * log2(f0 / median)`, so an octave-lower voice with the same melody gives
+the same contour. Short voiced islands (under 30 ms, usually tracking errors
+in noise) are dropped, and values are kept within an octave of the median,
+which removes the octave jumps autocorrelation trackers make.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from soriflow.scoring.features import HOP_S
+
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+
+_MIN_VOICED_RUN = 3
+
+
+@dataclass(frozen=True)
+class PitchTrack:
+    """Pitch on the 10 ms frame grid: frame k is at k * 10 ms."""
+
+    f0_hz: FloatArray
+    voiced: BoolArray
+    median_hz: float
+    semitones: FloatArray  # 0 where unvoiced
+
+    @property
+    def voiced_count(self) -> int:
+        return int(self.voiced.sum())
+
+    def range_semitones(self) -> float:
+        """Spread of the voiced semitones, 5th to 95th percentile (0 with too few voiced frames)."""
+        values = self.semitones[self.voiced]
+        if values.size < 5:
+            return 0.0
+        return float(np.percentile(values, 95) - np.percentile(values, 5))
+
+
+def _drop_short_runs(mask: BoolArray, min_run: int) -> BoolArray:
+    out = mask.copy()
+    n = len(mask)
+    i = 0
+    while i < n:
+        if not mask[i]:
+            i += 1
+            continue
+        j = i
+        while j < n and mask[j]:
+            j += 1
+        if j - i < min_run:
+            out[i:j] = False
+        i = j
+    return out
+
+
+def semitones_from_hz(f0_hz: FloatArray, voiced: BoolArray) -> tuple[FloatArray, float]:
+    """Semitones around the median of the voiced frames (clipped to one octave) and that median."""
+    if not voiced.any():
+        return np.zeros_like(f0_hz), 0.0
+    median = float(np.median(f0_hz[voiced]))
+    st = np.zeros_like(f0_hz)
+    st[voiced] = np.clip(12.0 * np.log2(f0_hz[voiced] / median), -12.0, 12.0)
+    return st, median
+
+
+def track_from_hz(f0_hz: FloatArray) -> PitchTrack:
+    """A `PitchTrack` from per-frame f0 (0 = unvoiced), with short voiced islands removed."""
+    f0 = np.nan_to_num(np.asarray(f0_hz, dtype=np.float64), nan=0.0)
+    voiced = _drop_short_runs(f0 > 0, _MIN_VOICED_RUN)
+    st, median = semitones_from_hz(f0, voiced)
+    return PitchTrack(np.where(voiced, f0, 0.0), voiced, median, st)
+
+
+def extract_pitch(
+    samples: npt.NDArray[np.floating], rate: int, *, floor_hz: float = 60.0, ceiling_hz: float = 500.0
+) -> PitchTrack:
+    """Praat's autocorrelation pitch, resampled onto the 10 ms grid used by the other features."""
+    import parselmouth
+
+    n_frames = max(1, int(np.ceil(len(samples) / round(HOP_S * rate))))
+    sound = parselmouth.Sound(np.asarray(samples, dtype=np.float64), sampling_frequency=rate)
+    try:
+        pitch = sound.to_pitch(time_step=HOP_S, pitch_floor=floor_hz, pitch_ceiling=ceiling_hz)
+    except parselmouth.PraatError:  # shorter than the analysis window: nothing is voiced
+        return track_from_hz(np.zeros(n_frames))
+    f0 = np.asarray(pitch.selected_array["frequency"], dtype=np.float64)
+    times = np.asarray(pitch.xs(), dtype=np.float64)
+    grid = np.arange(n_frames) * HOP_S
+    # nearest Praat frame for each grid frame; outside Praat's span: unvoiced
+    idx = np.clip(np.round((grid - times[0]) / HOP_S).astype(int), 0, len(f0) - 1) if len(f0) else None
+    gridded = np.zeros(n_frames) if idx is None else f0[idx]
+    if len(times):
+        gridded[(grid < times[0] - HOP_S) | (grid > times[-1] + HOP_S)] = 0.0
+    return track_from_hz(gridded)
+
+
+@dataclass(frozen=True)
+class Contour:
+    """A pitch track downsampled for plotting."""
+
+    times_s: FloatArray
+    semitones: FloatArray
+    voiced: BoolArray
+    median_hz: float
+
+
+def downsample(track: PitchTrack, points: int) -> Contour:
+    """`points` evenly spaced bins over the track: median voiced semitone per bin, voiced if any frame is."""
+    n = len(track.semitones)
+    points = max(1, min(points, n))
+    edges = np.linspace(0, n, points + 1).round().astype(int)
+    times = np.zeros(points)
+    values = np.zeros(points)
+    voiced = np.zeros(points, dtype=bool)
+    for k in range(points):
+        lo, hi = edges[k], max(edges[k + 1], edges[k] + 1)
+        times[k] = (lo + hi - 1) / 2 * HOP_S
+        sel = track.voiced[lo:hi]
+        if sel.any():
+            voiced[k] = True
+            values[k] = float(np.median(track.semitones[lo:hi][sel]))
+    return Contour(times, values, voiced, track.median_hz)
