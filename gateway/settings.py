@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from soriflow.config import ServiceSettings
 
 
 class Settings(ServiceSettings):
-    """Gateway: queue, buckets, job store and pipelines."""
+    """Gateway: queue, buckets, job store, pipelines, notifications."""
 
     port: int = Field(50050, ge=0, le=65535, description="gRPC port (0 picks a free one).")
     metrics_port: int | None = Field(9150, ge=0, le=65535, description="Prometheus port (empty disables).")
@@ -16,9 +16,14 @@ class Settings(ServiceSettings):
     gateway_queue_url: str | None = Field(
         None, description="SQS queue receiving the input bucket's ObjectCreated events; unset: no consumer."
     )
+    gateway_input_uris: list[str] = Field(
+        default_factory=list,
+        description="The S3 prefixes whose events reach the queue (JSON list of `s3://bucket/prefix`); "
+        "the gateway refuses to start if outputs would land under one of them.",
+    )
     gateway_output_uri: str = Field(
         "s3://soriflow-output/results/",
-        description="Where job outputs go (`s3://bucket/prefix/`); must not overlap an ingest trigger.",
+        description="Where job outputs go (`s3://bucket/prefix/`), one folder per job id.",
     )
     gateway_submissions_uri: str = Field(
         "s3://soriflow-input/submissions/",
@@ -29,6 +34,29 @@ class Settings(ServiceSettings):
         description="Job store: `sqlite:///path.db` (embedded) or `postgresql://user@host/db`.",
     )
     gateway_pipelines_file: str | None = Field(
-        None, description="YAML file with extra/overriding pipeline definitions; unset: the built-in ones."
+        None,
+        description="YAML file with extra or overriding pipeline definitions (documents separated by ---).",
     )
     gateway_concurrency: int = Field(4, ge=1, description="Jobs run at once by this replica.")
+    gateway_receive_wait_s: int = Field(20, ge=0, le=20, description="SQS long-poll wait, in seconds.")
+    gateway_visibility_timeout_s: int = Field(
+        120, ge=5, le=43200, description="Visibility timeout of received messages; renewed while a job runs."
+    )
+    gateway_retry_delay_s: int = Field(
+        30,
+        ge=0,
+        le=43200,
+        description="After a retryable failure, the message becomes visible again after this delay "
+        "(the queue's redrive policy sends it to the dead-letter queue after maxReceiveCount).",
+    )
+    gateway_lease_s: float = Field(
+        60.0, ge=2, description="Job lease; renewed while running, so a crashed worker's job is taken over."
+    )
+    gateway_presign_expiry_s: int = Field(
+        3600, ge=1, le=604800, description="Validity of presigned output URLs in job results, in seconds."
+    )
+    gateway_sns_topic_arn: str | None = Field(None, description="SNS topic notified when a job ends.")
+    gateway_webhook_url: str | None = Field(None, description="URL POSTed a JSON summary when a job ends.")
+    gateway_webhook_secret: SecretStr | None = Field(
+        None, description="Signs webhook bodies: header `X-Soriflow-Signature: sha256=<hex HMAC>`."
+    )

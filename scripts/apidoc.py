@@ -36,9 +36,17 @@ def descriptor_set() -> descriptor_pb2.FileDescriptorSet:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "api.pb"
         subprocess.run(
-            [sys.executable, "-m", "grpc_tools.protoc", f"-I{PROTO_ROOT}", "--include_source_info",
-             f"--descriptor_set_out={out}", *protos],
-            check=True, cwd=PROTO_ROOT,
+            [
+                sys.executable,
+                "-m",
+                "grpc_tools.protoc",
+                f"-I{PROTO_ROOT}",
+                "--include_source_info",
+                f"--descriptor_set_out={out}",
+                *protos,
+            ],
+            check=True,
+            cwd=PROTO_ROOT,
         )
         return descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes())
 
@@ -58,6 +66,10 @@ def short(type_name: str) -> str:
     return name.removeprefix("soriflow.v1.")
 
 
+def type_of(field: descriptor_pb2.FieldDescriptorProto) -> str:
+    return SCALARS.get(field.type) or short(field.type_name)
+
+
 def field_type(field: descriptor_pb2.FieldDescriptorProto, maps: dict[str, str]) -> str:
     if field.type_name and short(field.type_name) in maps:
         return maps[short(field.type_name)]
@@ -69,13 +81,19 @@ def field_type(field: descriptor_pb2.FieldDescriptorProto, maps: dict[str, str])
     return base
 
 
-def render_message(msg: descriptor_pb2.DescriptorProto, comments: Comments, path: tuple[int, ...],
-                   out: list[str], prefix: str = "") -> None:
+def render_message(
+    msg: descriptor_pb2.DescriptorProto,
+    comments: Comments,
+    path: tuple[int, ...],
+    out: list[str],
+    prefix: str = "",
+) -> None:
     name = prefix + msg.name
-    maps = {f"{name}.{nested.name}": "map<{}, {}>".format(
-        SCALARS.get(nested.field[0].type) or short(nested.field[0].type_name),
-        SCALARS.get(nested.field[1].type) or short(nested.field[1].type_name))
-        for nested in msg.nested_type if nested.options.map_entry}
+    maps = {
+        f"{name}.{nested.name}": f"map<{type_of(nested.field[0])}, {type_of(nested.field[1])}>"
+        for nested in msg.nested_type
+        if nested.options.map_entry
+    }
     out += [f"### {name}", "", comments.get(*path) or "", ""]
     if msg.field:
         out += ["| field | type | description |", "|---|---|---|"]
@@ -92,17 +110,27 @@ def render_message(msg: descriptor_pb2.DescriptorProto, comments: Comments, path
 
 
 def render() -> str:
-    out = ["# API reference", "",
-           "Generated from `protos/soriflow/v1` by `make proto` (scripts/apidoc.py); the comments in the",
-           "protos are the source. Conventions: times in milliseconds (`_ms`), rates in hertz (`_hz`),",
-           "scores 0-100, confidences and probabilities 0-1, every enum's zero value `*_UNSPECIFIED`.", ""]
+    out = [
+        "# API reference",
+        "",
+        "Generated from `protos/soriflow/v1` by `make proto` (scripts/apidoc.py); the comments in the",
+        "protos are the source. Conventions: times in milliseconds (`_ms`), rates in hertz (`_hz`),",
+        "scores 0-100, confidences and probabilities 0-1, every enum's zero value `*_UNSPECIFIED`.",
+        "",
+    ]
     files = [f for f in descriptor_set().file if f.package == "soriflow.v1"]
     for file in files:
         comments = Comments(file)
         out += [f"## {file.name}", ""]
         for s, service in enumerate(file.service):
-            out += [f"### service {service.name}", "", comments.get(6, s), "", "| method | request | response | description |",
-                    "|---|---|---|---|"]
+            out += [
+                f"### service {service.name}",
+                "",
+                comments.get(6, s),
+                "",
+                "| method | request | response | description |",
+                "|---|---|---|---|",
+            ]
             for m, method in enumerate(service.method):
                 req = ("stream " if method.client_streaming else "") + short(method.input_type)
                 res = ("stream " if method.server_streaming else "") + short(method.output_type)
@@ -110,7 +138,14 @@ def render() -> str:
                 out.append(f"| `{method.name}` | `{req}` | `{res}` | {text} |")
             out.append("")
         for e, enum in enumerate(file.enum_type):
-            out += [f"### enum {enum.name}", "", comments.get(5, e), "", "| value | number | meaning |", "|---|---|---|"]
+            out += [
+                f"### enum {enum.name}",
+                "",
+                comments.get(5, e),
+                "",
+                "| value | number | meaning |",
+                "|---|---|---|",
+            ]
             for v, value in enumerate(enum.value):
                 out.append(f"| `{value.name}` | {value.number} | {comments.get(5, e, 2, v)} |")
             out.append("")

@@ -34,8 +34,12 @@ def _flatten(figures: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]
     rows: list[tuple[str, Any]] = []
     for key, value in figures.items():
         name = f"{prefix}{key}"
-        if isinstance(value, dict) and value and all(not isinstance(v, dict | list) for v in value.values()) \
-                and len(value) > 6:
+        if (
+            isinstance(value, dict)
+            and value
+            and all(not isinstance(v, dict | list) for v in value.values())
+            and len(value) > 6
+        ):
             rows.append((name, value))
         elif isinstance(value, dict):
             rows += _flatten(value, f"{name}.")

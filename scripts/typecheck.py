@@ -40,7 +40,15 @@ def build_shadow() -> None:
 
 def main() -> int:
     build_shadow()
-    cmd = [sys.executable, "-m", "mypy", "--config-file", str(ROOT / "pyproject.toml"), "soriflow", *sys.argv[1:]]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mypy",
+        "--config-file",
+        str(ROOT / "pyproject.toml"),
+        "soriflow",
+        *sys.argv[1:],
+    ]
     result = subprocess.run(cmd, cwd=SHADOW, capture_output=True, text=True, check=False)
     output = result.stdout + result.stderr
     for alias, real in sorted(MAPPING.items(), key=lambda kv: -len(kv[0])):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -16,6 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from soriflow.config import MIB, CommonSettings
 from soriflow.security import channel_credentials
+from soriflow.v1 import audio_pb2, gateway_pb2, gateway_pb2_grpc
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 * MIB
 
@@ -34,21 +36,28 @@ class _TokenInterceptor(
     def _details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
         metadata = grpc.aio.Metadata(*(details.metadata or ()))
         metadata.add(*self._header)
-        return grpc.aio.ClientCallDetails(details.method, details.timeout, metadata, details.credentials,
-                                          details.wait_for_ready)
+        return grpc.aio.ClientCallDetails(
+            details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
+        )
 
-    async def intercept_unary_unary(self, continuation: Callable[..., Any], details: Any, request: Any) -> Any:
+    async def intercept_unary_unary(
+        self, continuation: Callable[..., Any], details: Any, request: Any
+    ) -> Any:
         return await continuation(self._details(details), request)
 
-    async def intercept_unary_stream(self, continuation: Callable[..., Any], details: Any, request: Any) -> Any:
+    async def intercept_unary_stream(
+        self, continuation: Callable[..., Any], details: Any, request: Any
+    ) -> Any:
         return await continuation(self._details(details), request)
 
-    async def intercept_stream_unary(self, continuation: Callable[..., Any], details: Any,
-                                     request_iterator: Any) -> Any:
+    async def intercept_stream_unary(
+        self, continuation: Callable[..., Any], details: Any, request_iterator: Any
+    ) -> Any:
         return await continuation(self._details(details), request_iterator)
 
-    async def intercept_stream_stream(self, continuation: Callable[..., Any], details: Any,
-                                      request_iterator: Any) -> Any:
+    async def intercept_stream_stream(
+        self, continuation: Callable[..., Any], details: Any, request_iterator: Any
+    ) -> Any:
         return await continuation(self._details(details), request_iterator)
 
 
@@ -84,8 +93,14 @@ async def check_health(channel: grpc.aio.Channel, service: str = "", *, timeout:
     return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
 
 
-async def wait_for_serving(address: str, settings: CommonSettings | None = None, *, service: str = "",
-                           timeout: float = 120.0, interval: float = 0.25) -> None:
+async def wait_for_serving(
+    address: str,
+    settings: CommonSettings | None = None,
+    *,
+    service: str = "",
+    timeout: float = 120.0,
+    interval: float = 0.25,
+) -> None:
     """Polls health until SERVING; raises TimeoutError with the last status or error seen."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -101,3 +116,98 @@ async def wait_for_serving(address: str, settings: CommonSettings | None = None,
             if loop.time() >= deadline:
                 raise TimeoutError(f"{address} not serving after {timeout:.0f}s (last: {last})")
             await asyncio.sleep(interval)
+
+
+class GatewayClient:
+    """Typed helpers over the gateway's job API.
+
+    >>> async with GatewayClient("127.0.0.1:50050") as gw:
+    ...     job = await gw.submit_file("call.wav", pipeline="call-summary")
+    ...     final = await gw.wait(job.job_id)
+    """
+
+    def __init__(
+        self, address: str | None = None, settings: CommonSettings | None = None, *, token: str | None = None
+    ) -> None:
+        self.settings = settings or CommonSettings()
+        self.address = address or self.settings.gateway_address
+        self.channel = open_channel(self.address, self.settings, token=token)
+        self.stub = gateway_pb2_grpc.GatewayServiceStub(self.channel)
+
+    async def __aenter__(self) -> GatewayClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+    async def submit_uri(
+        self,
+        uri: str,
+        *,
+        pipeline: str = "",
+        parameters: dict[str, str] | None = None,
+        metadata: dict[str, str] | None = None,
+        idempotency_key: str = "",
+    ) -> Any:
+        request = gateway_pb2.SubmitJobRequest(
+            audio=audio_pb2.AudioInput(uri=uri),
+            pipeline=pipeline,
+            parameters=parameters or {},
+            metadata=metadata or {},
+            idempotency_key=idempotency_key,
+        )
+        return (await self.stub.SubmitJob(request, timeout=60)).job
+
+    async def submit_bytes(
+        self,
+        content: bytes,
+        *,
+        filename: str = "",
+        pipeline: str = "",
+        parameters: dict[str, str] | None = None,
+        metadata: dict[str, str] | None = None,
+        idempotency_key: str = "",
+    ) -> Any:
+        request = gateway_pb2.SubmitJobRequest(
+            audio=audio_pb2.AudioInput(content=content),
+            pipeline=pipeline,
+            parameters=parameters or {},
+            metadata=metadata or {},
+            idempotency_key=idempotency_key,
+            filename=filename,
+        )
+        return (await self.stub.SubmitJob(request, timeout=120)).job
+
+    async def submit_file(self, path: str, **kwargs: Any) -> Any:
+        data = await asyncio.to_thread(Path(path).read_bytes)
+        return await self.submit_bytes(data, filename=Path(path).name, **kwargs)
+
+    async def get(self, job_id: str) -> Any:
+        return (await self.stub.GetJob(gateway_pb2.GetJobRequest(job_id=job_id), timeout=30)).job
+
+    async def list(self, **filters: Any) -> Any:
+        return await self.stub.ListJobs(gateway_pb2.ListJobsRequest(**filters), timeout=30)
+
+    async def cancel(self, job_id: str) -> Any:
+        return (await self.stub.CancelJob(gateway_pb2.CancelJobRequest(job_id=job_id), timeout=30)).job
+
+    def watch(self, job_id: str) -> Any:
+        """Async iterator of WatchJobResponse: the history, then live events, then the final job."""
+        return self.stub.WatchJob(gateway_pb2.WatchJobRequest(job_id=job_id))
+
+    async def wait(self, job_id: str, timeout: float | None = None) -> Any:
+        """The job in its final state (follows WatchJob)."""
+
+        async def follow() -> Any:
+            async for response in self.watch(job_id):
+                if response.HasField("job"):
+                    return response.job
+            return await self.get(job_id)
+
+        return await asyncio.wait_for(follow(), timeout)
+
+    async def pipelines(self) -> Any:
+        return (await self.stub.ListPipelines(gateway_pb2.ListPipelinesRequest(), timeout=30)).pipelines

@@ -25,7 +25,9 @@ T = TypeVar("T")
 class WorkQueue:
     """At most `max_concurrency` holders at once and `max_waiting` more in line."""
 
-    def __init__(self, name: str, *, max_concurrency: int, max_waiting: int, retry_after_s: float = 1.0) -> None:
+    def __init__(
+        self, name: str, *, max_concurrency: int, max_waiting: int, retry_after_s: float = 1.0
+    ) -> None:
         if max_concurrency < 1:
             raise ValueError("max_concurrency must be at least 1")
         if max_waiting < 0:

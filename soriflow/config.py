@@ -48,7 +48,8 @@ class CommonSettings(BaseSettings):
     aws_region: str = Field("us-east-1", description="AWS region for S3, SQS and SNS clients.")
     cache_dir: Path = Field(
         default_factory=default_cache_dir,
-        description="Cache for models joined from packages or copied from `s3://` (default `~/.cache/soriflow`).",
+        description="Cache for models joined from packages or copied from `s3://` "
+        "(default `~/.cache/soriflow`).",
     )
 
     # Limits on audio any service accepts

@@ -49,8 +49,16 @@ def _rows(cls: type[CommonSettings], fields: list[str]) -> list[str]:
 
 
 def _table(title: str, intro: str, cls: type[CommonSettings], fields: list[str]) -> list[str]:
-    return [f"## {title}", "", intro, "", "| variable | default | meaning |", "|---|---|---|",
-            *_rows(cls, fields), ""]
+    return [
+        f"## {title}",
+        "",
+        intro,
+        "",
+        "| variable | default | meaning |",
+        "|---|---|---|",
+        *_rows(cls, fields),
+        "",
+    ]
 
 
 def render() -> str:
@@ -58,8 +66,12 @@ def render() -> str:
     server = [n for n in ServiceSettings.model_fields if n not in common]
     out = [HEADER]
     out += _table("Every process", "Logging, storage, limits, peers and security.", CommonSettings, common)
-    out += _table("Every gRPC server", "Each service overrides `port` and `metrics_port` defaults (below).",
-                  ServiceSettings, [n for n in server if n not in ("port", "metrics_port")])
+    out += _table(
+        "Every gRPC server",
+        "Each service overrides `port` and `metrics_port` defaults (below).",
+        ServiceSettings,
+        [n for n in server if n not in ("port", "metrics_port")],
+    )
     for entry in SERVICES.values():
         try:
             cls = entry.settings_class()

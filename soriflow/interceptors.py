@@ -27,8 +27,11 @@ from soriflow.security import TokenAuth
 log = logging.getLogger("soriflow.rpc")
 
 #: Methods that stay open without a token and while loading: probes must always get an answer.
-OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.v1alpha.ServerReflection/",
-                 "/grpc.reflection.v1.ServerReflection/")
+OPEN_PREFIXES = (
+    "/grpc.health.v1.Health/",
+    "/grpc.reflection.v1alpha.ServerReflection/",
+    "/grpc.reflection.v1.ServerReflection/",
+)
 REQUEST_ID_KEY = "x-request-id"
 
 
@@ -85,17 +88,29 @@ class _Call:
         RPC_IN_FLIGHT.labels(self.grpc_service, self.method).dec()
         RPC_REQUESTS.labels(self.grpc_service, self.method, code).inc()
         RPC_LATENCY.labels(self.grpc_service, self.method, code).observe(elapsed)
-        level = logging.INFO if self.code in (grpc.StatusCode.OK, grpc.StatusCode.CANCELLED) else logging.WARNING
-        log.log(level, "rpc %s/%s %s in %.1f ms", self.grpc_service, self.method, code, elapsed * 1000,
-                extra={"grpc_method": self.method, "grpc_code": code, "duration_ms": round(elapsed * 1000, 1)})
+        level = (
+            logging.INFO if self.code in (grpc.StatusCode.OK, grpc.StatusCode.CANCELLED) else logging.WARNING
+        )
+        log.log(
+            level,
+            "rpc %s/%s %s in %.1f ms",
+            self.grpc_service,
+            self.method,
+            code,
+            elapsed * 1000,
+            extra={"grpc_method": self.method, "grpc_code": code, "duration_ms": round(elapsed * 1000, 1)},
+        )
 
     async def check(self, context: grpc.aio.ServicerContext) -> None:
         if not self.interceptor.is_ready():
-            raise _Refused(grpc.StatusCode.UNAVAILABLE,
-                           "the service is still loading its models; retry in a few seconds")
+            raise _Refused(
+                grpc.StatusCode.UNAVAILABLE, "the service is still loading its models; retry in a few seconds"
+            )
         remaining = context.time_remaining()
         if remaining is not None and remaining <= 0:
-            raise _Refused(grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed before the request started")
+            raise _Refused(
+                grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed before the request started"
+            )
 
     async def fail(self, context: grpc.aio.ServicerContext, exc: BaseException) -> None:
         """Aborts the RPC with the status that `exc` stands for; re-raises what must propagate."""
@@ -110,8 +125,9 @@ class _Call:
             await context.abort(exc.code, exc.message, trailing_metadata=((REQUEST_ID_KEY, self.request_id),))
         if isinstance(exc, SoriflowError):
             self.code = exc.code
-            await context.abort(exc.code, exc.message,
-                                trailing_metadata=rich_status_metadata(exc, self.request_id))
+            await context.abort(
+                exc.code, exc.message, trailing_metadata=rich_status_metadata(exc, self.request_id)
+            )
         self.code = grpc.StatusCode.INTERNAL
         log.error("unhandled error in %s/%s", self.grpc_service, self.method, exc_info=exc)
         await context.abort(
@@ -175,9 +191,16 @@ def _wrap(handler: grpc.RpcMethodHandler, new_call: Callable[[], _Call], *, unau
             finally:
                 call.end()
 
-        factory = grpc.stream_unary_rpc_method_handler if handler.request_streaming else grpc.unary_unary_rpc_method_handler
-        return factory(unary, request_deserializer=handler.request_deserializer,
-                       response_serializer=handler.response_serializer)
+        factory = (
+            grpc.stream_unary_rpc_method_handler
+            if handler.request_streaming
+            else grpc.unary_unary_rpc_method_handler
+        )
+        return factory(
+            unary,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
 
     behaviour_stream = handler.unary_stream or handler.stream_stream
 
@@ -195,6 +218,13 @@ def _wrap(handler: grpc.RpcMethodHandler, new_call: Callable[[], _Call], *, unau
         finally:
             call.end()
 
-    factory = grpc.stream_stream_rpc_method_handler if handler.request_streaming else grpc.unary_stream_rpc_method_handler
-    return factory(streaming, request_deserializer=handler.request_deserializer,
-                   response_serializer=handler.response_serializer)
+    factory = (
+        grpc.stream_stream_rpc_method_handler
+        if handler.request_streaming
+        else grpc.unary_stream_rpc_method_handler
+    )
+    return factory(
+        streaming,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )

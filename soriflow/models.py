@@ -101,7 +101,7 @@ def _copy_from_s3(uri: S3Uri, dest: Path, settings: CommonSettings) -> None:
     try:
         total = 0
         for obj in objects:
-            relative = obj.uri.key[len(prefix.key):]
+            relative = obj.uri.key[len(prefix.key) :]
             if not relative or relative.endswith("/"):
                 continue
             store.download_file(obj.uri, staging / relative)
@@ -138,10 +138,7 @@ def resolve_model(spec: str, settings: CommonSettings | None = None) -> ModelSou
                 if not is_complete(dest):
                     _copy_from_s3(uri, dest, settings)
         return ModelSource(dest, spec)
-    if spec.startswith("file://"):
-        spec_path = Path(spec[7:])
-    else:
-        spec_path = Path(spec).expanduser()
+    spec_path = Path(spec[7:]) if spec.startswith("file://") else Path(spec).expanduser()
     if spec_path.exists():
         return ModelSource(spec_path.resolve(), spec)
     if spec_path.is_absolute() or spec.startswith((".", "~")):

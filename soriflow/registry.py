@@ -43,20 +43,29 @@ class ServiceEntry:
             return importlib.import_module(full)
         except ModuleNotFoundError as exc:
             if exc.name in (full, self.package):
-                raise NotFound(f"the {self.name} service is not part of this installation ({full} is missing)") from exc
+                raise NotFound(
+                    f"the {self.name} service is not part of this installation ({full} is missing)"
+                ) from exc
             raise NotFound(
-                f"the {self.name} service needs the '{exc.name}' package: pip install 'soriflow[{self.extra}]'"
+                f"the {self.name} service needs the '{exc.name}' package: "
+                f"pip install 'soriflow[{self.extra}]'"
             ) from exc
 
 
 SERVICES: dict[str, ServiceEntry] = {
     entry.name: entry
     for entry in (
-        ServiceEntry("gateway", "soriflow.gateway", "SQS consumer, pipelines, job store and job API", "gateway"),
+        ServiceEntry(
+            "gateway", "soriflow.gateway", "SQS consumer, pipelines, job store and job API", "gateway"
+        ),
         ServiceEntry("stt", "soriflow.stt", "Whisper speech to text, batch and streaming", "stt"),
         ServiceEntry("scoring", "soriflow.scoring", "pronunciation assessment", "scoring"),
-        ServiceEntry("summarizer", "soriflow.summarizer", "summaries with seq2seq, instruction LMs or TextRank",
-                     "summarizer"),
+        ServiceEntry(
+            "summarizer",
+            "soriflow.summarizer",
+            "summaries with seq2seq, instruction LMs or TextRank",
+            "summarizer",
+        ),
         ServiceEntry("tts", "soriflow.tts", "speech synthesis (Google, espeak-ng, piper)", "tts"),
     )
 }

@@ -35,7 +35,9 @@ def server_credentials(settings: CommonSettings) -> grpc.ServerCredentials | Non
     if cert is None or key is None:
         raise InvalidArgument("TLS needs both SORIFLOW_TLS_CERT_FILE and SORIFLOW_TLS_KEY_FILE")
     ca = _read(settings.tls_ca_file, "TLS CA bundle")
-    return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=ca is not None)
+    return grpc.ssl_server_credentials(
+        [(key, cert)], root_certificates=ca, require_client_auth=ca is not None
+    )
 
 
 def channel_credentials(settings: CommonSettings) -> grpc.ChannelCredentials | None:

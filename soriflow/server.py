@@ -47,10 +47,10 @@ class GrpcService(abc.ABC, Generic[S]):
     def register(self, server: grpc.aio.Server) -> None:
         """Adds the servicers to `server`."""
 
-    async def start(self) -> None:  # noqa: B027 - optional hook
+    async def start(self) -> None:
         """Loads models. The port is already bound; health says NOT_SERVING until this returns."""
 
-    async def stop(self) -> None:  # noqa: B027 - optional hook
+    async def stop(self) -> None:
         """Releases resources after in-flight RPCs have drained."""
 
 
@@ -113,8 +113,13 @@ class Server:
         if s.metrics_port is not None:
             self._metrics_server, self.metrics_port = start_metrics_server(s.metrics_port, s.host)
         SERVICE_READY.labels(self.service.name).set(0)
-        log.info("%s listening on %s (tls=%s, metrics port %s)", self.service.name, f"{s.host}:{port}",
-                 credentials is not None, self.metrics_port)
+        log.info(
+            "%s listening on %s (tls=%s, metrics port %s)",
+            self.service.name,
+            f"{s.host}:{port}",
+            credentials is not None,
+            self.metrics_port,
+        )
         self._loader = asyncio.create_task(self._load(), name=f"{self.service.name}-load")
         if wait_ready:
             await self.wait_ready()
@@ -138,7 +143,9 @@ class Server:
         waiter = asyncio.create_task(self.ready.wait())
         stopper = asyncio.create_task(self._stopped.wait())
         try:
-            done, _ = await asyncio.wait({waiter, stopper}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                {waiter, stopper}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
             waiter.cancel()
             stopper.cancel()
@@ -173,8 +180,9 @@ class Server:
 
 
 @contextlib.asynccontextmanager
-async def running(service: GrpcService[Any], *, wait_ready: bool = True, grace: float = 0.5,
-                  timeout: float | None = 600) -> AsyncIterator[Server]:
+async def running(
+    service: GrpcService[Any], *, wait_ready: bool = True, grace: float = 0.5, timeout: float | None = 600
+) -> AsyncIterator[Server]:
     """A started server for the duration of the block (tests, `soriflow up`, benchmarks)."""
     server = Server(service)
     await server.start()
@@ -204,3 +212,54 @@ async def serve(service: GrpcService[Any]) -> int:
         return 1
     await server.stop()
     return 0
+
+
+class ThreadedServer:
+    """A service running on its own event loop in a background thread.
+
+    For embedding a service in a synchronous program, and for tests and
+    benchmarks that run several services side by side without sharing their
+    event loop.
+    """
+
+    def __init__(self, factory: Any, *, name: str = "service") -> None:
+        import threading
+
+        self._factory = factory
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name=f"soriflow-{name}", daemon=True)
+        self.server: Server | None = None
+
+    @property
+    def address(self) -> str:
+        assert self.server is not None, "not started"
+        return self.server.address
+
+    @property
+    def service(self) -> Any:
+        assert self.server is not None, "not started"
+        return self.server.service
+
+    def start(self, timeout: float = 600) -> ThreadedServer:
+        """Creates the service on the server's loop (its asyncio objects belong there) and waits until ready."""
+        self._thread.start()
+
+        async def boot() -> Server:
+            server = Server(self._factory())
+            await server.start()
+            await server.wait_ready(timeout)
+            return server
+
+        self.server = asyncio.run_coroutine_threadsafe(boot(), self._loop).result(timeout + 30)
+        return self
+
+    def stop(self, grace: float = 1.0) -> None:
+        if self.server is not None:
+            asyncio.run_coroutine_threadsafe(self.server.stop(grace), self._loop).result(grace + 60)
+            self.server = None
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    def call(self, coro: Any, timeout: float | None = None) -> Any:
+        """Runs a coroutine on the server's loop (e.g. to inspect the service) and returns its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)

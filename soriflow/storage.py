@@ -21,7 +21,14 @@ import botocore.config
 import botocore.exceptions
 
 from soriflow.config import CommonSettings
-from soriflow.errors import InvalidArgument, NotFound, PermissionDenied, ResourceExhausted, SoriflowError, Unavailable
+from soriflow.errors import (
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    SoriflowError,
+    Unavailable,
+)
 
 CHUNK_BYTES = 1024 * 1024
 
@@ -93,13 +100,18 @@ def _translate(exc: Exception, uri: S3Uri | str) -> SoriflowError:
             return NotFound(f"bucket of {uri} does not exist")
         if code in ("AccessDenied", "403", "Forbidden") or status == 403:
             return PermissionDenied(f"access to {uri} denied: check the role/credentials' S3 permissions")
-        if code in ("SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout") or (status or 0) >= 500:
+        if (
+            code in ("SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout")
+            or (status or 0) >= 500
+        ):
             return Unavailable(f"S3 unavailable for {uri}: {code or status}", retry_after_s=1.0)
         return InvalidArgument(f"S3 refused {uri}: {code}: {error.get('Message', '')}")
     if isinstance(exc, botocore.exceptions.EndpointConnectionError | botocore.exceptions.ConnectionError):
         return Unavailable(f"cannot reach S3 for {uri}: {exc}", retry_after_s=2.0)
     if isinstance(exc, botocore.exceptions.NoCredentialsError):
-        return PermissionDenied(f"no AWS credentials to read {uri}: configure IRSA, a profile or AWS_* variables")
+        return PermissionDenied(
+            f"no AWS credentials to read {uri}: configure IRSA, a profile or AWS_* variables"
+        )
     return Unavailable(f"S3 error for {uri}: {exc}")
 
 
@@ -144,7 +156,8 @@ class ObjectStore:
             info = self.head(target)
             if info.size > max_bytes:
                 raise ResourceExhausted(
-                    f"{target} is {info.size} bytes, over the limit of {max_bytes} bytes (SORIFLOW_AUDIO_MAX_BYTES)"
+                    f"{target} is {info.size} bytes, over the limit of {max_bytes} bytes "
+                    "(SORIFLOW_AUDIO_MAX_BYTES)"
                 )
         return b"".join(self.iter_chunks(target))
 
@@ -162,16 +175,33 @@ class ObjectStore:
         except Exception as exc:
             raise _translate(exc, target) from exc
 
-    def write_bytes(self, uri: S3Uri | str, data: bytes, *, content_type: str = "application/octet-stream",
-                    metadata: dict[str, str] | None = None) -> ObjectInfo:
+    def write_bytes(
+        self,
+        uri: S3Uri | str,
+        data: bytes,
+        *,
+        content_type: str = "application/octet-stream",
+        metadata: dict[str, str] | None = None,
+    ) -> ObjectInfo:
         target = S3Uri.parse(uri) if isinstance(uri, str) else uri
         try:
-            r = self.client.put_object(Bucket=target.bucket, Key=target.key, Body=data, ContentType=content_type,
-                                       Metadata=metadata or {})
+            r = self.client.put_object(
+                Bucket=target.bucket,
+                Key=target.key,
+                Body=data,
+                ContentType=content_type,
+                Metadata=metadata or {},
+            )
         except Exception as exc:
             raise _translate(exc, target) from exc
-        return ObjectInfo(uri=target, size=len(data), etag=str(r.get("ETag", "")).strip('"'),
-                          content_type=content_type, metadata=dict(metadata or {}), version_id=r.get("VersionId"))
+        return ObjectInfo(
+            uri=target,
+            size=len(data),
+            etag=str(r.get("ETag", "")).strip('"'),
+            content_type=content_type,
+            metadata=dict(metadata or {}),
+            version_id=r.get("VersionId"),
+        )
 
     def download_file(self, uri: S3Uri | str, path: Path) -> None:
         target = S3Uri.parse(uri) if isinstance(uri, str) else uri
@@ -184,7 +214,9 @@ class ObjectStore:
     def upload_file(self, path: Path, uri: S3Uri | str, *, metadata: dict[str, str] | None = None) -> None:
         target = S3Uri.parse(uri) if isinstance(uri, str) else uri
         try:
-            self.client.upload_file(str(path), target.bucket, target.key, ExtraArgs={"Metadata": metadata or {}})
+            self.client.upload_file(
+                str(path), target.bucket, target.key, ExtraArgs={"Metadata": metadata or {}}
+            )
         except Exception as exc:
             raise _translate(exc, target) from exc
 
@@ -192,11 +224,17 @@ class ObjectStore:
         """Every object under a prefix (paginated)."""
         target = S3Uri.parse(prefix) if isinstance(prefix, str) else prefix
         try:
-            pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=target.bucket, Prefix=target.key)
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=target.bucket, Prefix=target.key
+            )
             for page in pages:
                 for item in page.get("Contents", []):
-                    yield ObjectInfo(uri=S3Uri(target.bucket, item["Key"]), size=int(item["Size"]),
-                                     etag=str(item.get("ETag", "")).strip('"'), last_modified=item.get("LastModified"))
+                    yield ObjectInfo(
+                        uri=S3Uri(target.bucket, item["Key"]),
+                        size=int(item["Size"]),
+                        etag=str(item.get("ETag", "")).strip('"'),
+                        last_modified=item.get("LastModified"),
+                    )
         except Exception as exc:
             raise _translate(exc, target) from exc
 

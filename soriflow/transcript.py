@@ -75,15 +75,29 @@ def cues(transcript: audio_pb2.Transcript) -> list[Cue]:
         current: list[audio_pb2.Word] = []
         for word in words:
             candidate = " ".join(w.word.strip() for w in [*current, word])
-            too_long = len(candidate) > MAX_CUE_CHARS or (current and word.end_ms - current[0].start_ms > MAX_CUE_MS)
+            too_long = len(candidate) > MAX_CUE_CHARS or (
+                current and word.end_ms - current[0].start_ms > MAX_CUE_MS
+            )
             if current and too_long:
-                out.append(Cue(current[0].start_ms, current[-1].end_ms,
-                               " ".join(w.word.strip() for w in current), speaker))
+                out.append(
+                    Cue(
+                        current[0].start_ms,
+                        current[-1].end_ms,
+                        " ".join(w.word.strip() for w in current),
+                        speaker,
+                    )
+                )
                 current = []
             current.append(word)
         if current:
-            out.append(Cue(current[0].start_ms, current[-1].end_ms, " ".join(w.word.strip() for w in current),
-                           speaker))
+            out.append(
+                Cue(
+                    current[0].start_ms,
+                    current[-1].end_ms,
+                    " ".join(w.word.strip() for w in current),
+                    speaker,
+                )
+            )
     return out
 
 
@@ -113,7 +127,9 @@ def to_srt(transcript: audio_pb2.Transcript) -> str:
     blocks = []
     for i, cue in enumerate(cues(transcript), start=1):
         text = f"{cue.speaker}: {cue.text}" if cue.speaker else cue.text
-        blocks.append(f"{i}\n{_timestamp(cue.start_ms, ',')} --> {_timestamp(cue.end_ms, ',')}\n{_wrap(text)}\n")
+        blocks.append(
+            f"{i}\n{_timestamp(cue.start_ms, ',')} --> {_timestamp(cue.end_ms, ',')}\n{_wrap(text)}\n"
+        )
     return "\n".join(blocks)
 
 

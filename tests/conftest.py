@@ -73,8 +73,10 @@ def postgres_url() -> str:
         with psycopg.connect(POSTGRES_URL, connect_timeout=5) as conn:
             conn.execute("select 1")
     except psycopg.OperationalError as exc:
-        pytest.fail(f"PostgreSQL at {POSTGRES_URL} is not reachable ({exc}); start it or set "
-                    "SORIFLOW_TEST_POSTGRES_URL")
+        pytest.fail(
+            f"PostgreSQL at {POSTGRES_URL} is not reachable ({exc}); start it or set "
+            "SORIFLOW_TEST_POSTGRES_URL"
+        )
     return POSTGRES_URL
 
 
@@ -98,5 +100,7 @@ def run(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess[bytes]:
     """Runs a command, failing the test with its stderr when it fails."""
     result = subprocess.run(cmd, capture_output=True, check=False, **kwargs)  # type: ignore[call-overload]
     if result.returncode != 0:
-        pytest.fail(f"{cmd[0]} failed ({result.returncode}): {result.stderr.decode(errors='replace')[-2000:]}")
+        pytest.fail(
+            f"{cmd[0]} failed ({result.returncode}): {result.stderr.decode(errors='replace')[-2000:]}"
+        )
     return result

@@ -98,7 +98,9 @@ def serve(
     service: Annotated[str, typer.Argument(help="gateway, stt, scoring, summarizer or tts")],
     port: Annotated[int | None, typer.Option(help="gRPC port (overrides SORIFLOW_PORT)")] = None,
     host: Annotated[str | None, typer.Option(help="Bind address (overrides SORIFLOW_HOST)")] = None,
-    metrics_port: Annotated[int | None, typer.Option(help="Prometheus port (overrides SORIFLOW_METRICS_PORT)")] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Prometheus port (overrides SORIFLOW_METRICS_PORT)")
+    ] = None,
 ) -> None:
     """Run one service until SIGTERM; health is NOT_SERVING until its models are loaded."""
     from soriflow.logs import configure_logging
@@ -107,8 +109,11 @@ def serve(
 
     try:
         entry = get_service(service)
-        overrides = {k: v for k, v in {"port": port, "host": host, "metrics_port": metrics_port}.items()
-                     if v is not None}
+        overrides = {
+            k: v
+            for k, v in {"port": port, "host": host, "metrics_port": metrics_port}.items()
+            if v is not None
+        }
         settings = entry.load_settings(**overrides)
         configure_logging(settings.log_level, settings.log_format, service=entry.name)
         code = asyncio.run(run_server(entry.create(settings)))
@@ -146,7 +151,9 @@ def config_show(service: Annotated[str, typer.Argument(help="Service whose setti
 
 
 @groups.models.command("resolve")
-def models_resolve(spec: Annotated[list[str], typer.Argument(help="Model specs (pkg:, s3://, path)")]) -> None:
+def models_resolve(
+    spec: Annotated[list[str], typer.Argument(help="Model specs (pkg:, s3://, path)")],
+) -> None:
     """Print the local directory of each model spec, copying s3:// models into the cache."""
     from soriflow.models import resolve_model
 
@@ -158,13 +165,21 @@ def models_resolve(spec: Annotated[list[str], typer.Argument(help="Model specs (
 
 
 @groups.models.command("pull")
-def models_pull(spec: Annotated[list[str], typer.Argument(help="Model specs to fetch into the cache")]) -> None:
+def models_pull(
+    spec: Annotated[list[str], typer.Argument(help="Model specs to fetch into the cache")],
+) -> None:
     """Fetch models into SORIFLOW_CACHE_DIR once (the Helm init container runs this)."""
     models_resolve(spec)
 
 
-SERVICE_CLIS = ("soriflow.stt.cli", "soriflow.tts.cli", "soriflow.scoring.cli", "soriflow.summarizer.cli",
-                "soriflow.gateway.cli", "soriflow.cli.local")
+SERVICE_CLIS = (
+    "soriflow.stt.cli",
+    "soriflow.tts.cli",
+    "soriflow.scoring.cli",
+    "soriflow.summarizer.cli",
+    "soriflow.gateway.cli",
+    "soriflow.cli.local",
+)
 
 
 def _register_service_commands() -> None:

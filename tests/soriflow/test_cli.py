@@ -26,12 +26,19 @@ def test_version() -> None:
 
 
 def test_configuration_doc_is_current() -> None:
-    assert (ROOT / "docs" / "configuration.md").read_text() == render(), "run: soriflow config docs > docs/configuration.md"
+    assert (ROOT / "docs" / "configuration.md").read_text() == render(), (
+        "run: soriflow config docs > docs/configuration.md"
+    )
 
 
 def test_config_docs_lists_every_common_variable() -> None:
     text = render()
-    for name in ("SORIFLOW_AUTH_TOKEN", "SORIFLOW_S3_ENDPOINT_URL", "SORIFLOW_TLS_CA_FILE", "SORIFLOW_GRACE_PERIOD_S"):
+    for name in (
+        "SORIFLOW_AUTH_TOKEN",
+        "SORIFLOW_S3_ENDPOINT_URL",
+        "SORIFLOW_TLS_CA_FILE",
+        "SORIFLOW_GRACE_PERIOD_S",
+    ):
         assert f"`{name}`" in text
 
 
@@ -58,13 +65,27 @@ def test_serve_reports_health_and_stops_gracefully_on_sigterm(tmp_path: Path) ->
     from tests.conftest import free_port
 
     port = free_port()
-    env = os.environ | {"SORIFLOW_PORT": str(port), "SORIFLOW_METRICS_PORT": "", "SORIFLOW_HOST": "127.0.0.1",
-                        "SORIFLOW_TTS_ENGINES": '["espeak-ng"]', "SORIFLOW_LOG_FORMAT": "json"}
-    proc = subprocess.Popen([sys.executable, "-m", "soriflow.cli.main", "serve", "tts"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    env = os.environ | {
+        "SORIFLOW_PORT": str(port),
+        "SORIFLOW_METRICS_PORT": "",
+        "SORIFLOW_HOST": "127.0.0.1",
+        "SORIFLOW_TTS_ENGINES": '["espeak-ng"]',
+        "SORIFLOW_LOG_FORMAT": "json",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "soriflow.cli.main", "serve", "tts"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
-        health = subprocess.run([sys.executable, "-m", "soriflow.cli.main", "health", f"127.0.0.1:{port}",
-                                 "--wait", "60"], capture_output=True, text=True, timeout=90, check=False)
+        health = subprocess.run(
+            [sys.executable, "-m", "soriflow.cli.main", "health", f"127.0.0.1:{port}", "--wait", "60"],
+            capture_output=True,
+            text=True,
+            timeout=90,
+            check=False,
+        )
         assert health.returncode == 0, health.stdout + health.stderr
         assert "SERVING" in health.stdout
         proc.send_signal(signal.SIGTERM)

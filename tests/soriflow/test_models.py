@@ -40,7 +40,9 @@ def test_hub_ids_are_refused_with_a_way_forward() -> None:
         resolve_model("openai/whisper-large-v3")
 
 
-def test_s3_models_are_copied_once_and_reused(s3_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_s3_models_are_copied_once_and_reused(
+    s3_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("SORIFLOW_CACHE_DIR", str(tmp_path / "cache"))
     settings = CommonSettings()
     store = ObjectStore(settings)

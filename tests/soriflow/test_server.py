@@ -37,14 +37,14 @@ class ProbeServicer(stt_pb2_grpc.SpeechToTextServiceServicer):
         self.started = asyncio.Event()
         self.release = asyncio.Event()
 
-    async def ListModels(self, request: Any, context: Any) -> Any:  # noqa: N802 - gRPC method name
+    async def ListModels(self, request: Any, context: Any) -> Any:
         self.started.set()
         result = self.behaviour()
         if asyncio.iscoroutine(result):
             result = await result
         return result
 
-    async def StreamingRecognize(self, request_iterator: Any, context: Any) -> AsyncIterator[Any]:  # noqa: N802
+    async def StreamingRecognize(self, request_iterator: Any, context: Any) -> AsyncIterator[Any]:
         async for _ in request_iterator:
             yield stt_pb2.StreamingRecognizeResponse(audio_processed_ms=1)
             raise InvalidArgument("audio_content before streaming_config: send the config first")
@@ -74,7 +74,9 @@ def settings(**overrides: Any) -> ServiceSettings:
 
 async def list_models(address: str, **channel_kwargs: Any) -> Any:
     async with open_channel(address, **channel_kwargs) as channel:
-        return await stt_pb2_grpc.SpeechToTextServiceStub(channel).ListModels(stt_pb2.ListModelsRequest(), timeout=5)
+        return await stt_pb2_grpc.SpeechToTextServiceStub(channel).ListModels(
+            stt_pb2.ListModelsRequest(), timeout=5
+        )
 
 
 async def test_health_is_not_serving_until_models_load_and_rpcs_wait_for_it() -> None:
@@ -117,7 +119,11 @@ async def test_failed_load_is_reported_not_served() -> None:
     [
         (InvalidArgument("audio is empty"), grpc.StatusCode.INVALID_ARGUMENT, "audio is empty"),
         (NotFound("voice 'x' not found"), grpc.StatusCode.NOT_FOUND, "voice 'x' not found"),
-        (ResourceExhausted("queue full", retry_after_s=2.5), grpc.StatusCode.RESOURCE_EXHAUSTED, "queue full"),
+        (
+            ResourceExhausted("queue full", retry_after_s=2.5),
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            "queue full",
+        ),
     ],
 )
 async def test_typed_errors_map_to_status_codes(raised: Exception, code: grpc.StatusCode, text: str) -> None:
@@ -175,7 +181,9 @@ async def test_metrics_endpoint_counts_requests_by_method_and_code() -> None:
     async with running(ProbeService(settings())) as server:
         await list_models(server.address)
         body = await asyncio.to_thread(
-            lambda: urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=5).read()
+            lambda: urllib.request.urlopen(
+                f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=5
+            ).read()
         )
     text = body.decode()
     assert f'soriflow_grpc_requests_total{{code="OK",method="ListModels",service="{STT}"}}' in text
@@ -226,7 +234,9 @@ async def test_deadline_cancels_the_work() -> None:
     service.servicer.behaviour = slow
     async with running(service) as server, open_channel(server.address) as channel:
         with pytest.raises(grpc.aio.AioRpcError) as err:
-            await stt_pb2_grpc.SpeechToTextServiceStub(channel).ListModels(stt_pb2.ListModelsRequest(), timeout=0.3)
+            await stt_pb2_grpc.SpeechToTextServiceStub(channel).ListModels(
+                stt_pb2.ListModelsRequest(), timeout=0.3
+            )
         assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         await asyncio.wait_for(cancelled.wait(), 5)
 
@@ -291,7 +301,9 @@ def _cert(subject: str, key: Any, issuer_key: Any, issuer: x509.Name | None, *, 
     )
     if not ca:
         builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
             critical=False,
         )
     return builder.sign(issuer_key, hashes.SHA256())
@@ -314,8 +326,12 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         key = _key()
         cert = _cert(who, key, ca_key, ca_cert.subject, ca=False)
         write(f"{who}.pem", cert.public_bytes(serialization.Encoding.PEM))
-        write(f"{who}.key", key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                              serialization.NoEncryption()))
+        write(
+            f"{who}.key",
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            ),
+        )
     return files
 
 
@@ -330,12 +346,14 @@ async def test_tls_handshake_with_generated_certificates(pki: dict[str, Path]) -
 
 
 async def test_mutual_tls_requires_a_client_certificate(pki: dict[str, Path]) -> None:
-    service = ProbeService(settings(tls_cert_file=pki["server.pem"], tls_key_file=pki["server.key"],
-                                    tls_ca_file=pki["ca.pem"]))
+    service = ProbeService(
+        settings(tls_cert_file=pki["server.pem"], tls_key_file=pki["server.key"], tls_ca_file=pki["ca.pem"])
+    )
     async with running(service) as server:
         address = f"localhost:{server.port}"
-        with_cert = ServiceSettings(tls_ca_file=pki["ca.pem"], tls_cert_file=pki["client.pem"],
-                                    tls_key_file=pki["client.key"])
+        with_cert = ServiceSettings(
+            tls_ca_file=pki["ca.pem"], tls_cert_file=pki["client.pem"], tls_key_file=pki["client.key"]
+        )
         await list_models(address, settings=with_cert)
         without_cert = ServiceSettings(tls_ca_file=pki["ca.pem"])
         with pytest.raises(grpc.aio.AioRpcError) as err:

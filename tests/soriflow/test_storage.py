@@ -72,5 +72,7 @@ def test_unreachable_endpoint_is_unavailable(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_event_keys_are_url_decoded_like_s3_encodes_them() -> None:
-    assert key_from_event("users/kim+min/level_1/audio+line%2B1.wav") == "users/kim min/level_1/audio line+1.wav"
+    assert (
+        key_from_event("users/kim+min/level_1/audio+line%2B1.wav") == "users/kim min/level_1/audio line+1.wav"
+    )
     assert key_from_event("%ED%95%9C%EA%B5%AD%EC%96%B4.wav") == "한국어.wav"

@@ -7,13 +7,26 @@ from soriflow.v1 import audio_pb2
 
 
 def _transcript(channels: int = 1) -> audio_pb2.Transcript:
-    words = [audio_pb2.Word(word=f"word{i}", start_ms=i * 400, end_ms=i * 400 + 300, confidence=0.9,
-                            speaker="customer") for i in range(30)]
-    long_segment = audio_pb2.Segment(id=0, text=" ".join(w.word for w in words), start_ms=0, end_ms=12_000,
-                                     words=words, speaker="customer")
-    short = audio_pb2.Segment(id=1, text=" Hello there.", start_ms=3_723_004, end_ms=3_724_500, speaker="agent")
-    return audio_pb2.Transcript(text="x", segments=[long_segment, short], words=words, language_code="en",
-                                channel_count=channels, audio_duration_ms=3_725_000)
+    words = [
+        audio_pb2.Word(
+            word=f"word{i}", start_ms=i * 400, end_ms=i * 400 + 300, confidence=0.9, speaker="customer"
+        )
+        for i in range(30)
+    ]
+    long_segment = audio_pb2.Segment(
+        id=0, text=" ".join(w.word for w in words), start_ms=0, end_ms=12_000, words=words, speaker="customer"
+    )
+    short = audio_pb2.Segment(
+        id=1, text=" Hello there.", start_ms=3_723_004, end_ms=3_724_500, speaker="agent"
+    )
+    return audio_pb2.Transcript(
+        text="x",
+        segments=[long_segment, short],
+        words=words,
+        language_code="en",
+        channel_count=channels,
+        audio_duration_ms=3_725_000,
+    )
 
 
 def test_long_segments_are_split_into_readable_cues() -> None:

@@ -1,0 +1,1 @@
+"""Built-in pipeline definitions (YAML files in this folder)."""

@@ -1,0 +1,288 @@
+"""The SQS consumer: S3 event notifications in, jobs run exactly once, messages deleted last.
+
+Practices AWS documents for SQS consumers: long polling; a visibility
+timeout renewed while the job runs (so no other consumer receives the message
+meanwhile); the message deleted only after the job's outputs are durable and
+its final state is stored; a retryable failure leaves the message to come back
+after a delay, and the queue's redrive policy moves it to the dead-letter
+queue after maxReceiveCount receives — the failed job and its reason stay in
+the store. `s3:TestEvent` messages are acknowledged and skipped; a message
+with several records runs each; keys are URL-decoded as S3 encodes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import Counter
+from soriflow.gateway.intake import create_job, parameters_from_metadata, route
+from soriflow.gateway.outputs import JOB_ID_KEY, OUTPUT_MARKER
+from soriflow.gateway.pipelines import PipelineRegistry
+from soriflow.gateway.scheduler import Scheduler
+from soriflow.gateway.store import JobStore
+
+from soriflow.errors import NotFound, SoriflowError
+from soriflow.storage import ObjectStore, S3Uri, key_from_event
+
+log = logging.getLogger("soriflow.gateway.consumer")
+
+MESSAGES = Counter("soriflow_gateway_messages_total", "SQS messages handled, by outcome.", ["outcome"])
+
+
+@dataclass(frozen=True)
+class ObjectEvent:
+    bucket: str
+    key: str
+    event_name: str
+    etag: str = ""
+    version_id: str = ""
+    size: int = 0
+
+
+class NotAnS3Event(ValueError):
+    """The message body is not an S3 event notification (nor SNS-wrapped one)."""
+
+
+def parse_message(body: str) -> list[ObjectEvent] | None:
+    """The object events of a message; None for s3:TestEvent. Raises NotAnS3Event for anything else."""
+    try:
+        data = json.loads(body)
+    except json.JSONDecodeError as exc:
+        raise NotAnS3Event(f"body is not JSON: {exc}") from exc
+    if isinstance(data, dict) and data.get("Type") == "Notification" and "Message" in data:  # via SNS
+        return parse_message(str(data["Message"]))
+    if isinstance(data, dict) and data.get("Event") == "s3:TestEvent":
+        return None
+    records = data.get("Records") if isinstance(data, dict) else None
+    if not isinstance(records, list):
+        raise NotAnS3Event("no Records list: not an S3 event notification")
+    events = []
+    for record in records:
+        try:
+            s3 = record["s3"]
+            obj = s3["object"]
+            events.append(
+                ObjectEvent(
+                    bucket=str(s3["bucket"]["name"]),
+                    key=key_from_event(str(obj["key"])),
+                    event_name=str(record.get("eventName", "")),
+                    etag=str(obj.get("eTag", "")),
+                    version_id=str(obj.get("versionId", "") or ""),
+                    size=int(obj.get("size", 0) or 0),
+                )
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise NotAnS3Event(f"malformed S3 record: missing {exc}") from exc
+    return events
+
+
+class SqsConsumer:
+    def __init__(
+        self,
+        *,
+        sqs: Any,
+        queue_url: str,
+        scheduler: Scheduler,
+        store: JobStore,
+        objects: ObjectStore,
+        registry: PipelineRegistry,
+        output_uri: str,
+        wait_s: int,
+        visibility_s: int,
+        retry_delay_s: int,
+    ) -> None:
+        self.sqs = sqs
+        self.queue_url = queue_url
+        self.scheduler = scheduler
+        self.store = store
+        self.objects = objects
+        self.registry = registry
+        self.output = S3Uri.parse(output_uri)
+        self.wait_s = wait_s
+        self.visibility_s = visibility_s
+        self.retry_delay_s = retry_delay_s
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._free = asyncio.Semaphore(scheduler.concurrency)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Receives until `stop` is set; then lets in-flight messages finish (see `drain`)."""
+        log.info("consuming %s with concurrency %d", self.queue_url, self.scheduler.concurrency)
+        while not stop.is_set():
+            await self._free.acquire()
+            free = 1
+            while free < 10 and not self._free.locked():  # take every free slot, up to SQS's batch of 10
+                await self._free.acquire()
+                free += 1
+            try:
+                receive = asyncio.create_task(
+                    asyncio.to_thread(
+                        self.sqs.receive_message,
+                        QueueUrl=self.queue_url,
+                        MaxNumberOfMessages=free,
+                        WaitTimeSeconds=self.wait_s,
+                        VisibilityTimeout=self.visibility_s,
+                        MessageSystemAttributeNames=["ApproximateReceiveCount"],
+                    )
+                )
+                stopper = asyncio.create_task(stop.wait())
+                await asyncio.wait({receive, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                stopper.cancel()
+                if not receive.done():  # stop requested mid-poll: messages received now are released below
+                    response = await receive
+                    for message in response.get("Messages", []):
+                        await self._release(message, 0)
+                    break
+                response = receive.result()
+            except Exception:
+                log.exception("receive from %s failed; retrying", self.queue_url)
+                for _ in range(free):
+                    self._free.release()
+                await asyncio.sleep(2)
+                continue
+            messages = response.get("Messages", [])
+            for _ in range(free - len(messages)):
+                self._free.release()
+            for message in messages:
+                task = asyncio.create_task(self._handle_and_release_slot(message))
+                self._in_flight.add(task)
+                task.add_done_callback(self._in_flight.discard)
+
+    async def drain(self, grace_s: float) -> None:
+        """Graceful shutdown: in-flight messages finish within the grace period or are released."""
+        if self._in_flight:
+            _, still = await asyncio.wait(self._in_flight, timeout=grace_s)
+            for task in still:
+                task.cancel()
+            for task in still:
+                with contextlib.suppress(BaseException):
+                    await task
+
+    async def _handle_and_release_slot(self, message: dict[str, Any]) -> None:
+        try:
+            await self.handle(message)
+        finally:
+            self._free.release()
+
+    async def handle(self, message: dict[str, Any]) -> None:
+        receipt = message["ReceiptHandle"]
+        heartbeat = asyncio.create_task(self._keep_invisible(receipt))
+        try:
+            try:
+                events = parse_message(message.get("Body", ""))
+            except NotAnS3Event as exc:
+                # Never dropped: left for the dead-letter queue, where a person can read it.
+                log.error(
+                    "message %s is not an S3 event (%s); leaving it for the dead-letter queue",
+                    message.get("MessageId"),
+                    exc,
+                )
+                MESSAGES.labels("unparseable").inc()
+                await self._release(message, self.retry_delay_s)
+                return
+            if events is None:
+                log.info("s3:TestEvent received; acknowledged")
+                MESSAGES.labels("test_event").inc()
+                await self._delete(receipt)
+                return
+            outcomes = [await self._handle_event(e) for e in events]
+            if all(outcomes):
+                await self._delete(receipt)
+                MESSAGES.labels("done").inc()
+            else:
+                MESSAGES.labels("retry").inc()
+                await self._release(message, self.retry_delay_s)
+        except asyncio.CancelledError:  # shutdown: make the message visible to another consumer now
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._release(message, 0))
+            raise
+        finally:
+            heartbeat.cancel()
+
+    async def _handle_event(self, event: ObjectEvent) -> bool:
+        """Processes one object event; True when the message need not come back for it."""
+        if not event.event_name.startswith("ObjectCreated"):
+            log.info("ignoring %s for s3://%s/%s", event.event_name, event.bucket, event.key)
+            return True
+        uri = S3Uri(event.bucket, event.key)
+        if event.bucket == self.output.bucket and event.key.startswith(self.output.key):
+            log.warning("ignoring %s: it is under the output prefix %s (loop guard)", uri, self.output)
+            return True
+        try:
+            info = await asyncio.to_thread(self.objects.head, uri)
+        except NotFound:
+            info = None
+        if info is not None and (OUTPUT_MARKER in info.metadata or JOB_ID_KEY in info.metadata):
+            log.info("ignoring %s: written by Soriflow (job %s)", uri, info.metadata.get(JOB_ID_KEY, "?"))
+            return True
+        metadata = dict(info.metadata) if info else {}
+        try:
+            if info is None:
+                raise NotFound(f"{uri} no longer exists (deleted before it could be processed)")
+            pipeline = route(self.registry, event.key, metadata)
+            pipeline_def = self.registry.get(pipeline)
+            params = parameters_from_metadata(pipeline_def, metadata)
+        except SoriflowError as exc:
+            job, _ = await asyncio.to_thread(
+                self.store.create_job,
+                pipeline="",
+                source_uri=str(uri),
+                origin="sqs",
+                metadata=metadata,
+                parameters={},
+                dedupe_key=f"{uri}#{event.version_id or event.etag}",
+                state="FAILED",
+                error=exc.message,
+                error_code=exc.code.name,
+            )
+            log.warning("job %s for %s failed at intake: %s", job.id, uri, exc.message)
+            return True
+        intake = await create_job(
+            store=self.store,
+            objects=self.objects,
+            registry=self.registry,
+            pipeline_name=pipeline,
+            uri=uri,
+            info=info,
+            origin="sqs",
+            metadata={k: v for k, v in metadata.items()},
+            parameters=params,
+        )
+        job = intake.job
+        if not intake.created:
+            log.info("%s: job %s already exists (%s)", uri, job.id, job.state)
+        if job.terminal and not (job.state == "FAILED" and job.retryable):
+            return True
+        state = await self.scheduler.run_job(job.id)
+        if state is None:  # running elsewhere under a live lease (a duplicate delivery): that run finishes it
+            return True
+        final = await asyncio.to_thread(self.store.get_job, job.id)
+        return not (final is not None and final.state == "FAILED" and final.retryable)
+
+    async def _keep_invisible(self, receipt: str) -> None:
+        while True:
+            await asyncio.sleep(max(1.0, self.visibility_s / 3))
+            try:
+                await asyncio.to_thread(
+                    self.sqs.change_message_visibility,
+                    QueueUrl=self.queue_url,
+                    ReceiptHandle=receipt,
+                    VisibilityTimeout=self.visibility_s,
+                )
+            except Exception as exc:
+                log.warning("could not extend message visibility: %s", exc)
+
+    async def _delete(self, receipt: str) -> None:
+        await asyncio.to_thread(self.sqs.delete_message, QueueUrl=self.queue_url, ReceiptHandle=receipt)
+
+    async def _release(self, message: dict[str, Any], delay_s: int) -> None:
+        await asyncio.to_thread(
+            self.sqs.change_message_visibility,
+            QueueUrl=self.queue_url,
+            ReceiptHandle=message["ReceiptHandle"],
+            VisibilityTimeout=delay_s,
+        )

@@ -1,0 +1,255 @@
+"""Pipelines as data: YAML documents of stages, wiring, retry policy and failure handling.
+
+A pipeline names its stages, which service call each one makes (`uses`),
+which stages it `needs` (stages whose needs are met run in parallel), its
+deadline and retry policy, whether the job may finish without it
+(`optional`), and a `when` parameter that must be set for it to run. Jobs
+are routed to a pipeline by the object key's prefix, or named by the caller.
+
+Values in `with:` and parameter defaults are templates: `{name}` is replaced
+by a job parameter, a variable captured from the key by `key_pattern`, or
+`bucket`/`key` of the source object.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Iterable, Mapping
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from soriflow.errors import InvalidArgument
+
+StageKind = Literal["stt.recognize", "summarizer.summarize", "tts.synthesize", "scoring.score"]
+RETRYABLE_DEFAULT = ["UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED"]
+
+
+class RetryPolicy(BaseModel):
+    """Step Functions-style retry: attempts, exponential backoff with jitter, retryable codes only."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_attempts: int = Field(3, ge=1, le=20)
+    initial_backoff_s: float = Field(1.0, ge=0)
+    max_backoff_s: float = Field(30.0, ge=0)
+    multiplier: float = Field(2.0, ge=1)
+    jitter: float = Field(0.2, ge=0, le=1, description="Fraction of each delay drawn at random (full +/-).")
+    retry_on: list[str] = Field(default_factory=lambda: list(RETRYABLE_DEFAULT))
+
+    def delay_s(self, attempt: int, rand: float) -> float:
+        """Delay before attempt `attempt + 1` (attempt counts from 1); `rand` is uniform in [0, 1)."""
+        base = min(self.max_backoff_s, self.initial_backoff_s * self.multiplier ** (attempt - 1))
+        return max(0.0, base * (1 + self.jitter * (2 * rand - 1)))
+
+
+class StageDef(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
+    uses: StageKind
+    needs: list[str] = Field(default_factory=list)
+    optional: bool = False
+    when: str | None = Field(None, description="Run only when this job parameter is non-empty.")
+    timeout_s: float = Field(300.0, gt=0)
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    with_: dict[str, Any] = Field(default_factory=dict, alias="with")
+
+    @property
+    def service(self) -> str:
+        return self.uses.split(".", 1)[0]
+
+
+class ParameterDef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    description: str = ""
+    default: str = ""
+
+
+class PipelineDef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9-]*$")
+    description: str = ""
+    key_prefixes: list[str] = Field(default_factory=list)
+    key_pattern: str | None = Field(
+        None, description="Template whose {fields} are captured from the source key."
+    )
+    parameters: dict[str, ParameterDef] = Field(default_factory=dict)
+    stages: list[StageDef]
+    source_yaml: str = Field("", exclude=True)
+
+    @field_validator("stages")
+    @classmethod
+    def _non_empty(cls, stages: list[StageDef]) -> list[StageDef]:
+        if not stages:
+            raise ValueError("a pipeline needs at least one stage")
+        return stages
+
+    @model_validator(mode="after")
+    def _check_graph(self) -> PipelineDef:
+        names = [s.name for s in self.stages]
+        duplicates = {n for n in names if names.count(n) > 1}
+        if duplicates:
+            raise ValueError(f"duplicate stage names: {sorted(duplicates)}")
+        known = set(names)
+        for stage in self.stages:
+            missing = [n for n in stage.needs if n not in known]
+            if missing:
+                raise ValueError(f"stage {stage.name!r} needs unknown stages {missing}")
+            if stage.when is not None and stage.when not in self.parameters:
+                raise ValueError(f"stage {stage.name!r}: `when: {stage.when}` is not a declared parameter")
+        self.topological_order()  # raises on cycles
+        return self
+
+    def topological_order(self) -> list[StageDef]:
+        by_name = {s.name: s for s in self.stages}
+        order: list[StageDef] = []
+        state: dict[str, int] = {}
+
+        def visit(name: str, trail: tuple[str, ...]) -> None:
+            if state.get(name) == 2:
+                return
+            if state.get(name) == 1:
+                raise ValueError(f"stages form a cycle: {' -> '.join((*trail, name))}")
+            state[name] = 1
+            for need in by_name[name].needs:
+                visit(need, (*trail, name))
+            state[name] = 2
+            order.append(by_name[name])
+
+        for stage in self.stages:
+            visit(stage.name, ())
+        return order
+
+    @cached_property
+    def _key_regex(self) -> re.Pattern[str] | None:
+        if not self.key_pattern:
+            return None
+        pattern = ""
+        for literal, field, _, _ in string.Formatter().parse(self.key_pattern):
+            pattern += re.escape(literal)
+            if field:
+                pattern += f"(?P<{field}>[^/]+?)"
+        return re.compile(f"^{pattern}$")
+
+    def key_variables(self, key: str) -> dict[str, str]:
+        """Fields captured from the object key by `key_pattern` (empty if it does not match)."""
+        regex = self._key_regex
+        match = regex.match(key) if regex else None
+        return dict(match.groupdict()) if match else {}
+
+    def resolve_parameters(self, given: Mapping[str, str], *, bucket: str, key: str) -> dict[str, str]:
+        """Declared parameters with defaults rendered; unknown names are INVALID_ARGUMENT."""
+        unknown = sorted(set(given) - set(self.parameters))
+        if unknown:
+            raise InvalidArgument(
+                f"pipeline {self.name!r} does not take parameters {unknown}; "
+                f"it takes {sorted(self.parameters)}"
+            )
+        variables = {"bucket": bucket, "key": key, **self.key_variables(key)}
+        resolved: dict[str, str] = {}
+        for name, spec in self.parameters.items():
+            if given.get(name):
+                resolved[name] = given[name]
+            else:
+                resolved[name] = render(spec.default, variables, strict=False)
+        return resolved
+
+
+def render(template: str, values: Mapping[str, str], *, strict: bool = True) -> str:
+    """Fills `{name}` fields; with strict=False an unresolvable template renders as ''."""
+    try:
+        return template.format_map(dict(values))
+    except (KeyError, IndexError, ValueError) as exc:
+        if strict:
+            raise InvalidArgument(
+                f"template {template!r} refers to {exc} which this job does not have"
+            ) from None
+        return ""
+
+
+def render_value(value: Any, values: Mapping[str, str]) -> Any:
+    """Renders templates inside strings, lists and dicts of a stage's `with:`."""
+    if isinstance(value, str):
+        return render(value, values) if "{" in value else value
+    if isinstance(value, list):
+        return [render_value(v, values) for v in value]
+    if isinstance(value, dict):
+        return {k: render_value(v, values) for k, v in value.items()}
+    return value
+
+
+def parse_pipeline(text: str, origin: str) -> PipelineDef:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise InvalidArgument(f"{origin}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InvalidArgument(f"{origin}: a pipeline must be a YAML mapping")
+    try:
+        pipeline = PipelineDef.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'pipeline'}: {e['msg']}" for e in exc.errors()
+        )
+        raise InvalidArgument(f"{origin}: invalid pipeline: {problems}") from exc
+    pipeline.source_yaml = text
+    return pipeline
+
+
+def builtin_pipelines() -> list[PipelineDef]:
+    folder = resources.files("soriflow.gateway") / "builtin_pipelines"
+    return [
+        parse_pipeline(entry.read_text(encoding="utf-8"), f"builtin {entry.name}")
+        for entry in sorted(folder.iterdir(), key=lambda e: e.name)
+        if entry.name.endswith(".yaml")
+    ]
+
+
+class PipelineRegistry:
+    """The pipelines a gateway runs, and routing of object keys to them."""
+
+    def __init__(self, pipelines: Iterable[PipelineDef]) -> None:
+        self.by_name: dict[str, PipelineDef] = {}
+        for pipeline in pipelines:
+            self.by_name[pipeline.name] = pipeline  # later definitions override built-ins
+
+    @classmethod
+    def load(cls, extra_file: str | Path | None = None) -> PipelineRegistry:
+        pipelines = builtin_pipelines()
+        if extra_file:
+            path = Path(extra_file)
+            try:
+                text = path.read_text(encoding="utf-8")
+            except OSError as exc:
+                raise InvalidArgument(f"cannot read pipelines file {path}: {exc.strerror}") from exc
+            documents = [d for d in text.split("\n---") if d.strip()]
+            pipelines += [parse_pipeline(doc, str(path)) for doc in documents]
+        return cls(pipelines)
+
+    def get(self, name: str) -> PipelineDef:
+        try:
+            return self.by_name[name]
+        except KeyError:
+            raise InvalidArgument(
+                f"unknown pipeline {name!r}; this gateway runs: {', '.join(sorted(self.by_name))}"
+            ) from None
+
+    def route(self, key: str) -> PipelineDef | None:
+        """The pipeline whose longest key prefix matches `key`."""
+        best: tuple[int, PipelineDef] | None = None
+        for pipeline in self.by_name.values():
+            for prefix in pipeline.key_prefixes:
+                if key.startswith(prefix) and (best is None or len(prefix) > best[0]):
+                    best = (len(prefix), pipeline)
+        return best[1] if best else None
+
+    def prefixes(self) -> list[str]:
+        return sorted({p for pipeline in self.by_name.values() for p in pipeline.key_prefixes})

@@ -1,0 +1,354 @@
+"""What each kind of stage does: the service call, the outputs it stores, the result it adds.
+
+A stage kind turns the stage's `with:` arguments and the results of the
+stages it needs into one RPC, then says which output files to store and how
+its result shows in the job's `JobResult`. New kinds register in `KINDS`.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from google.protobuf import json_format
+from google.protobuf.message import Message
+from soriflow.gateway.clients import ServiceClients
+from soriflow.gateway.pipelines import render
+
+from soriflow import transcript as transcript_formats
+from soriflow.errors import InvalidArgument
+from soriflow.v1 import (
+    audio_pb2,
+    gateway_pb2,
+    scoring_pb2,
+    stt_pb2,
+    summarizer_pb2,
+    tts_pb2,
+)
+
+
+@dataclass(frozen=True)
+class OutputFile:
+    name: str
+    data: bytes
+    content_type: str
+
+
+@dataclass
+class StageContext:
+    """What a stage can see: the job's inputs and the results of finished stages."""
+
+    job_id: str
+    source_uri: str
+    params: Mapping[str, str]
+    results: dict[str, Message]
+    clients: ServiceClients
+    timeout_s: float
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+    def result_of(self, stage: str, kind: type[Message]) -> Message | None:
+        result = self.results.get(stage)
+        return result if isinstance(result, kind) else None
+
+
+class StageKind(abc.ABC):
+    """One kind of stage: the call it makes, the files it stores, its part of the job result."""
+
+    result_type: ClassVar[type[Message]]
+
+    @abc.abstractmethod
+    async def call(self, ctx: StageContext, args: Mapping[str, Any]) -> Message:
+        """Makes the service call (with `ctx.timeout_s` as deadline)."""
+
+    @abc.abstractmethod
+    def outputs(self, ctx: StageContext, args: Mapping[str, Any], result: Message) -> list[OutputFile]:
+        """The files to store for the names listed in `args["outputs"]`."""
+
+    @abc.abstractmethod
+    def apply(self, result: Message, args: Mapping[str, Any], job_result: gateway_pb2.JobResult) -> None:
+        """Adds the result to the job's JobResult."""
+
+
+def _json_bytes(message: Message) -> bytes:
+    data = json_format.MessageToDict(message, preserving_proto_field_name=True)
+    return (json.dumps(data, ensure_ascii=False, indent=2) + "\n").encode()
+
+
+def _csv(value: Any) -> list[str]:
+    if isinstance(value, list):
+        return [str(v).strip() for v in value if str(v).strip()]
+    return [part.strip() for part in str(value or "").split(",") if part.strip()]
+
+
+def _wanted(args: Mapping[str, Any]) -> list[str]:
+    return [str(name) for name in args.get("outputs", [])]
+
+
+class Recognize(StageKind):
+    """stt.recognize: a transcript of the source (or reference) audio."""
+
+    result_type: ClassVar[type[Message]] = stt_pb2.RecognizeResponse
+
+    async def call(self, ctx: StageContext, args: Mapping[str, Any]) -> Message:
+        which = args.get("audio", "source")
+        if which == "source":
+            uri = ctx.source_uri
+        elif which == "reference":
+            uri = ctx.params.get("reference_uri", "")
+            if not uri:
+                raise InvalidArgument("no reference audio for this job (reference_uri is empty)")
+        else:
+            raise InvalidArgument(f"stt.recognize: audio must be 'source' or 'reference', not {which!r}")
+        separate = args.get("channel_mode") == "separate"
+        config = stt_pb2.RecognitionConfig(
+            language_code=str(args.get("language_code", "") or ""),
+            enable_word_time_offsets=bool(args.get("word_timestamps", True)),
+            channel_mode=stt_pb2.CHANNEL_MODE_SEPARATE if separate else stt_pb2.CHANNEL_MODE_MIX,
+            channel_labels=_csv(args.get("channel_labels")),
+        )
+        if "beam_size" in args:
+            config.beam_size = int(args["beam_size"])
+        request = stt_pb2.RecognizeRequest(audio=audio_pb2.AudioInput(uri=uri), config=config)
+        response: Message = await ctx.clients.stub("stt").Recognize(request, timeout=ctx.timeout_s)
+        return response
+
+    def outputs(self, ctx: StageContext, args: Mapping[str, Any], result: Message) -> list[OutputFile]:
+        assert isinstance(result, stt_pb2.RecognizeResponse)
+        t = result.transcript
+        render_by_name: dict[str, tuple[Callable[[], bytes], str]] = {
+            "transcript.txt": (lambda: transcript_formats.to_text(t).encode(), "text/plain; charset=utf-8"),
+            "transcript.json": (
+                lambda: (
+                    json.dumps(transcript_formats.to_dict(t), ensure_ascii=False, indent=2) + "\n"
+                ).encode(),
+                "application/json",
+            ),
+            "subtitles.srt": (lambda: transcript_formats.to_srt(t).encode(), "application/x-subrip"),
+            "subtitles.vtt": (lambda: transcript_formats.to_vtt(t).encode(), "text/vtt"),
+        }
+        files = []
+        for name in _wanted(args):
+            if name not in render_by_name:
+                raise InvalidArgument(
+                    f"stt.recognize cannot write {name!r}; it writes {sorted(render_by_name)}"
+                )
+            make, content_type = render_by_name[name]
+            files.append(OutputFile(name, make(), content_type))
+        return files
+
+    def apply(self, result: Message, args: Mapping[str, Any], job_result: gateway_pb2.JobResult) -> None:
+        assert isinstance(result, stt_pb2.RecognizeResponse)
+        target = (
+            job_result.reference_transcript if args.get("audio") == "reference" else job_result.transcript
+        )
+        target.CopyFrom(result.transcript)
+
+
+STYLES = {
+    "inquiry": summarizer_pb2.SUMMARY_STYLE_INQUIRY,
+    "bullets": summarizer_pb2.SUMMARY_STYLE_BULLETS,
+    "abstract": summarizer_pb2.SUMMARY_STYLE_ABSTRACT,
+    "custom": summarizer_pb2.SUMMARY_STYLE_CUSTOM,
+}
+
+
+def speaker_transcript(source: audio_pb2.Transcript, speakers: list[str]) -> audio_pb2.Transcript:
+    """The part of a transcript spoken by `speakers` (all of it when none of them spoke)."""
+    if not speakers:
+        return source
+    keep = [s for s in source.segments if s.speaker in speakers]
+    if not keep:
+        return source
+    filtered = audio_pb2.Transcript(
+        language_code=source.language_code,
+        language_probability=source.language_probability,
+        audio_duration_ms=source.audio_duration_ms,
+        channel_count=source.channel_count,
+    )
+    filtered.segments.extend(keep)
+    filtered.words.extend(w for w in source.words if w.speaker in speakers)
+    filtered.text = "\n".join(f"{s.speaker}: {s.text.strip()}" if s.speaker else s.text.strip() for s in keep)
+    return filtered
+
+
+class Summarize(StageKind):
+    """summarizer.summarize: a summary of a transcript made by an earlier stage."""
+
+    result_type: ClassVar[type[Message]] = summarizer_pb2.SummarizeResponse
+
+    async def call(self, ctx: StageContext, args: Mapping[str, Any]) -> Message:
+        source_stage = str(args.get("transcript_from", ""))
+        recognized = ctx.result_of(source_stage, stt_pb2.RecognizeResponse)
+        if not isinstance(recognized, stt_pb2.RecognizeResponse):
+            raise InvalidArgument(f"summarizer.summarize: transcript_from {source_stage!r} has no transcript")
+        transcript = speaker_transcript(recognized.transcript, _csv(args.get("speakers")))
+        if not transcript.text.strip():
+            raise InvalidArgument("nothing to summarize: the recording has no recognized speech")
+        style = str(args.get("style", "abstract"))
+        if style not in STYLES:
+            raise InvalidArgument(f"unknown summary style {style!r}; choose {sorted(STYLES)}")
+        request = summarizer_pb2.SummarizeRequest(
+            transcript=transcript,
+            style=STYLES[style],
+            prompt=str(args.get("prompt", "")),
+            language_code=str(args.get("language_code", "") or transcript.language_code),
+            max_output_tokens=int(args.get("max_output_tokens", 0)),
+        )
+        response: Message = await ctx.clients.stub("summarizer").Summarize(request, timeout=ctx.timeout_s)
+        return response
+
+    def outputs(self, ctx: StageContext, args: Mapping[str, Any], result: Message) -> list[OutputFile]:
+        files = []
+        for name in _wanted(args):
+            if name != "summary.json":
+                raise InvalidArgument(f"summarizer.summarize writes summary.json, not {name!r}")
+            files.append(OutputFile(name, _json_bytes(result), "application/json"))
+        return files
+
+    def apply(self, result: Message, args: Mapping[str, Any], job_result: gateway_pb2.JobResult) -> None:
+        assert isinstance(result, summarizer_pb2.SummarizeResponse)
+        job_result.summary.CopyFrom(
+            gateway_pb2.SummaryResult(
+                summary=result.summary, model=result.model, language_code=result.language_code
+            )
+        )
+
+
+ENCODINGS = {
+    "linear16": (audio_pb2.AUDIO_ENCODING_LINEAR16, "audio/wav"),
+    "mulaw": (audio_pb2.AUDIO_ENCODING_MULAW, "audio/wav"),
+    "alaw": (audio_pb2.AUDIO_ENCODING_ALAW, "audio/wav"),
+    "mp3": (audio_pb2.AUDIO_ENCODING_MP3, "audio/mpeg"),
+    "ogg-opus": (audio_pb2.AUDIO_ENCODING_OGG_OPUS, "audio/ogg"),
+}
+BCP47 = {
+    "ko": "ko-KR",
+    "en": "en-US",
+    "ja": "ja-JP",
+    "zh": "zh-CN",
+    "es": "es-ES",
+    "fr": "fr-FR",
+    "de": "de-DE",
+}
+
+
+class Synthesize(StageKind):
+    """tts.synthesize: speech from a template filled with earlier results (e.g. the summary)."""
+
+    result_type: ClassVar[type[Message]] = tts_pb2.SynthesizeResponse
+
+    def _language(self, ctx: StageContext, args: Mapping[str, Any]) -> str:
+        language = str(args.get("language_code", "") or "")
+        if not language:
+            for result in ctx.results.values():
+                if isinstance(result, summarizer_pb2.SummarizeResponse) and result.language_code:
+                    language = result.language_code
+                elif isinstance(result, stt_pb2.RecognizeResponse) and result.transcript.language_code:
+                    language = language or result.transcript.language_code
+        language = language or "en"
+        return BCP47.get(language, language)
+
+    def text(self, ctx: StageContext, args: Mapping[str, Any]) -> tuple[str, str, dict[str, str]]:
+        """(template, language, variables) for this job."""
+        language = self._language(ctx, args)
+        templates: dict[str, str] = dict(args.get("templates") or {})
+        template = str(args.get("template", "") or "")
+        if not template:
+            base = language.split("-")[0]
+            template = templates.get(language) or templates.get(base) or templates.get("en") or ""
+        if not template:
+            raise InvalidArgument("tts.synthesize needs `template` or `templates` for the reply's language")
+        variables = {k: str(v) for k, v in ctx.params.items()}
+        for result in ctx.results.values():
+            if isinstance(result, summarizer_pb2.SummarizeResponse):
+                variables["summary"] = result.summary.strip().rstrip(".")
+        return template, language, variables
+
+    async def call(self, ctx: StageContext, args: Mapping[str, Any]) -> Message:
+        template, language, variables = self.text(ctx, args)
+        encoding_name = str(args.get("encoding", "linear16"))
+        if encoding_name not in ENCODINGS:
+            raise InvalidArgument(f"unknown encoding {encoding_name!r}; choose {sorted(ENCODINGS)}")
+        request = tts_pb2.SynthesizeRequest(
+            template=tts_pb2.TextTemplate(template=template, variables=variables),
+            voice=tts_pb2.VoiceSelection(
+                name=str(args.get("voice", "")), language_code=language, engine=str(args.get("engine", ""))
+            ),
+            audio_config=tts_pb2.AudioOutputConfig(
+                encoding=ENCODINGS[encoding_name][0], sample_rate_hz=int(args.get("sample_rate_hz", 0))
+            ),
+        )
+        response: Message = await ctx.clients.stub("tts").Synthesize(request, timeout=ctx.timeout_s)
+        return response
+
+    def outputs(self, ctx: StageContext, args: Mapping[str, Any], result: Message) -> list[OutputFile]:
+        assert isinstance(result, tts_pb2.SynthesizeResponse)
+        content_type = result.mime_type or ENCODINGS[str(args.get("encoding", "linear16"))][1]
+        return [OutputFile(name, result.audio_content, content_type) for name in _wanted(args)]
+
+    def apply(self, result: Message, args: Mapping[str, Any], job_result: gateway_pb2.JobResult) -> None:
+        # The rendered text is recorded by the runner (it needs the context); audio goes to outputs.
+        return None
+
+
+class Score(StageKind):
+    """scoring.score: pronunciation of the source audio against the reference audio and/or text."""
+
+    result_type: ClassVar[type[Message]] = scoring_pb2.ScoreResponse
+
+    async def call(self, ctx: StageContext, args: Mapping[str, Any]) -> Message:
+        learner = ctx.result_of(str(args.get("learner_from", "")), stt_pb2.RecognizeResponse)
+        reference = ctx.result_of(str(args.get("reference_from", "")), stt_pb2.RecognizeResponse)
+        reference_text = str(args.get("reference_text", "") or "")
+        reference_uri = ctx.params.get("reference_uri", "") if reference is not None else ""
+        if not reference_uri and not reference_text:
+            raise InvalidArgument(
+                "no reference for this recording: give reference_text, reference_uri, or upload the "
+                "reference "
+                "where the pipeline's key pattern expects it"
+            )
+        request = scoring_pb2.ScoreRequest(
+            audio=audio_pb2.AudioInput(uri=ctx.source_uri),
+            reference_text=reference_text,
+            language_code=str(args.get("language_code", "en") or "en"),
+            feedback_language_code=str(args.get("feedback_language_code", "en") or "en"),
+        )
+        if reference_uri:
+            request.reference_audio.CopyFrom(audio_pb2.AudioInput(uri=reference_uri))
+        if isinstance(learner, stt_pb2.RecognizeResponse):
+            request.words.extend(learner.transcript.words)
+        if isinstance(reference, stt_pb2.RecognizeResponse):
+            request.reference_words.extend(reference.transcript.words)
+        response: Message = await ctx.clients.stub("scoring").Score(request, timeout=ctx.timeout_s)
+        return response
+
+    def outputs(self, ctx: StageContext, args: Mapping[str, Any], result: Message) -> list[OutputFile]:
+        files = []
+        for name in _wanted(args):
+            if name != "score.json":
+                raise InvalidArgument(f"scoring.score writes score.json, not {name!r}")
+            files.append(OutputFile(name, _json_bytes(result), "application/json"))
+        return files
+
+    def apply(self, result: Message, args: Mapping[str, Any], job_result: gateway_pb2.JobResult) -> None:
+        assert isinstance(result, scoring_pb2.ScoreResponse)
+        job_result.score.CopyFrom(result)
+
+
+KINDS: dict[str, StageKind] = {
+    "stt.recognize": Recognize(),
+    "summarizer.summarize": Summarize(),
+    "tts.synthesize": Synthesize(),
+    "scoring.score": Score(),
+}
+
+
+def reply_text(ctx: StageContext, args: Mapping[str, Any]) -> str:
+    """The sentence a tts.synthesize stage speaks, as recorded in the job result."""
+    kind = KINDS["tts.synthesize"]
+    assert isinstance(kind, Synthesize)
+    template, _, variables = kind.text(ctx, args)
+    return render(template, variables)

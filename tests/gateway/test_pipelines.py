@@ -1,0 +1,94 @@
+"""Pipeline definitions: the built-ins, validation, routing, key patterns and parameters."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from soriflow.errors import InvalidArgument
+from soriflow.gateway.pipelines import PipelineRegistry, RetryPolicy, builtin_pipelines, parse_pipeline
+
+
+def test_builtin_pipelines_are_valid_and_ordered() -> None:
+    pipelines = {p.name: p for p in builtin_pipelines()}
+    assert set(pipelines) == {"call-summary", "pronunciation", "transcribe"}
+    assert [s.name for s in pipelines["call-summary"].topological_order()] == ["stt", "summarize", "reply"]
+    pron = pipelines["pronunciation"].topological_order()
+    assert pron[-1].name == "score"
+    assert {s.name for s in pron[:2]} == {"stt-learner", "stt-reference"}  # no dependency: run in parallel
+    assert pipelines["call-summary"].stages[2].optional
+
+
+def test_routing_by_longest_prefix_and_unknown_names() -> None:
+    registry = PipelineRegistry.load()
+    assert registry.route("connect/2026/call.wav").name == "call-summary"  # type: ignore[union-attr]
+    assert registry.route("users/kim/book/level_1/t/audio_line_1.wav").name == "pronunciation"  # type: ignore[union-attr]
+    assert registry.route("elsewhere/x.wav") is None
+    with pytest.raises(InvalidArgument, match="unknown pipeline 'nope'; this gateway runs: call-summary"):
+        registry.get("nope")
+
+
+def test_reference_is_derived_from_the_learner_key() -> None:
+    pipeline = PipelineRegistry.load().get("pronunciation")
+    key = "users/kim min/story book/level_2/toy store/audio_line_3.wav"
+    assert pipeline.key_variables(key) == {
+        "user": "kim min", "content_type": "story book", "level": "2", "title": "toy store", "line": "3",
+    }
+    params = pipeline.resolve_parameters({}, bucket="in", key=key)
+    assert params["reference_uri"] == "s3://in/reference/story book/level_2/toy store/audio_line_3.wav"
+    assert pipeline.resolve_parameters({}, bucket="in", key="users/odd.wav")["reference_uri"] == ""
+    given = pipeline.resolve_parameters({"reference_text": "hi"}, bucket="in", key="users/odd.wav")
+    assert given["reference_text"] == "hi"
+    with pytest.raises(InvalidArgument, match=r"does not take parameters \['colour'\]"):
+        pipeline.resolve_parameters({"colour": "red"}, bucket="in", key=key)
+
+
+BASE = """
+name: demo
+stages:
+  - name: a
+    uses: stt.recognize
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("name: x\nstages: []\n", "at least one stage"),
+        (BASE + "  - name: a\n    uses: stt.recognize\n", "duplicate stage names"),
+        (BASE + "  - name: b\n    uses: stt.recognize\n    needs: [zz]\n", "needs unknown stages"),
+        (BASE.replace("stt.recognize", "ocr.read"), "uses"),
+        ("name: x\nstages:\n  - {name: a, uses: stt.recognize, needs: [b]}\n  - {name: b, uses: stt.recognize, "
+         "needs: [a]}\n", "cycle"),
+        (BASE + "    retry: {max_attempts: 0}\n", "max_attempts"),
+        (BASE + "    when: ghost\n", "not a declared parameter"),
+        ("[not, a, mapping]", "must be a YAML mapping"),
+        ("name: x\n  bad: indentation: here", "not valid YAML"),
+        (BASE + "    colour: red\n", "colour"),
+    ],
+)
+def test_invalid_definitions_are_refused_with_the_reason(text: str, message: str) -> None:
+    with pytest.raises(InvalidArgument, match=message):
+        parse_pipeline(text, "test.yaml")
+
+
+def test_pipelines_file_adds_and_overrides(tmp_path: Path) -> None:
+    extra = tmp_path / "pipelines.yaml"
+    extra.write_text(BASE + "key_prefixes: [demo/]\n---\nname: transcribe\nkey_prefixes: [t/]\nstages:\n"
+                     "  - {name: stt, uses: stt.recognize}\n")
+    registry = PipelineRegistry.load(extra)
+    assert registry.route("demo/x.wav").name == "demo"  # type: ignore[union-attr]
+    assert registry.get("transcribe").key_prefixes == ["t/"]
+    with pytest.raises(InvalidArgument, match="cannot read pipelines file"):
+        PipelineRegistry.load(tmp_path / "missing.yaml")
+
+
+def test_backoff_grows_is_capped_and_jittered() -> None:
+    policy = RetryPolicy(initial_backoff_s=1, multiplier=2, max_backoff_s=5, jitter=0.5)
+    assert policy.delay_s(1, 0.5) == pytest.approx(1)
+    assert policy.delay_s(2, 0.5) == pytest.approx(2)
+    assert policy.delay_s(10, 0.5) == pytest.approx(5)
+    assert policy.delay_s(2, 0.0) == pytest.approx(1)
+    assert policy.delay_s(2, 0.999) == pytest.approx(3, abs=0.01)
+    assert RetryPolicy().retry_on == ["UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED"]

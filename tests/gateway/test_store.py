@@ -1,0 +1,153 @@
+"""The job store on SQLite and on the real PostgreSQL: dedupe, leases, events, pages, results."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from soriflow.errors import InvalidArgument, NotFound
+from soriflow.gateway.store import JobStore, OutputRecord, PronunciationRow
+from soriflow.gateway.store.migrations import MIGRATIONS, current_version, migrate
+from soriflow.v1 import gateway_pb2
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[JobStore]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'jobs.db'}"
+        job_store = JobStore(url)
+    else:
+        url = request.getfixturevalue("postgres_database")
+        job_store = JobStore(url)
+        with job_store.engine.begin() as conn:  # the database is shared by the session: start each test empty
+            conn.exec_driver_sql("TRUNCATE jobs CASCADE")
+    yield job_store
+    job_store.close()
+
+
+def new_job(store: JobStore, key: str | None = None, **kw: object) -> str:
+    job, created = store.create_job(pipeline=str(kw.get("pipeline", "transcribe")),
+                                    source_uri=str(kw.get("source_uri", "s3://in/a.wav")), origin="sqs",
+                                    metadata=kw.get("metadata", {}), parameters={}, dedupe_key=key)  # type: ignore[arg-type]
+    assert created
+    return job.id
+
+
+def test_migrations_are_recorded_and_idempotent(store: JobStore) -> None:
+    assert current_version(store.engine) == MIGRATIONS[-1][0]
+    assert migrate(store.engine) == []
+
+
+def test_dedupe_key_finds_the_existing_job(store: JobStore) -> None:
+    first, created = store.create_job(pipeline="transcribe", source_uri="s3://in/a.wav", origin="sqs",
+                                      metadata={"user": "김"}, parameters={}, dedupe_key="s3://in/a.wav#etag1")
+    again, created_again = store.create_job(pipeline="transcribe", source_uri="s3://in/a.wav", origin="sqs",
+                                            metadata={}, parameters={}, dedupe_key="s3://in/a.wav#etag1")
+    assert created and not created_again
+    assert again.id == first.id
+    assert again.metadata == {"user": "김"}
+    assert store.events_after(first.id, 0)[0].job_state == gateway_pb2.JOB_STATE_QUEUED
+
+
+def test_claims_are_exclusive_until_the_lease_expires(store: JobStore) -> None:
+    job_id = new_job(store)
+    assert store.claim(job_id, "worker-a", lease_s=0.5)
+    assert not store.claim(job_id, "worker-b", lease_s=10)
+    assert store.renew_lease(job_id, "worker-a", lease_s=0.5)
+    assert not store.renew_lease(job_id, "worker-b", lease_s=0.5)
+    time.sleep(0.7)
+    assert store.claim(job_id, "worker-b", lease_s=10)  # the crashed worker's job is taken over
+    assert not store.renew_lease(job_id, "worker-a", lease_s=10)
+    assert store.require_job(job_id).runs == 2
+
+
+def test_finished_jobs_are_claimed_again_only_when_retryable(store: JobStore) -> None:
+    done, failed = new_job(store), new_job(store)
+    for job_id in (done, failed):
+        assert store.claim(job_id, "w", 10)
+    store.finish(done, "SUCCEEDED")
+    store.finish(failed, "FAILED", error="stt: UNAVAILABLE", error_code="UNAVAILABLE", retryable=True)
+    assert not store.claim(done, "w", 10)
+    assert store.claim(failed, "w", 10)
+    job = store.require_job(failed)
+    assert (job.state, job.error, job.runs) == ("RUNNING", "", 2)
+
+
+def test_cancel_marks_queued_jobs_and_stops_renewals(store: JobStore) -> None:
+    queued, running = new_job(store), new_job(store)
+    assert store.request_cancel(queued).state == "CANCELLED"
+    assert store.claim(running, "w", 10)
+    store.request_cancel(running)
+    assert not store.renew_lease(running, "w", 10)
+    assert not store.claim(queued, "w", 10)
+
+
+def test_events_are_numbered_in_order(store: JobStore) -> None:
+    job_id = new_job(store)
+    for stage in ("stt", "summarize"):
+        store.append_event(job_id, gateway_pb2.JobEvent(type=gateway_pb2.JOB_EVENT_TYPE_STAGE_STATE, stage=stage))
+    events = store.events_after(job_id, 0)
+    assert [e.sequence for e in events] == [1, 2, 3]
+    assert [e.stage for e in store.events_after(job_id, 1)] == ["stt", "summarize"]
+    assert events[1].time.ToDatetime(dt.UTC) <= dt.datetime.now(dt.UTC)
+
+
+def test_list_is_newest_first_filtered_and_paginated(store: JobStore) -> None:
+    ids = [new_job(store, pipeline="transcribe" if i % 2 else "pronunciation",
+                   source_uri=f"s3://in/{'users' if i < 5 else 'calls'}/{i}.wav",
+                   metadata={"user": "kim" if i % 3 == 0 else "lee"}) for i in range(12)]
+    seen: list[str] = []
+    token = ""
+    while True:
+        page, token = store.list_jobs(page_size=5, page_token=token)
+        seen += [j.id for j in page]
+        if not token:
+            break
+    assert seen == list(reversed(ids))
+    transcribe, _ = store.list_jobs(page_size=100, pipeline="transcribe")
+    assert len(transcribe) == 6
+    users, _ = store.list_jobs(page_size=100, source_uri_prefix="s3://in/users/")
+    assert len(users) == 5
+    kims, token = store.list_jobs(page_size=2, metadata={"user": "kim"})
+    rest, _ = store.list_jobs(page_size=10, page_token=token, metadata={"user": "kim"})
+    assert [j.id for j in kims + rest] == [i for i in reversed(ids) if ids.index(i) % 3 == 0]
+    with pytest.raises(InvalidArgument, match="page_token"):
+        store.list_jobs(page_token="garbage!")
+
+
+def test_stages_outputs_and_pronunciation_rows(store: JobStore) -> None:
+    job_id = new_job(store)
+    store.init_stages(job_id, [("stt", "stt", False), ("reply", "tts", True)])
+    store.init_stages(job_id, [("stt", "stt", False), ("reply", "tts", True)])  # idempotent on re-runs
+    store.update_stage(job_id, "stt", state="SUCCEEDED", attempt=2, result=b"\x01\x02")
+    stages = store.stages(job_id)
+    assert [(s.name, s.state, s.attempt, s.optional) for s in stages] == [
+        ("stt", "SUCCEEDED", 2, False), ("reply", "PENDING", 0, True)]
+    assert stages[0].result == b"\x01\x02"
+    store.add_output(job_id, OutputRecord("transcript.json", "s3://out/x", "application/json", 10))
+    store.add_output(job_id, OutputRecord("transcript.json", "s3://out/x", "application/json", 12))
+    assert [(o.name, o.size_bytes) for o in store.outputs(job_id)] == [("transcript.json", 12)]
+    row = PronunciationRow(job_id=job_id, source_uri="s3://in/users/kim/a.wav", overall_score=81.5,
+                           accuracy_score=90, fluency_score=70, completeness_score=100, prosody_score=60,
+                           speed_ratio=0.8, pause_similarity=0.7, pitch_similarity=0.6, user_id="kim",
+                           mispronounced_words=["toy"], feedback=["'toy' sounded unclear"])
+    store.save_pronunciation(row)
+    rows = list(store.pronunciation_results(user_id="kim"))
+    assert rows[0]["overall_score"] == pytest.approx(81.5)
+    assert rows[0]["mispronounced_words"] == ["toy"]
+
+
+def test_unknown_and_malformed_job_ids(store: JobStore) -> None:
+    with pytest.raises(NotFound):
+        store.require_job("00000000-0000-0000-0000-000000000000")
+    with pytest.raises(InvalidArgument, match="not a UUID"):
+        store.require_job("../etc/passwd")
+
+
+def test_unsupported_urls_are_refused() -> None:
+    with pytest.raises(InvalidArgument, match="unsupported job store URL mysql"):
+        JobStore("mysql://root@localhost/x")
