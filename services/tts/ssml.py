@@ -35,6 +35,7 @@ BREAK_STRENGTH_MS: Final = {
     "x-strong": 1000,
 }
 MAX_BREAK_MS: Final = 10_000
+_XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 _TIME = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s)\s*$", re.IGNORECASE)
 
 
@@ -76,10 +77,8 @@ def _strip_namespaces(element: ET.Element) -> None:
             continue
         el.tag = _local(el.tag)
         for key in [k for k in el.attrib if k.startswith("{")]:
-            local = _local(key)
             value = el.attrib.pop(key)
-            if local != "lang" or "lang" not in el.attrib:  # xml:lang -> lang is not needed by engines
-                el.attrib[local] = value
+            el.attrib["xml:lang" if key == _XML_LANG else _local(key)] = value
 
 
 def _check(element: ET.Element) -> None:

@@ -312,7 +312,8 @@ class Synthesizer:
             if isinstance(part, Pause):
                 pending_pauses.append(part.ms)
                 continue
-            samples, got_rate = self._call(plan, part, chunk.ssml, cancel)
+            text = f"<speak>{part}</speak>" if chunk.ssml else part
+            samples, got_rate = self._call(plan, text, chunk.ssml, cancel)
             if rate and got_rate != rate:
                 samples = resample(samples, got_rate, rate)
             rate = rate or got_rate

@@ -171,3 +171,13 @@ def test_language_tags_normalise_and_match_by_subtag_prefix() -> None:
     assert match_score("en", "en-GB") == 2
     assert match_score("ko-KR", "ko") == 1
     assert match_score("en-US", "en-GB") == 0
+
+
+def test_ssml_namespaces_are_dropped_but_xml_lang_is_kept() -> None:
+    root = parse_ssml(
+        '<speak xmlns="http://www.w3.org/2001/10/synthesis"><lang xml:lang="fr-FR">bonjour</lang> hi.</speak>'
+    )
+    [sentence] = Document.from_ssml(root, max_piece_bytes=1000).render(
+        ssml=True, lexicon=None, lexicon_mode="sub"
+    )
+    assert sentence.parts == ['<lang xml:lang="fr-FR">bonjour</lang> hi.']

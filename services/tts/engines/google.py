@@ -136,12 +136,21 @@ class GoogleEngine:
 
         if self.insecure:
             import grpc
+            from google.auth.credentials import AnonymousCredentials
             from google.cloud.texttospeech_v1.services.text_to_speech.transports import (
                 TextToSpeechGrpcTransport,
             )
 
-            channel = grpc.insecure_channel(self.endpoint)
-            return tts.TextToSpeechClient(transport=TextToSpeechGrpcTransport(channel=channel))
+            def plaintext(host: str, **kwargs: Any) -> grpc.Channel:
+                # the transport passes its own channel options (unlimited message sizes: long audio)
+                return grpc.insecure_channel(host, options=kwargs.get("options"))
+
+            transport = TextToSpeechGrpcTransport(
+                host=self.endpoint,
+                credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+                channel=plaintext,
+            )
+            return tts.TextToSpeechClient(transport=transport)
         return tts.TextToSpeechClient(client_options={"api_endpoint": self.endpoint})
 
     def _get_client(self) -> Any:
