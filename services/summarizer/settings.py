@@ -10,7 +10,7 @@ from soriflow.config import ServiceSettings
 
 
 class Settings(ServiceSettings):
-    """Summarizer: engine, model, adapter and device."""
+    """Summarizer: engine, model, adapter and device; limits, batching and generation defaults."""
 
     port: int = Field(50053, ge=0, le=65535, description="gRPC port (0 picks a free one).")
     metrics_port: int | None = Field(9153, ge=0, le=65535, description="Prometheus port (empty disables).")
@@ -20,7 +20,96 @@ class Settings(ServiceSettings):
     )
     summarizer_model: str = Field(
         "smollm2-135m-instruct",
-        description="Model: a bundled name, a local path (HF folder or .gguf), an `s3://` prefix or `pkg:` spec.",
+        description="Model: a bundled name, a local path (HF folder or .gguf), an `s3://` prefix "
+        "or `pkg:` spec.",
     )
     summarizer_adapter: str | None = Field(None, description="LoRA adapter (path or `s3://`) loaded on top.")
-    summarizer_device: Literal["auto", "cpu", "cuda"] = Field("auto", description="`auto` uses CUDA when present.")
+    summarizer_device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="`auto` uses CUDA when present."
+    )
+    summarizer_dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+        "auto", description="Weights precision: `auto` is float32 on CPU, bfloat16 (or float16) on CUDA."
+    )
+    summarizer_languages: list[str] | None = Field(
+        None,
+        description="Languages (ISO 639-1) the model writes; other languages go to extractive. "
+        'Unset: the bundled model\'s (`["en"]` for SmolLM2), any for other models; `[]`: any.',
+    )
+    summarizer_cpu_threads: int = Field(
+        0, ge=0, description="Torch CPU threads (0: torch's default, one per core the process may use)."
+    )
+
+    # Limits
+    summarizer_max_input_chars: int = Field(
+        100_000, gt=0, description="Hard limit on input length in characters; beyond it RESOURCE_EXHAUSTED."
+    )
+    summarizer_max_input_tokens: int | None = Field(
+        None,
+        gt=0,
+        description="Hard limit on input length in model tokens (unset: only the character limit applies).",
+    )
+    summarizer_max_output_tokens: int = Field(
+        128, gt=0, description="Default summary length bound in tokens (the team's KoBART setting)."
+    )
+    summarizer_max_output_tokens_limit: int = Field(
+        1024,
+        gt=0,
+        description="Largest `max_output_tokens` a request may ask for; above it INVALID_ARGUMENT.",
+    )
+    summarizer_chunk_tokens: int = Field(
+        1536,
+        ge=64,
+        description="Largest input chunk in tokens (also capped by the model's context): longer inputs "
+        "are split at sentence boundaries and summarized map-reduce.",
+    )
+    summarizer_context_tokens: int | None = Field(
+        None,
+        gt=0,
+        description="Override of the model's context window in tokens (unset: the model config's).",
+    )
+
+    # Dynamic batching
+    summarizer_max_batch_size: int = Field(
+        8, ge=1, le=256, description="Most requests (or chunks) generated together in one padded batch."
+    )
+    summarizer_max_wait_ms: float = Field(
+        15.0, ge=0, description="How long the first request of a batch waits for others to join."
+    )
+    summarizer_max_waiting: int = Field(
+        64, ge=0, description="Generations allowed to wait for the model; beyond that RESOURCE_EXHAUSTED."
+    )
+    summarizer_retry_after_s: float = Field(
+        2.0, gt=0, description="Retry hint sent with RESOURCE_EXHAUSTED when the queue is full."
+    )
+
+    # Generation
+    summarizer_num_beams: int | None = Field(
+        None,
+        ge=1,
+        le=16,
+        description="Beam search width (unset: 4 for seq2seq as the team used, 1 for causal LMs).",
+    )
+    summarizer_no_repeat_ngram_size: int = Field(
+        3, ge=0, description="Forbid repeating n-grams of this size in a summary (0: off)."
+    )
+    summarizer_repetition_penalty: float = Field(
+        1.1,
+        ge=1.0,
+        le=2.0,
+        description="Repetition penalty of causal LMs (1: off); small LMs loop without it.",
+    )
+    summarizer_seq2seq_prefix: str = Field(
+        "", description='Text put before the input of seq2seq models (T5 wants "summarize: ").'
+    )
+    summarizer_prompts: dict[str, str] = Field(
+        default_factory=dict,
+        description="System prompts of causal LMs by style (`inquiry`, `bullets`, `abstract`), replacing the "
+        'built-in ones; `{language}` is replaced by the language name. JSON: `{"inquiry": "..."}`.',
+    )
+
+    # Evaluation
+    summarizer_bertscore_model: str | None = Field(
+        None,
+        description="Local encoder (HF folder, `s3://`, `pkg:`) for BERTScore in `soriflow eval summarize`; "
+        "unset: BERTScore is skipped.",
+    )

@@ -71,6 +71,7 @@ class SummarizeRequest(_message.Message):
     PROMPT_FIELD_NUMBER: _builtins.int
     MAX_OUTPUT_TOKENS_FIELD_NUMBER: _builtins.int
     ENGINE_FIELD_NUMBER: _builtins.int
+    FOCUS_SPEAKER_FIELD_NUMBER: _builtins.int
     text: _builtins.str
     """Plain text."""
     language_code: _builtins.str
@@ -86,6 +87,11 @@ class SummarizeRequest(_message.Message):
     picks by language (its configured model, or extractive for languages the
     model does not speak).
     """
+    focus_speaker: _builtins.str
+    """Speaker label whose words the summary is about, for transcripts (e.g.
+    "customer" in a contact-center call, so the inquiry line states the
+    customer's request rather than the agent's greeting). Empty: all speakers.
+    """
     @_builtins.property
     def transcript(self) -> _audio_pb2.Transcript:
         """A transcript from the STT service; speaker labels are kept."""
@@ -100,10 +106,11 @@ class SummarizeRequest(_message.Message):
         prompt: _builtins.str = ...,
         max_output_tokens: _builtins.int = ...,
         engine: _builtins.str = ...,
+        focus_speaker: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input", "text", b"text", "transcript", b"transcript"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["engine", b"engine", "input", b"input", "language_code", b"language_code", "max_output_tokens", b"max_output_tokens", "prompt", b"prompt", "style", b"style", "text", b"text", "transcript", b"transcript"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["engine", b"engine", "focus_speaker", b"focus_speaker", "input", b"input", "language_code", b"language_code", "max_output_tokens", b"max_output_tokens", "prompt", b"prompt", "style", b"style", "text", b"text", "transcript", b"transcript"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_input: _TypeAlias = _typing.Literal["text", "transcript"]  # noqa: Y015
     _WhichOneofArgType_input: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015

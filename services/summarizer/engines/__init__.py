@@ -1,0 +1,57 @@
+"""Loading the engines the settings name.
+
+A server always runs the extractive engine (no model; the fallback for
+languages the model does not write), plus the configured model engine
+unless `SORIFLOW_SUMMARIZER_ENGINE=extractive`. The service, the CLI and the
+benchmarks all load engines through `load_engines`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from soriflow.summarizer.engines.base import Engine, EngineInfo, Generation, OnText, Task
+from soriflow.summarizer.engines.extractive import ExtractiveEngine
+from soriflow.summarizer.models import locate_model
+from soriflow.summarizer.settings import Settings
+
+__all__ = ["Engine", "EngineInfo", "Generation", "OnText", "Task", "load_engines", "load_model_engine"]
+
+log = logging.getLogger("soriflow.summarizer.engines")
+
+
+def load_model_engine(settings: Settings) -> Engine:
+    """The configured seq2seq or causal-LM engine, model (and adapter) loaded."""
+    started = time.perf_counter()
+    files = locate_model(settings.summarizer_model, settings)
+    engine: Engine
+    if settings.summarizer_engine == "seq2seq":
+        from soriflow.summarizer.engines import seq2seq
+
+        engine = seq2seq.load(files, settings)
+    else:
+        from soriflow.summarizer.engines import causal
+
+        engine = causal.load(files, settings)
+    info = engine.info
+    log.info(
+        "loaded %s (%s%s) on %s in %.1fs%s",
+        info.model,
+        info.engine,
+        f" + adapter {info.adapter}" if info.adapter else "",
+        info.device,
+        time.perf_counter() - started,
+        f" (GGUF converted in {files.conversion_s:.1f}s)" if files.conversion_s else "",
+    )
+    return engine
+
+
+def load_engines(settings: Settings) -> dict[str, Engine]:
+    """Engines by name: the configured one first, then `extractive`."""
+    engines: dict[str, Engine] = {}
+    if settings.summarizer_engine != "extractive":
+        engine = load_model_engine(settings)
+        engines[engine.info.engine] = engine
+    engines["extractive"] = ExtractiveEngine(chunk_words=settings.summarizer_chunk_tokens)
+    return engines

@@ -1,0 +1,80 @@
+"""Instruction-tuned causal LMs (Llama 3.2, SmolLM2, Qwen, ...) prompted through their chat template.
+
+Each style has an instruction (see `styles.py`, replaceable by settings)
+that goes with the text into the user turn; the model's own default system
+prompt stays. Batches are left-padded so every row continues from its own
+last token. A model without a chat template gets a plain
+"instruction, text, Summary:" prompt.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+from soriflow.summarizer.engines.base import Task
+from soriflow.summarizer.engines.hf import CONTEXT_MARGIN, HfEngine, load_hf
+from soriflow.summarizer.models import ModelFiles
+from soriflow.summarizer.settings import Settings
+from soriflow.summarizer.styles import user_prompt
+
+
+class CausalLmEngine(HfEngine):
+    """AutoModelForCausalLM with the model's chat template."""
+
+    engine_name = "causal-lm"
+    follows_prompts = True
+    batched = True
+    default_beams = 1
+
+    def user_turn(self, task: Task) -> str:
+        return user_prompt(
+            task.style,
+            task.language,
+            task.text,
+            custom=task.prompt,
+            overrides=self.settings.summarizer_prompts,
+            focus_speaker=task.focus_speaker,
+            partial=task.partial,
+            transcript=task.transcript,
+        )
+
+    def prompt(self, task: Task) -> str:
+        """The full prompt text, special tokens included, ending where the answer starts."""
+        user = self.user_turn(task)
+        if not getattr(self.tokenizer, "chat_template", None):
+            return f"{user}\n\nSummary:"
+        messages = [{"role": "user", "content": user}]
+        return str(self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
+
+    def _encode(self, tasks: Sequence[Task]) -> dict[str, Any]:
+        templated = bool(getattr(self.tokenizer, "chat_template", None))
+        encoded = self.tokenizer(
+            [self.prompt(t) for t in tasks],
+            return_tensors="pt",
+            padding=True,
+            # The chat template writes the special tokens (BOS...) itself.
+            add_special_tokens=not templated,
+        )
+        return {k: v.to(self.device) for k, v in encoded.items() if k in ("input_ids", "attention_mask")}
+
+    def _generate_kwargs(self) -> dict[str, Any]:
+        return {"repetition_penalty": self.settings.summarizer_repetition_penalty}
+
+    def _decoder_offset(self, inputs: dict[str, Any]) -> int:
+        return int(inputs["input_ids"].shape[1])
+
+    def _new_tokens(self, output: Any, inputs: dict[str, Any]) -> Any:
+        return output[:, inputs["input_ids"].shape[1] :]
+
+    def input_budget(self, task: Task) -> int:
+        empty = dataclasses.replace(task, text="")
+        overhead = len(self.tokenizer(self.prompt(empty), add_special_tokens=False)["input_ids"])
+        room = self.context - task.max_new_tokens - overhead - CONTEXT_MARGIN
+        return min(self.settings.summarizer_chunk_tokens, room)
+
+
+def load(files: ModelFiles, settings: Settings) -> CausalLmEngine:
+    model, tokenizer, device, adapter, _ = load_hf(files, settings, seq2seq=False)
+    return CausalLmEngine(files, settings, model, tokenizer, device, adapter)

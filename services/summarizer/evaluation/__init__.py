@@ -1,0 +1,1 @@
+"""Evaluating summaries against references: ROUGE, sentence-embedding similarity, BERTScore."""

@@ -1,0 +1,93 @@
+"""Between protobuf messages and the pipeline's plain types."""
+
+from __future__ import annotations
+
+import re
+
+from soriflow.summarizer.pipeline import SummaryRequest, SummaryResult
+from soriflow.summarizer.styles import Style
+
+from soriflow.errors import InvalidArgument
+from soriflow.v1 import audio_pb2, summarizer_pb2
+
+STYLES: dict[int, Style] = {
+    summarizer_pb2.SUMMARY_STYLE_UNSPECIFIED: Style.ABSTRACT,
+    summarizer_pb2.SUMMARY_STYLE_INQUIRY: Style.INQUIRY,
+    summarizer_pb2.SUMMARY_STYLE_BULLETS: Style.BULLETS,
+    summarizer_pb2.SUMMARY_STYLE_ABSTRACT: Style.ABSTRACT,
+    summarizer_pb2.SUMMARY_STYLE_CUSTOM: Style.CUSTOM,
+}
+STYLE_VALUES: dict[Style, summarizer_pb2.SummaryStyle.ValueType] = {
+    Style.INQUIRY: summarizer_pb2.SUMMARY_STYLE_INQUIRY,
+    Style.BULLETS: summarizer_pb2.SUMMARY_STYLE_BULLETS,
+    Style.ABSTRACT: summarizer_pb2.SUMMARY_STYLE_ABSTRACT,
+    Style.CUSTOM: summarizer_pb2.SUMMARY_STYLE_CUSTOM,
+}
+_LABELLED_LINE = re.compile(r"^[^:\n]{1,40}:\s")
+
+
+def transcript_text(transcript: audio_pb2.Transcript) -> tuple[str, bool]:
+    """(text, has speaker labels) of an STT transcript.
+
+    Segments with speakers become one "speaker: words" line per turn
+    (consecutive segments of one speaker joined); without segments the
+    transcript's own text is used (the STT service already prefixes
+    multi-channel lines with the speaker), and failing that its words.
+    """
+    if transcript.segments:
+        turns: list[tuple[str, list[str]]] = []
+        for segment in transcript.segments:
+            text = segment.text.strip()
+            if not text:
+                continue
+            if turns and turns[-1][0] == segment.speaker:
+                turns[-1][1].append(text)
+            else:
+                turns.append((segment.speaker, [text]))
+        labelled = any(speaker for speaker, _ in turns)
+        lines = [f"{speaker}: {' '.join(parts)}" if speaker else " ".join(parts) for speaker, parts in turns]
+        if lines:
+            return "\n".join(lines), labelled
+    text = transcript.text.strip()
+    if text:
+        lines = [line for line in text.splitlines() if line.strip()]
+        labelled = bool(lines) and sum(bool(_LABELLED_LINE.match(line)) for line in lines) >= len(lines) / 2
+        return text, labelled
+    return " ".join(word.word for word in transcript.words).strip(), False
+
+
+def request_from_proto(message: summarizer_pb2.SummarizeRequest) -> SummaryRequest:
+    transcript = False
+    language = message.language_code
+    if message.WhichOneof("input") == "transcript":
+        text, transcript = transcript_text(message.transcript)
+        language = language or message.transcript.language_code
+    else:
+        text = message.text
+    style = STYLES.get(message.style)
+    if style is None:
+        raise InvalidArgument(f"unknown style {message.style}: use one of the SummaryStyle values")
+    return SummaryRequest(
+        text=text,
+        transcript=transcript,
+        language=language,
+        style=style,
+        prompt=message.prompt,
+        max_output_tokens=message.max_output_tokens,
+        engine=message.engine.strip(),
+        focus_speaker=message.focus_speaker.strip(),
+    )
+
+
+def result_to_proto(result: SummaryResult) -> summarizer_pb2.SummarizeResponse:
+    return summarizer_pb2.SummarizeResponse(
+        summary=result.summary,
+        bullets=result.bullets,
+        model=result.model,
+        engine=result.engine,
+        language_code=result.language,
+        input_tokens=result.input_tokens,
+        output_tokens=result.output_tokens,
+        chunk_count=result.chunk_count,
+        processing_time_ms=result.processing_ms,
+    )

@@ -1,0 +1,293 @@
+"""Summarizing one request: validation, limits, language routing, map-reduce, batching, streaming.
+
+This is the whole service minus gRPC, so the CLI runs exactly what the server
+runs. A request goes through:
+
+1. validation: empty input is INVALID_ARGUMENT; input over
+   `summarizer_max_input_chars` (or `_tokens`) is RESOURCE_EXHAUSTED naming
+   the limit and its setting;
+2. language: the request's, else the transcript's, else detected from the script;
+3. engine: the request's, else the configured model when it writes that
+   language, else extractive TextRank;
+4. map-reduce when the input does not fit one generation: the input is cut
+   into token-counted chunks at sentence boundaries, each chunk is summarized
+   (the chunks of one request batch together), and the partial summaries are
+   summarized again in the requested style, repeated until they fit. Nothing
+   is truncated silently; `chunk_count` says how many chunks there were;
+5. generation through the engine's dynamic batcher, or streamed for
+   SummarizeStream (the last step only: partial summaries are not the answer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+
+from soriflow.summarizer.batching import DynamicBatcher
+from soriflow.summarizer.chunking import split_into_chunks
+from soriflow.summarizer.engines.base import Engine, Generation, Task
+from soriflow.summarizer.metrics import CHUNKS, TIME_TO_FIRST_TEXT, TOKENS
+from soriflow.summarizer.settings import Settings
+from soriflow.summarizer.styles import Style, parse_bullets
+from soriflow.summarizer.text import detect_language, normalize_language
+
+from soriflow.concurrency import WorkQueue, run_blocking
+from soriflow.errors import Internal, InvalidArgument, ResourceExhausted
+
+log = logging.getLogger("soriflow.summarizer")
+
+#: Rounds of summarizing summaries before giving up (each shrinks the text many times over).
+MAX_REDUCE_ROUNDS = 4
+#: A chunk must leave at least this many tokens for text, else the settings cannot work.
+MIN_BUDGET = 16
+
+
+@dataclass(frozen=True)
+class SummaryRequest:
+    """A summarization request, independent of protobuf."""
+
+    text: str
+    #: `text` is a transcript: one "speaker: words" line per turn.
+    transcript: bool = False
+    language: str = ""
+    style: Style = Style.ABSTRACT
+    prompt: str = ""
+    max_output_tokens: int = 0
+    engine: str = ""
+    focus_speaker: str = ""
+
+
+@dataclass(frozen=True)
+class SummaryResult:
+    """A finished summary with what produced it."""
+
+    summary: str
+    bullets: list[str]
+    model: str
+    engine: str
+    language: str
+    input_tokens: int
+    output_tokens: int
+    chunk_count: int
+    processing_ms: int
+
+
+class Summarizer:
+    """The loaded engines, their batchers, and the request pipeline."""
+
+    def __init__(self, engines: dict[str, Engine], settings: Settings) -> None:
+        if not engines:
+            raise ValueError("no engines")
+        self.engines = engines
+        self.settings = settings
+        self.default = next(iter(engines.values()))
+        self.batchers = {
+            name: DynamicBatcher(
+                engine,
+                max_batch_size=settings.summarizer_max_batch_size,
+                max_wait_s=settings.summarizer_max_wait_ms / 1000,
+                max_waiting=settings.summarizer_max_waiting,
+                retry_after_s=settings.summarizer_retry_after_s,
+            )
+            for name, engine in engines.items()
+            if engine.batched
+        }
+        self.streams = WorkQueue(
+            "summarizer-stream",
+            max_concurrency=1,
+            max_waiting=settings.summarizer_max_waiting,
+            retry_after_s=settings.summarizer_retry_after_s,
+        )
+
+    # --- request handling --------------------------------------------------------------------
+
+    def choose_engine(self, request: SummaryRequest, language: str) -> Engine:
+        if request.engine:
+            engine = self.engines.get(request.engine)
+            if engine is None:
+                raise InvalidArgument(
+                    f"engine {request.engine!r} is not loaded on this server; "
+                    f"it runs: {', '.join(self.engines)}"
+                )
+            return engine
+        if self.default.speaks(language):
+            return self.default
+        return self.engines["extractive"]
+
+    def _validate(self, request: SummaryRequest) -> tuple[str, Style, int]:
+        if not request.text.strip():
+            raise InvalidArgument(
+                "empty input: send non-empty `text` or a `transcript` with text or segments"
+            )
+        limit = self.settings.summarizer_max_input_chars
+        if len(request.text) > limit:
+            raise ResourceExhausted(
+                f"input is {len(request.text)} characters; the limit is {limit} characters "
+                "(SORIFLOW_SUMMARIZER_MAX_INPUT_CHARS): split the input or raise the limit"
+            )
+        style = request.style
+        if style is Style.CUSTOM and not request.prompt.strip():
+            raise InvalidArgument("SUMMARY_STYLE_CUSTOM needs a `prompt` saying what to write")
+        max_new = request.max_output_tokens or self.settings.summarizer_max_output_tokens
+        cap = self.settings.summarizer_max_output_tokens_limit
+        if max_new < 0 or max_new > cap:
+            raise InvalidArgument(
+                f"max_output_tokens must be between 0 (server default) and {cap} "
+                "(SORIFLOW_SUMMARIZER_MAX_OUTPUT_TOKENS_LIMIT)"
+            )
+        language = normalize_language(request.language) or detect_language(request.text)
+        return language, style, max_new
+
+    async def summarize(self, request: SummaryRequest) -> SummaryResult:
+        return await self._summarize(request, None)
+
+    async def stream(self, request: SummaryRequest) -> AsyncIterator[str | SummaryResult]:
+        """Text deltas as they are generated, then the SummaryResult (their concatenation's summary)."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[str | None] = asyncio.Queue()
+
+        def on_text(piece: str) -> bool:
+            loop.call_soon_threadsafe(queue.put_nowait, piece)
+            return True
+
+        work = asyncio.create_task(self._summarize(request, on_text))
+        work.add_done_callback(lambda _: queue.put_nowait(None))
+        try:
+            while (piece := await queue.get()) is not None:
+                yield piece
+            yield work.result()
+        finally:
+            if not work.done():
+                work.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await work
+
+    async def _summarize(
+        self, request: SummaryRequest, on_text: Callable[[str], bool] | None
+    ) -> SummaryResult:
+        started = time.perf_counter()
+        language, style, max_new = self._validate(request)
+        engine = self.choose_engine(request, language)
+        if style is Style.CUSTOM and not engine.follows_prompts:
+            style = Style.ABSTRACT
+        task = Task(
+            text=request.text,
+            style=style,
+            language=language,
+            max_new_tokens=max_new,
+            prompt=request.prompt,
+            focus_speaker=request.focus_speaker,
+            transcript=request.transcript,
+        )
+        tokens, budget = await asyncio.to_thread(
+            lambda: (engine.count_tokens(task.text), engine.input_budget(task))
+        )
+        token_limit = self.settings.summarizer_max_input_tokens
+        if token_limit is not None and tokens > token_limit:
+            raise ResourceExhausted(
+                f"input is {tokens} tokens; the limit is {token_limit} tokens "
+                "(SORIFLOW_SUMMARIZER_MAX_INPUT_TOKENS): split the input or raise the limit"
+            )
+        if budget < MIN_BUDGET:
+            raise InvalidArgument(
+                f"max_output_tokens={max_new} leaves no room for input in the model's context of "
+                f"{getattr(engine, 'context', '?')} tokens: ask for fewer output tokens"
+            )
+        generations: list[Generation] = []
+        chunk_count = 1
+        final = task
+        if tokens > budget:
+            final, chunk_count = await self._map_reduce(engine, task, tokens, budget, generations)
+        CHUNKS.observe(chunk_count)
+        if on_text is None:
+            last = await self._generate(engine, [final])
+        else:
+            last = [await self._stream(engine, final, on_text, started)]
+        generations.extend(last)
+        summary = last[0].text
+        input_tokens = sum(g.input_tokens for g in generations)
+        output_tokens = sum(g.output_tokens for g in generations)
+        TOKENS.labels(engine.info.engine, "input").inc(input_tokens)
+        TOKENS.labels(engine.info.engine, "output").inc(output_tokens)
+        return SummaryResult(
+            summary=summary,
+            bullets=parse_bullets(summary) if style is Style.BULLETS else [],
+            model=engine.info.model,
+            engine=engine.info.engine,
+            language=language,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            chunk_count=chunk_count,
+            processing_ms=round((time.perf_counter() - started) * 1000),
+        )
+
+    async def _map_reduce(
+        self, engine: Engine, task: Task, tokens: int, budget: int, generations: list[Generation]
+    ) -> tuple[Task, int]:
+        """Summarizes chunks until the partial summaries fit; returns the final task and the chunk count."""
+        text, transcript = task.text, task.transcript
+        chunk_count = 0
+        for _ in range(MAX_REDUCE_ROUNDS):
+            chunks = await asyncio.to_thread(
+                split_into_chunks, text, budget, engine.count_tokens, transcript=transcript
+            )
+            chunk_count = chunk_count or len(chunks)
+            partial = dataclasses.replace(task, partial=True, transcript=transcript)
+            results = await self._generate(engine, [dataclasses.replace(partial, text=c) for c in chunks])
+            generations.extend(results)
+            joined = "\n".join(r.text for r in results if r.text.strip())
+            if not joined:
+                raise Internal(f"the {engine.info.engine} engine wrote empty summaries for every chunk")
+            text, transcript = joined, False
+            shorter = await asyncio.to_thread(engine.count_tokens, text)
+            log.info("map-reduce: %d tokens in %d chunks -> %d tokens", tokens, len(chunks), shorter)
+            if shorter <= budget:
+                return dataclasses.replace(task, text=text, transcript=False, focus_speaker=""), chunk_count
+            if shorter >= tokens:
+                raise Internal(
+                    f"map-reduce made no progress ({tokens} -> {shorter} tokens): lower max_output_tokens"
+                )
+            tokens = shorter
+        raise ResourceExhausted(
+            f"the input needs more than {MAX_REDUCE_ROUNDS} rounds of summarizing summaries: split it "
+            "or lower SORIFLOW_SUMMARIZER_MAX_INPUT_CHARS"
+        )
+
+    async def _generate(self, engine: Engine, tasks: Sequence[Task]) -> list[Generation]:
+        batcher = self.batchers.get(engine.info.engine)
+        if batcher is None:
+            return await run_blocking(lambda cancel: engine.generate(tasks, cancel))
+        return list(await asyncio.gather(*(batcher.submit(task) for task in tasks)))
+
+    async def _stream(
+        self, engine: Engine, task: Task, on_text: Callable[[str], bool], started: float
+    ) -> Generation:
+        first = True
+
+        def timed(piece: str) -> bool:
+            nonlocal first
+            if first:
+                TIME_TO_FIRST_TEXT.labels(engine.info.engine).observe(time.perf_counter() - started)
+                first = False
+            return on_text(piece)
+
+        async with self.streams.slot():
+            return await run_blocking(lambda cancel: engine.stream(task, cancel, timed))
+
+    async def close(self) -> None:
+        for batcher in self.batchers.values():
+            await batcher.close()
+        for engine in self.engines.values():
+            engine.close()
+
+
+def build_summarizer(settings: Settings) -> Summarizer:
+    """Loads the engines the settings name (blocking: seconds to minutes) and wraps them."""
+    from soriflow.summarizer.engines import load_engines
+
+    return Summarizer(load_engines(settings), settings)
