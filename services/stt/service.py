@@ -5,7 +5,8 @@ one model of the process (health is NOT_SERVING until it returns). Unary
 requests take a slot in a bounded `WorkQueue` before their audio is fetched,
 so a burst is turned away with RESOURCE_EXHAUSTED and a retry hint instead of
 piling up decoded audio in memory; the inference runs in a worker thread that
-stops between segments when the client cancels or its deadline passes.
+stops between segments when the client cancels or its deadline passes, and
+the slot is held until it has stopped (`soriflow.stt.work`).
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from soriflow.stt.engines.base import Engine
 from soriflow.stt.messages import options_from_config, transcript_to_proto
 from soriflow.stt.metrics import AUDIO_SECONDS, REALTIME_FACTOR
 from soriflow.stt.settings import Settings
+from soriflow.stt.work import EngineRunner
 
-from soriflow.concurrency import WorkQueue, run_blocking
+from soriflow.concurrency import WorkQueue
 from soriflow.errors import Unavailable
 from soriflow.inputs import load_audio
 from soriflow.server import GrpcService
@@ -66,11 +68,13 @@ class SpeechToTextServicer(stt_pb2_grpc.SpeechToTextServiceServicer):
             )
             labels = list(config.channel_labels)
             if separate:
-                transcript = await run_blocking(
+                transcript = await self.service.runner.run(
                     lambda cancel: transcribe_channels(engine, audio, options, labels, cancel)
                 )
             else:
-                transcript = await run_blocking(lambda cancel: engine.transcribe(audio, options, cancel))
+                transcript = await self.service.runner.run(
+                    lambda cancel: engine.transcribe(audio, options, cancel)
+                )
         elapsed = time.perf_counter() - started
         AUDIO_SECONDS.labels("recognize").inc(transcript.duration)
         if transcript.duration > 0:
@@ -132,6 +136,7 @@ class SttService(GrpcService[Settings]):
             retry_after_s=settings.stt_retry_after_s,
         )
         self.store = ObjectStore(settings)
+        self.runner = EngineRunner(settings.stt_max_concurrency + settings.stt_max_streams)
         self.servicer = SpeechToTextServicer(self)
 
     def register(self, server: grpc.aio.Server) -> None:
@@ -152,6 +157,7 @@ class SttService(GrpcService[Settings]):
         )
 
     async def stop(self) -> None:
+        self.runner.close()
         if self.engine is not None:
             self.engine.close()
             self.engine = None

@@ -5,15 +5,22 @@ from __future__ import annotations
 from pathlib import Path
 
 import grpc
+import numpy as np
 import pytest
 
+from soriflow.audio import Audio
 from soriflow.storage import ObjectStore
 from soriflow.v1 import audio_pb2, stt_pb2, stt_pb2_grpc
-from tests.stt.speech import ALSA
+from tests.stt.speech import ALSA, concat, espeak, wav
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
 Stub = stt_pb2_grpc.SpeechToTextServiceStub
+SENTENCES = (
+    "The weather today is sunny with a light breeze from the west.",
+    "Please send the quarterly report to the finance team before Friday.",
+    "The children played football in the park after school.",
+)
 
 
 @pytest.fixture(scope="module")
@@ -100,3 +107,86 @@ async def test_list_models(stt_stub: Stub) -> None:
     )
     assert list(model.language_codes) == ["en"]
     assert not model.supports_translation
+
+
+@pytest.fixture(scope="module")
+def sentences(tmp_path_factory: pytest.TempPathFactory) -> list[Audio]:
+    directory = tmp_path_factory.mktemp("recognize-speech")
+    return [espeak(text, directory, speed=160) for text in SENTENCES]
+
+
+async def test_stereo_call_is_transcribed_per_channel(stt_stub: Stub, sentences: list[Audio]) -> None:
+    """Agent on the left from 0 s, customer on the right from 4 s: labelled words in time order."""
+    agent, customer = sentences[0].samples, sentences[1].samples
+    offset = 4 * 16000
+    stereo = np.zeros((2, max(len(agent), offset + len(customer)) + 8000), np.float32)
+    stereo[0, : len(agent)] = agent
+    stereo[1, offset : offset + len(customer)] = customer
+    response = await stt_stub.Recognize(
+        request(
+            wav(stereo),
+            enable_word_time_offsets=True,
+            channel_mode=stt_pb2.CHANNEL_MODE_SEPARATE,
+            channel_labels=["agent", "customer"],
+        ),
+        timeout=120,
+    )
+    t = response.transcript
+    assert t.channel_count == 2
+    assert {s.speaker for s in t.segments} == {"agent", "customer"}
+    for segment in t.segments:
+        assert segment.channel == (0 if segment.speaker == "agent" else 1)
+        assert all(w.speaker == segment.speaker and w.channel == segment.channel for w in segment.words)
+    assert [s.start_ms for s in t.segments] == sorted(s.start_ms for s in t.segments)
+    assert [w.start_ms for w in t.words] == sorted(w.start_ms for w in t.words)
+    customer_words = [w for w in t.words if w.speaker == "customer"]
+    assert customer_words[0].start_ms >= 3500  # word times are good to a few hundred ms
+    agent_text = " ".join(w.word for w in t.words if w.speaker == "agent").lower()
+    assert "weather" in agent_text
+    assert "quarterly" in " ".join(w.word for w in customer_words).lower()
+    lines = t.text.splitlines()
+    assert lines[0].startswith("agent: ")
+    assert any(line.startswith("customer: ") for line in lines)
+    # Unlabelled channels are called ch0/ch1; MIX (the default) gives one unlabelled channel.
+    unlabelled = await stt_stub.Recognize(
+        request(wav(stereo), enable_word_time_offsets=True, channel_mode=stt_pb2.CHANNEL_MODE_SEPARATE),
+        timeout=120,
+    )
+    assert {w.speaker for w in unlabelled.transcript.words} == {"ch0", "ch1"}
+    mixed = await stt_stub.Recognize(request(wav(stereo), enable_word_time_offsets=True), timeout=120)
+    assert mixed.transcript.channel_count == 1
+    assert {w.channel for w in mixed.transcript.words} == {0}
+
+
+async def test_vad_filter_skips_silence_and_keeps_true_times(stt_stub: Stub, sentences: list[Audio]) -> None:
+    rng = np.random.default_rng(1)
+    noise = lambda seconds: (0.002 * rng.standard_normal(int(seconds * 16000))).astype(np.float32)  # noqa: E731
+    audio = concat(noise(12.0), sentences[2].samples, noise(4.0))
+    response = await stt_stub.Recognize(
+        request(wav(audio), enable_word_time_offsets=True, vad_filter=True), timeout=120
+    )
+    words = response.transcript.words
+    assert words
+    assert words[0].start_ms >= 11_500  # times refer to the original audio, not the speech-only one
+    assert words[-1].end_ms <= 12_000 + len(sentences[2].samples) / 16 + 500
+    assert "football" in response.transcript.text.lower()
+    assert response.transcript.audio_duration_ms == pytest.approx(len(audio) / 16, abs=5)
+
+
+async def test_prompt_and_hotwords_are_accepted(stt_stub: Stub, sentences: list[Audio]) -> None:
+    response = await stt_stub.Recognize(
+        request(
+            wav(sentences[1].samples),
+            initial_prompt="Meeting notes about finance.",
+            hotwords=["quarterly", "Friday"],
+            beam_size=3,
+        ),
+        timeout=120,
+    )
+    assert "quarterly" in response.transcript.text.lower()
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stt_stub.Recognize(request(wav(sentences[1].samples), hotwords=["x"] * 101), timeout=30)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(grpc.aio.AioRpcError) as long_prompt:
+        await stt_stub.Recognize(request(wav(sentences[1].samples), initial_prompt="word " * 500), timeout=30)
+    assert long_prompt.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -33,6 +33,41 @@ log = logging.getLogger("soriflow.stt.faster")
 #: Audio shorter than this is not worth the batched pipeline's VAD pass.
 _BATCH_MIN_DURATION_S = 30.0
 
+#: The cancel event of the transcription running on this thread (faster-whisper runs a whole
+#: transcription in the thread that consumes its segment generator).
+_current = threading.local()
+
+
+class _CancellableModel:
+    """The CTranslate2 model as faster-whisper sees it, checking the running call's cancel event
+    before every encoder, decoder and alignment pass: a cancelled call stops within one pass
+    instead of after a whole 30 s window (decode plus word alignment)."""
+
+    def __init__(self, model: Any) -> None:
+        self._model = model
+
+    def _check(self) -> None:
+        check_cancel(getattr(_current, "cancel", None))
+
+    def encode(self, *args: Any, **kwargs: Any) -> Any:
+        self._check()
+        return self._model.encode(*args, **kwargs)
+
+    def generate(self, *args: Any, **kwargs: Any) -> Any:
+        self._check()
+        return self._model.generate(*args, **kwargs)
+
+    def align(self, *args: Any, **kwargs: Any) -> Any:
+        self._check()
+        return self._model.align(*args, **kwargs)
+
+    def detect_language(self, *args: Any, **kwargs: Any) -> Any:
+        self._check()
+        return self._model.detect_language(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model, name)
+
 
 def whisper_languages(multilingual: bool) -> tuple[str, ...]:
     """Language codes the model can transcribe ("en" only for `.en` models)."""
@@ -68,6 +103,7 @@ class FasterWhisperEngine:
             num_workers=workers,
             local_files_only=True,
         )
+        self.model.model = _CancellableModel(self.model.model)
         self.parallelism = workers
         self.batch_size = batch_size
         self._batched = BatchedInferencePipeline(self.model) if batch_size > 1 else None
@@ -105,18 +141,22 @@ class FasterWhisperEngine:
             raise InvalidArgument(
                 f"model {self.info.name} is English-only; it cannot transcribe {options.language!r}"
             )
-        if self._batched is not None and duration >= _BATCH_MIN_DURATION_S:
-            if not options.vad_filter:
-                window = 30.0
-                kwargs["clip_timestamps"] = [
-                    {"start": t, "end": min(t + window, duration)} for t in _frange(0.0, duration, window)
-                ]
-            kwargs.pop("condition_on_previous_text")
-            kwargs.pop("prefix")
-            segments, info = self._batched.transcribe(samples, batch_size=self.batch_size, **kwargs)
-        else:
-            segments, info = self.model.transcribe(samples, **kwargs)
-        collected = self._collect(segments, cancel)
+        _current.cancel = cancel
+        try:
+            if self._batched is not None and duration >= _BATCH_MIN_DURATION_S:
+                if not options.vad_filter:
+                    window = 30.0
+                    kwargs["clip_timestamps"] = [
+                        {"start": t, "end": min(t + window, duration)} for t in _frange(0.0, duration, window)
+                    ]
+                kwargs.pop("condition_on_previous_text")
+                kwargs.pop("prefix")
+                segments, info = self._batched.transcribe(samples, batch_size=self.batch_size, **kwargs)
+            else:
+                segments, info = self.model.transcribe(samples, **kwargs)
+            collected = self._collect(segments, cancel)
+        finally:
+            _current.cancel = None
         return Transcript(
             segments=tuple(collected),
             language=info.language,

@@ -29,7 +29,6 @@ from soriflow.stt.metrics import AUDIO_SECONDS, STREAM_FINAL_LATENCY, STREAMS_AC
 from soriflow.stt.streaming.decoders import FloatArray, StreamDecoder, make_decoder
 from soriflow.stt.streaming.transcriber import StreamingOptions, StreamingTranscriber, StreamResult
 
-from soriflow.concurrency import run_blocking
 from soriflow.errors import InvalidArgument
 from soriflow.v1 import stt_pb2
 
@@ -195,12 +194,12 @@ async def serve_stream(
                 if transcriber.received - last_step < _STEP_S and not reader.done:
                     continue
                 last_step = transcriber.received
-                results = await run_blocking(lambda cancel: transcriber.step(cancel))
+                results = await service.runner.run(lambda cancel: transcriber.step(cancel), path="stream")
                 if results:
                     yield respond(results)
             if reader.error is not None:
                 raise reader.error
-            results = await run_blocking(lambda cancel: transcriber.finish(cancel))
+            results = await service.runner.run(lambda cancel: transcriber.finish(cancel), path="stream")
             yield respond(results)
         finally:
             AUDIO_SECONDS.labels("stream").inc(transcriber.received)

