@@ -59,7 +59,7 @@ from soriflow.scoring.prosody import (
     rhythm_similarity,
 )
 from soriflow.scoring.settings import Settings
-from soriflow.scoring.text import Token, normalize_words, syllable_count, tokenize
+from soriflow.scoring.text import Token, match_contractions, normalize_words, syllable_count, tokenize
 from soriflow.scoring.timing import (
     Fluency,
     Pause,
@@ -92,18 +92,49 @@ def base_language(code: str) -> str:
     return (code or "en").split("-")[0].split("_")[0].lower()
 
 
-def expand_words(words: Sequence[TimedWord], language: str) -> list[TimedWord]:
-    """Normalised words; a token that expands ("10" -> ten, "well-known") shares its span evenly."""
+def _split(word: TimedWord, parts: Sequence[str]) -> list[TimedWord]:
+    step = word.span.duration_s / len(parts)
+    return [
+        TimedWord(
+            part, Span(word.span.start_s + k * step, word.span.start_s + (k + 1) * step), word.confidence
+        )
+        for k, part in enumerate(parts)
+    ]
+
+
+def expand_words(
+    words: Sequence[TimedWord], language: str, reference: Sequence[str] | None = None
+) -> list[TimedWord]:
+    """Normalised words; a token that expands ("10" -> ten, "well-known") shares its span evenly.
+
+    With `reference` (English), contractions are written as the reference
+    writes them ("we're" heard, "we are" in the text), see `match_contractions`.
+    """
     out: list[TimedWord] = []
     for w in sorted(words, key=lambda x: (x.span.start_s, x.span.end_s)):
         parts = normalize_words(w.text, language)
-        if not parts:
-            continue
-        step = w.span.duration_s / len(parts)
-        for k, part in enumerate(parts):
-            span = Span(w.span.start_s + k * step, w.span.start_s + (k + 1) * step)
-            out.append(TimedWord(part, span, w.confidence))
-    return out
+        if parts:
+            out += _split(w, parts)
+    if reference is None or language != "en":
+        return out
+    merged: list[TimedWord] = []
+    groups = match_contractions([w.text for w in out], list(reference))
+    for k, group in enumerate(groups):
+        if len(group) == 1 and k + 1 < len(groups) and not groups[k + 1]:  # a join of k and k + 1
+            first, second = out[k], out[k + 1]
+            confidence = (
+                min(first.confidence, second.confidence)
+                if first.confidence is not None and second.confidence is not None
+                else None
+            )
+            merged.append(TimedWord(group[0], Span(first.span.start_s, second.span.end_s), confidence))
+        elif group:
+            merged += (
+                _split(out[k], group)
+                if len(group) > 1
+                else [TimedWord(group[0], out[k].span, out[k].confidence)]
+            )
+    return merged
 
 
 @dataclass(frozen=True)
@@ -181,7 +212,7 @@ class Scorer:
         self, tokens: list[Token], reference: Recording, language: str, cancel: threading.Event
     ) -> tuple[list[Span | None], list[list[PhoneAccuracy]]]:
         """Each reference token's span in the reference audio (forced alignment where possible) and phones."""
-        heard = expand_words(reference.words or [], language)
+        heard = expand_words(reference.words or [], language, [t.word for t in tokens])
         hints: list[Span | None] = [None] * len(tokens)
         confidence: list[float | None] = [None] * len(tokens)
         for pair in align_words([t.word for t in tokens], [w.text for w in heard]):
@@ -238,7 +269,7 @@ class Scorer:
         if clipped_fraction(learner.samples) > CLIPPED_SHARE:
             notes.append("the learner audio is clipped (over 1% of samples at full scale); scores may suffer")
 
-        hyp = expand_words(learner.words or [], language)
+        hyp = expand_words(learner.words or [], language, [t.word for t in tokens])
         recognized_text = " ".join(w.text.strip() for w in learner.words or [])
         pitch_l = extract_pitch(
             learner.samples,

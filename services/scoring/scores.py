@@ -73,10 +73,17 @@ def prosody_text_only(pitch_range_st: float, npvi: float) -> float:
 def overall(
     accuracy_score: float, fluency_score: float, completeness_score: float, prosody_score: float
 ) -> float:
+    """Weighted sum; fluency and prosody count for the share of the sentence that was read.
+
+    They describe how the words that were said were said, so reading a third
+    of the sentence (or another sentence) fluently earns a third of their
+    weight: `0.4 A + 0.2 C + 0.2 (C/100) F + 0.2 (C/100) P`.
+    """
     w = WEIGHTS
+    coverage = min(1.0, max(0.0, completeness_score / 100.0))
     return clip100(
         w["accuracy"] * accuracy_score
-        + w["fluency"] * fluency_score
+        + w["fluency"] * fluency_score * coverage
         + w["completeness"] * completeness_score
-        + w["prosody"] * prosody_score
+        + w["prosody"] * prosody_score * coverage
     )

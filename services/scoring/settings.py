@@ -31,7 +31,7 @@ class Settings(ServiceSettings):
         None, description="Pronunciation dictionary (CMUdict format). Unset: cmudict-en-us from the wheel."
     )
     scoring_gop_midpoint: float = Field(
-        -32.0,
+        -36.0,
         le=0,
         description="Phone goodness of pronunciation (acoustic score per frame against the best senone) that "
         "maps to a phone score of 50; calibrated on native recordings (docs/scoring.md).",

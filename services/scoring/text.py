@@ -11,6 +11,7 @@ pause, which the fluency measures use.
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -43,6 +44,77 @@ _SYMBOLS = {"&": "and", "%": "percent", "+": "plus", "@": "at"}
 #: Punctuation after a word where a reader may pause without it being a disfluency.
 _BREAK_PUNCTUATION = set(',.;:!?…—–)"”')
 _HANGUL_FIRST, _HANGUL_LAST = 0xAC00, 0xD7A3
+
+
+_BE = {"i'm": "am", "you're": "are", "we're": "are", "they're": "are"}
+_IS = ("it", "that", "what", "he", "she", "there", "here", "who", "where", "how")
+_WILL = ("i", "you", "we", "they", "he", "she", "it", "that")
+_HAVE = ("i", "you", "we", "they", "could", "should", "would", "might", "must")
+_WOULD = ("i", "you", "we", "they", "he", "she")
+_NOT = (
+    "is",
+    "are",
+    "was",
+    "were",
+    "do",
+    "does",
+    "did",
+    "have",
+    "has",
+    "had",
+    "could",
+    "should",
+    "would",
+    "must",
+    "need",
+)
+#: English contractions and what they stand for, so "we're" can match the reference's "we are".
+CONTRACTIONS: dict[str, tuple[str, str]] = {
+    **{c: (c.split("'")[0], full) for c, full in _BE.items()},
+    **{f"{w}'s": (w, "is") for w in _IS},
+    **{f"{w}'ll": (w, "will") for w in _WILL},
+    **{f"{w}'ve": (w, "have") for w in _HAVE},
+    **{f"{w}'d": (w, "would") for w in _WOULD},
+    **{f"{w}n't": (w, "not") for w in _NOT},
+    "let's": ("let", "us"),
+    "won't": ("will", "not"),
+    "can't": ("can", "not"),
+    "cannot": ("can", "not"),
+    "shan't": ("shall", "not"),
+}
+
+
+def match_contractions(heard: list[str], reference: list[str]) -> list[list[str]]:
+    """Groups of `heard` words rewritten in the reference's form where only contraction differs.
+
+    Whisper writes "we're" for a clearly read "we are" (and may expand a
+    contraction the text has); both are the same words, so a heard
+    contraction whose expansion is in the reference is split, and a heard
+    pair whose contraction is in the reference is joined. The result has one
+    list per heard word: its words in the reference's form (two for a split;
+    for a join, the joined word and then an empty list for the second word).
+    """
+    ref_words = set(reference)
+    ref_pairs = set(itertools.pairwise(reference))
+    out: list[list[str]] = []
+    k = 0
+    while k < len(heard):
+        word = heard[k]
+        expansion = CONTRACTIONS.get(word)
+        if expansion is not None and word not in ref_words and expansion in ref_pairs:
+            out.append(list(expansion))
+            k += 1
+            continue
+        if k + 1 < len(heard):
+            pair = (word, heard[k + 1])
+            joined = next((c for c, e in CONTRACTIONS.items() if e == pair and c in ref_words), None)
+            if joined is not None and pair not in ref_pairs:
+                out += [[joined], []]
+                k += 2
+                continue
+        out.append([word])
+        k += 1
+    return out
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from soriflow.scoring import defects
 from soriflow.scoring.model import Assessment, ErrorType, Recording, ScoreInput
 from soriflow.scoring.scorer import Scorer
 from soriflow.scoring.settings import Settings
+from soriflow.scoring.timing import Span
 
 from soriflow.errors import InvalidArgument
 
@@ -210,3 +211,18 @@ def test_other_languages_use_word_confidence(scorer: Scorer, native: Recording, 
     assert {w.method for w in a.words} == {"confidence"}
     assert a.accuracy == pytest.approx(50.0)
     assert all(not w.phones for w in a.words)
+
+
+def test_a_recogniser_contraction_matches_the_reference_words(scorer: Scorer) -> None:
+    text = "So we are going to the park."
+    samples = piper(text)
+    words = aligned_words(samples, text)
+    we, are = words[1], words[2]
+    heard = [
+        words[0],
+        dataclasses.replace(we, text="we're", span=Span(we.span.start_s, are.span.end_s)),
+        *words[3:],
+    ]
+    a = score(scorer, Recording(samples, RATE, heard), None, text)
+    assert a.completeness == 100
+    assert [w.word for w in a.words] == ["so", "we", "are", "going", "to", "the", "park"]

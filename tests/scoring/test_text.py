@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from soriflow.scoring.text import normalize_words, number_words, syllable_count, tokenize
+from soriflow.scoring.text import (
+    CONTRACTIONS,
+    match_contractions,
+    normalize_words,
+    number_words,
+    syllable_count,
+    tokenize,
+)
 
 
 def test_tokenize_strips_case_and_punctuation_and_marks_breaks() -> None:
@@ -45,3 +52,17 @@ def test_digits_stay_digits_outside_english() -> None:
 )
 def test_syllable_count(word: str, language: str, expected: int) -> None:
     assert syllable_count(word, language) == expected
+
+
+def test_contractions_are_written_as_the_reference_writes_them() -> None:
+    assert match_contractions(["so", "we're", "going"], ["so", "we", "are", "going"]) == [
+        ["so"],
+        ["we", "are"],
+        ["going"],
+    ]
+    assert match_contractions(["we", "are", "going"], ["we're", "going"]) == [["we're"], [], ["going"]]
+    # nothing to reconcile: the forms already agree, or the reference has neither
+    assert match_contractions(["we", "are"], ["we", "are"]) == [["we"], ["are"]]
+    assert match_contractions(["don't", "go"], ["please", "go"]) == [["don't"], ["go"]]
+    assert CONTRACTIONS["won't"] == ("will", "not")
+    assert CONTRACTIONS["it's"] == ("it", "is")
