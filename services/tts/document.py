@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import unicodedata
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from typing import Literal
@@ -33,6 +34,14 @@ from soriflow.errors import InvalidArgument
 _WS = re.compile(r"\s+")
 
 LexiconMode = Literal["rewrite", "sub"]
+
+
+def has_words(text: str) -> bool:
+    """Whether text has anything to pronounce: a letter, a digit, or a symbol engines name
+    ("$", "%", emoji); punctuation and spaces alone are silence."""
+    return any(
+        unicodedata.category(c)[0] in "LN" or unicodedata.category(c) in ("Sc", "Sm", "So") for c in text
+    )
 
 
 @dataclass(frozen=True)
@@ -73,7 +82,7 @@ class Sentence:
         return _WS.sub(" ", "".join(p.written for p in self.pieces)).strip()
 
     def has_text(self) -> bool:
-        return any(p.kind != "pause" and p.spoken.strip() for p in self.pieces)
+        return any(p.kind != "pause" and has_words(p.spoken) for p in self.pieces)
 
 
 @dataclass(frozen=True)

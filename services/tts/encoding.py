@@ -267,7 +267,9 @@ def encode_file(samples: FloatArray, fmt: OutputFormat) -> bytes:
 
 def encode_chunk(samples: FloatArray, fmt: OutputFormat) -> bytes:
     """One stream chunk: headerless samples for LINEAR16/MULAW/ALAW (little-endian 16-bit or
-    G.711 bytes), MP3 frames, or a complete Ogg/Opus stream."""
+    G.711 bytes), MP3 frames, or a complete Ogg/Opus stream; nothing for no samples."""
+    if samples.size == 0:
+        return b""
     if fmt.encoding == LINEAR16:
         return to_int16(samples).astype("<i2").tobytes()
     if fmt.encoding == MULAW:

@@ -357,6 +357,11 @@ class Synthesizer:
                 pieces.append(np.zeros(round(rate * plan.pause_ms / 1000), dtype=np.float32))
             pieces.append(samples)
         audio = self.finish(plan, np.concatenate(pieces), rate)
+        if audio.size == 0:
+            raise InvalidArgument(
+                f"{plan.engine.name} produced no audio for this text: nothing in it is pronounceable with "
+                f"voice {plan.voice.name}; check the language and the voice"
+            )
         content = enc.encode_file(audio, plan.output)
         AUDIO_SECONDS.labels(plan.engine.name).inc(audio.size / plan.output.sample_rate_hz)
         return tts_pb2.SynthesizeResponse(

@@ -279,6 +279,7 @@ async def test_list_voices_filters(tts_stub: Stub) -> None:
     [
         (request(""), "INVALID_ARGUMENT", "empty"),
         (request(" \n\t "), "INVALID_ARGUMENT", "empty"),
+        (request("... ?!", engine="piper"), "INVALID_ARGUMENT", "no words"),
         (tts_pb2.SynthesizeRequest(), "INVALID_ARGUMENT", "no input"),
         (tts_pb2.SynthesizeRequest(ssml="<speak>broken <s>tag</speak>"), "INVALID_ARGUMENT", "invalid SSML"),
         (

@@ -128,6 +128,7 @@ class GoogleEngine:
         self._lock = threading.Lock()
         self._voices: list[VoiceInfo] | None = None
         self._voices_failed_at = 0.0
+        self._refreshing = False
 
     # ------------------------------------------------------------------ client
 
@@ -201,9 +202,20 @@ class GoogleEngine:
         log.info("Google Cloud TTS: %d voices at %s", len(voices), self.endpoint)
 
     def voices(self) -> list[VoiceInfo]:
+        """The voices Google listed; while unknown, asks again in the background (never blocks a request)."""
         if self._voices is None and time.monotonic() - self._voices_failed_at > VOICES_RETRY_S:
-            self._refresh_voices()
+            with self._lock:
+                start = not self._refreshing
+                self._refreshing = True
+            if start:
+                threading.Thread(target=self._background_refresh, name="google-voices", daemon=True).start()
         return list(self._voices or [])
+
+    def _background_refresh(self) -> None:
+        try:
+            self._refresh_voices()
+        finally:
+            self._refreshing = False
 
     def find_voice(self, name: str) -> VoiceInfo | None:
         voices = self.voices()
