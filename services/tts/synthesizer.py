@@ -42,7 +42,8 @@ from soriflow.tts.templates import render
 from soriflow.tts.voices import VoiceInfo, voice_score, voices_for_language
 
 from soriflow.audio import resample
-from soriflow.errors import InvalidArgument, NotFound, SoriflowError
+from soriflow.config import MIB
+from soriflow.errors import InvalidArgument, NotFound, ResourceExhausted, SoriflowError
 from soriflow.v1 import tts_pb2
 
 log = logging.getLogger("soriflow.tts")
@@ -363,6 +364,12 @@ class Synthesizer:
                 f"voice {plan.voice.name}; check the language and the voice"
             )
         content = enc.encode_file(audio, plan.output)
+        limit = self.settings.max_message_bytes - 64 * 1024  # room for the response's other fields
+        if len(content) > limit:
+            raise ResourceExhausted(
+                f"the audio is {len(content) / MIB:.1f} MiB, over the {limit / MIB:.1f} MiB message limit: "
+                "use SynthesizeStream, a compressed encoding (MP3, OGG_OPUS), a lower rate or shorter text"
+            )
         AUDIO_SECONDS.labels(plan.engine.name).inc(audio.size / plan.output.sample_rate_hz)
         return tts_pb2.SynthesizeResponse(
             audio_content=content,

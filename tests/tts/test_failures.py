@@ -88,3 +88,21 @@ def test_google_without_credentials_is_unavailable_with_a_hint(
         engine.synthesize(
             "안녕하세요", ssml=False, voice=voice, options=SynthesisOptions(), cancel=threading.Event()
         )
+
+
+async def test_audio_over_the_message_limit_is_resource_exhausted() -> None:
+    settings = tts_settings(tts_engines=["espeak-ng"], max_message_bytes=200_000)
+    async with running(create_service(settings)) as server, open_channel(server.address) as channel:
+        stub = tts_pb2_grpc.TextToSpeechServiceStub(channel)
+        long_text = "This sentence is spoken again and again to make a long reply. " * 12
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.Synthesize(request(long_text), timeout=60)
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "use SynthesizeStream" in (info.value.details() or "")
+        chunks = [
+            c
+            async for c in stub.SynthesizeStream(
+                tts_pb2.SynthesizeStreamRequest(request=request(long_text)), timeout=60
+            )
+        ]
+        assert len(chunks) == 12  # the same text streams fine, one sentence per message
