@@ -332,7 +332,9 @@ def train_summarizer(
     ] = "auto",
     max_input_tokens: Annotated[int, typer.Option(help="Training inputs are cut to this many tokens")] = 512,
     max_target_tokens: Annotated[int, typer.Option(help="Summaries are cut to this many tokens")] = 128,
-    target_modules: Annotated[str, typer.Option(help="Comma-separated module names (default: peft's)")] = "",
+    target_modules: Annotated[
+        str, typer.Option(help="Comma-separated module names, or all-linear (default: peft's per model)")
+    ] = "",
     similarity: Annotated[bool, typer.Option(help="Score sentence similarity during validation")] = True,
     seed: Annotated[int, typer.Option(help="Seed of the split and the shuffles")] = 42,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",

@@ -96,7 +96,7 @@ def _parse_gguf_once() -> Iterator[None]:
     original_reader, original_map = gguf.GGUFReader, gguf.get_tensor_name_map
     readers: dict[tuple[str, str], Any] = {}
 
-    def shared_reader(path: Any, mode: str = "r") -> Any:
+    def shared_reader(path: Any, mode: Any = "r") -> Any:
         key = (str(path), mode)
         if key not in readers:
             readers[key] = original_reader(path, mode)

@@ -108,6 +108,13 @@ def split_examples(
     return shuffled[n_val:], shuffled[:n_val]
 
 
+def _targets(names: Sequence[str]) -> list[str] | str | None:
+    """LoRA target modules: peft's per-architecture default, a list, or peft's `all-linear`."""
+    if list(names) == ["all-linear"]:
+        return "all-linear"
+    return list(names) or None
+
+
 def _quantization(config: TrainConfig, device: str) -> Any:
     """A BitsAndBytesConfig for QLoRA, or None for plain LoRA."""
     if config.quantize == "none" or device != "cuda":
@@ -176,7 +183,7 @@ class Trainer:
             r=self.config.lora_r,
             lora_alpha=self.config.lora_alpha or 2 * self.config.lora_r,
             lora_dropout=self.config.lora_dropout,
-            target_modules=list(self.config.target_modules) or None,
+            target_modules=_targets(self.config.target_modules),
             task_type=TaskType.SEQ_2_SEQ_LM if seq2seq else TaskType.CAUSAL_LM,
         )
         try:
@@ -384,7 +391,7 @@ class Trainer:
                 batch = self._collate([train_features[i] for i in indices], pad_id, device, seq2seq)
                 loss = model(**batch).loss
                 (loss / config.grad_accumulation).backward()
-                running.append(float(loss))
+                running.append(float(loss.detach()))
                 if (index + 1) % config.grad_accumulation == 0 or index == len(micro) - 1:
                     torch.nn.utils.clip_grad_norm_(params, 1.0)
                     optimizer.step()

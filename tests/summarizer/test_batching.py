@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
-from soriflow.errors import ResourceExhausted
 from soriflow.summarizer.batching import DynamicBatcher
 from soriflow.summarizer.engines.base import Task
 from soriflow.summarizer.engines.extractive import ExtractiveEngine
 from soriflow.summarizer.styles import Style
+
+from soriflow.errors import ResourceExhausted
 
 TEXTS = [
     f"Request {i}: the customer number {i} asks about order {i}. The weather was fine. Order {i} is late."
@@ -48,11 +48,14 @@ async def test_a_lone_request_waits_at_most_max_wait() -> None:
 
 
 async def test_full_queue_is_refused_with_retry_hint() -> None:
-    batcher = DynamicBatcher(ExtractiveEngine(), max_batch_size=1, max_wait_s=0.0, max_waiting=1, retry_after_s=3)
+    batcher = DynamicBatcher(
+        ExtractiveEngine(), max_batch_size=1, max_wait_s=0.0, max_waiting=1, retry_after_s=3
+    )
     try:
         outcomes = await asyncio.gather(*(batcher.submit(task(t)) for t in TEXTS[:4]), return_exceptions=True)
         refused = [o for o in outcomes if isinstance(o, ResourceExhausted)]
-        assert refused and all(r.retry_after_s == 3 and "limit 1" in r.message for r in refused)
+        assert refused
+        assert all(r.retry_after_s == 3 and "limit 1" in r.message for r in refused)
         assert any(not isinstance(o, BaseException) for o in outcomes)
     finally:
         await batcher.close()

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from soriflow.errors import InvalidArgument
 from soriflow.summarizer.evaluation.data import read_pairs
 from soriflow.summarizer.evaluation.rouge import char_tokens, lcs_length, rouge_scores, word_tokens
+
+from soriflow.errors import InvalidArgument
 
 
 def test_rouge_counts_korean_tokens() -> None:
@@ -32,7 +32,10 @@ def test_rouge_numbers_for_english() -> None:
     assert lcs_length(list("abcde"), list("ace")) == 3
 
 
-ROWS = [("어제 자동차 사고가 났는데 보험 처리가 되나요?", "자동차 사고 보험 처리 문의"), ("환불해 주세요", "환불 요청")]
+ROWS = [
+    ("어제 자동차 사고가 났는데 보험 처리가 되나요?", "자동차 사고 보험 처리 문의"),
+    ("환불해 주세요", "환불 요청"),
+]
 
 
 def write_csv(path: Path, encoding: str, header: str = "input,summary") -> Path:
@@ -41,7 +44,9 @@ def write_csv(path: Path, encoding: str, header: str = "input,summary") -> Path:
     return path
 
 
-@pytest.mark.parametrize(("encoding", "reported"), [("utf-8", "utf-8"), ("utf-8-sig", "utf-8-sig"), ("euc-kr", "euc-kr")])
+@pytest.mark.parametrize(
+    ("encoding", "reported"), [("utf-8", "utf-8"), ("utf-8-sig", "utf-8-sig"), ("euc-kr", "euc-kr")]
+)
 def test_csv_encodings_are_detected(tmp_path: Path, encoding: str, reported: str) -> None:
     dataset = read_pairs(write_csv(tmp_path / "d.csv", encoding))
     assert dataset.encoding == reported

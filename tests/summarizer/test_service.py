@@ -10,10 +10,10 @@ import grpc
 import pytest
 import pytest_asyncio
 from prometheus_client import REGISTRY
+from soriflow.summarizer.service import create_service
 
 from soriflow.client import open_channel
 from soriflow.server import Server, running
-from soriflow.summarizer.service import create_service
 from soriflow.v1 import audio_pb2, summarizer_pb2, summarizer_pb2_grpc
 from tests.summarizer.conftest import MODEL_CACHE, summarizer_settings
 from tests.summarizer.test_text import KO_CALL
@@ -35,7 +35,25 @@ EN_TOPICS = [
     "My flight to Seoul was cancelled this morning. I need a new flight ticket for tomorrow and a hotel "
     "room for tonight.",
 ]
-STOP = {"the", "and", "my", "to", "of", "a", "i", "is", "in", "for", "was", "you", "if", "at", "me", "or", "it"}
+STOP = {
+    "the",
+    "and",
+    "my",
+    "to",
+    "of",
+    "a",
+    "i",
+    "is",
+    "in",
+    "for",
+    "was",
+    "you",
+    "if",
+    "at",
+    "me",
+    "or",
+    "it",
+}
 
 
 def content_words(text: str) -> set[str]:
@@ -61,40 +79,57 @@ async def stub(server: Server) -> AsyncIterator[Stub]:
 
 
 async def test_english_summary_from_the_bundled_lm(stub: Stub) -> None:
-    response = await stub.Summarize(summarizer_pb2.SummarizeRequest(text=EN_CLAIM, max_output_tokens=24), timeout=300)
-    assert response.engine == "causal-lm" and response.model == "smollm2-135m-instruct"
-    assert response.language_code == "en" and response.chunk_count == 1
+    response = await stub.Summarize(
+        summarizer_pb2.SummarizeRequest(text=EN_CLAIM, max_output_tokens=24), timeout=300
+    )
+    assert response.engine == "causal-lm"
+    assert response.model == "smollm2-135m-instruct"
+    assert response.language_code == "en"
+    assert response.chunk_count == 1
     assert response.summary.strip()
-    assert 0 < response.output_tokens <= 24 and response.input_tokens > 40
+    assert 0 < response.output_tokens <= 24
+    assert response.input_tokens > 40
     shared = content_words(response.summary) & content_words(EN_CLAIM)
     assert len(shared) >= 2, (response.summary, shared)
 
 
 async def test_stream_deltas_add_up_to_the_summary(stub: Stub) -> None:
-    request = summarizer_pb2.SummarizeRequest(text=EN_CLAIM, style=summarizer_pb2.SUMMARY_STYLE_INQUIRY,
-                                              max_output_tokens=16)
-    events = [e async for e in stub.SummarizeStream(summarizer_pb2.SummarizeStreamRequest(request=request), timeout=300)]
+    request = summarizer_pb2.SummarizeRequest(
+        text=EN_CLAIM, style=summarizer_pb2.SUMMARY_STYLE_INQUIRY, max_output_tokens=16
+    )
+    events = [
+        e
+        async for e in stub.SummarizeStream(
+            summarizer_pb2.SummarizeStreamRequest(request=request), timeout=300
+        )
+    ]
     deltas = [e.text_delta for e in events[:-1]]
     assert all(e.WhichOneof("event") == "text_delta" for e in events[:-1])
     assert events[-1].WhichOneof("event") == "result"
     result = events[-1].result
     assert len(deltas) >= 3, deltas  # token by token, not one piece at the end
-    assert "".join(deltas) == result.summary and result.summary
+    assert "".join(deltas) == result.summary
+    assert result.summary
     assert "\n" not in result.summary  # an inquiry is one line
-    assert result.engine == "causal-lm" and 0 < result.output_tokens <= 16
+    assert result.engine == "causal-lm"
+    assert 0 < result.output_tokens <= 16
 
 
 async def test_concurrent_requests_are_batched(stub: Stub, server: Server) -> None:
     batcher = server.service.summarizer.batchers["causal-lm"]  # type: ignore[attr-defined]
     multi_before = sum(n for size, n in batcher.stats.sizes.items() if size > 1)
-    samples_before = REGISTRY.get_sample_value("soriflow_summarizer_batch_size_count", {"engine": "causal-lm"}) or 0
+    samples_before = (
+        REGISTRY.get_sample_value("soriflow_summarizer_batch_size_count", {"engine": "causal-lm"}) or 0
+    )
     requests = [summarizer_pb2.SummarizeRequest(text=t, max_output_tokens=12) for t in EN_TOPICS]
     responses = await asyncio.gather(*(stub.Summarize(r, timeout=300) for r in requests))
     assert sum(n for size, n in batcher.stats.sizes.items() if size > 1) > multi_before
     samples_after = REGISTRY.get_sample_value("soriflow_summarizer_batch_size_count", {"engine": "causal-lm"})
-    assert samples_after is not None and samples_after - samples_before < len(requests)  # fewer batches than requests
+    assert samples_after is not None
+    assert samples_after - samples_before < len(requests)
     for response in responses:
-        assert response.summary.strip() and response.engine == "causal-lm"
+        assert response.summary.strip()
+        assert response.engine == "causal-lm"
         assert 0 < response.output_tokens <= 12
     # Each caller got the answer to its own request: the same text as that request run alone
     # (greedy decoding; left padding and the attention mask make batching invisible).
@@ -109,8 +144,10 @@ async def test_korean_goes_to_extractive_inquiry(stub: Stub) -> None:
     )
     assert (response.engine, response.model, response.language_code) == ("extractive", "textrank", "ko")
     # TextRank quotes the most central request sentence (trimmed), it does not rephrase.
-    assert "보험" in response.summary and response.summary in KO_CALL
-    assert "\n" not in response.summary and "안녕하세요" not in response.summary
+    assert "보험" in response.summary
+    assert response.summary in KO_CALL
+    assert "\n" not in response.summary
+    assert "안녕하세요" not in response.summary
 
 
 async def test_korean_bullets(stub: Stub) -> None:
@@ -136,33 +173,43 @@ async def test_transcript_with_speakers_focuses_on_the_customer(stub: Stub) -> N
         ),
         timeout=60,
     )
-    assert response.language_code == "ko" and response.engine == "extractive"
-    assert response.summary == "어제 주차장에서 접촉 사고가 났는데 자동차 보험으로 처리가 되는지 확인하고 싶어요"
+    assert response.language_code == "ko"
+    assert response.engine == "extractive"
+    assert (
+        response.summary == "어제 주차장에서 접촉 사고가 났는데 자동차 보험으로 처리가 되는지 확인하고 싶어요"
+    )
 
 
 async def test_custom_prompt_on_the_lm_and_the_fallback(stub: Stub) -> None:
     custom = summarizer_pb2.SUMMARY_STYLE_CUSTOM
     response = await stub.Summarize(
-        summarizer_pb2.SummarizeRequest(text=EN_CLAIM, style=custom, prompt="Which part of the car was damaged?",
-                                        max_output_tokens=12),
+        summarizer_pb2.SummarizeRequest(
+            text=EN_CLAIM, style=custom, prompt="Which part of the car was damaged?", max_output_tokens=12
+        ),
         timeout=300,
     )
-    assert response.engine == "causal-lm" and response.summary.strip()
+    assert response.engine == "causal-lm"
+    assert response.summary.strip()
     # Extractive cannot follow prompts: ABSTRACT instead, as the API documents.
     fallback = await stub.Summarize(
         summarizer_pb2.SummarizeRequest(text=EN_CLAIM, style=custom, prompt="anything", engine="extractive"),
         timeout=60,
     )
-    assert fallback.engine == "extractive" and fallback.summary and fallback.summary in EN_CLAIM
+    assert fallback.engine == "extractive"
+    assert fallback.summary
+    assert fallback.summary in EN_CLAIM
 
 
 async def test_long_input_is_summarized_map_reduce_by_extractive(stub: Stub) -> None:
-    text = " ".join(f"Sentence number {i} talks about topic {i % 7} and the insurance claim." for i in range(60))
+    text = " ".join(
+        f"Sentence number {i} talks about topic {i % 7} and the insurance claim." for i in range(60)
+    )
     response = await stub.Summarize(
         summarizer_pb2.SummarizeRequest(text=text[: LIMIT_CHARS - 1], engine="extractive"), timeout=60
     )
     assert response.chunk_count == 1  # extractive reads 1536 words at once
-    assert response.summary and response.input_tokens >= len(text[: LIMIT_CHARS - 1].split())
+    assert response.summary
+    assert response.input_tokens >= len(text[: LIMIT_CHARS - 1].split())
 
 
 async def test_errors_have_actionable_statuses(stub: Stub) -> None:
@@ -172,24 +219,29 @@ async def test_errors_have_actionable_statuses(stub: Stub) -> None:
         return caught.value.code(), caught.value.details() or ""
 
     code, message = await code_of(summarizer_pb2.SummarizeRequest(text="   "))
-    assert code == grpc.StatusCode.INVALID_ARGUMENT and "empty" in message
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "empty" in message
     code, message = await code_of(summarizer_pb2.SummarizeRequest(transcript=audio_pb2.Transcript()))
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     code, message = await code_of(summarizer_pb2.SummarizeRequest(text="a" * (LIMIT_CHARS + 1)))
     assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert f"{LIMIT_CHARS} characters" in message and "SORIFLOW_SUMMARIZER_MAX_INPUT_CHARS" in message
+    assert f"{LIMIT_CHARS} characters" in message
+    assert "SORIFLOW_SUMMARIZER_MAX_INPUT_CHARS" in message
     code, message = await code_of(summarizer_pb2.SummarizeRequest(text="hello", engine="seq2seq"))
-    assert code == grpc.StatusCode.INVALID_ARGUMENT and "causal-lm, extractive" in message
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "causal-lm, extractive" in message
     code, message = await code_of(
         summarizer_pb2.SummarizeRequest(text="hello", style=summarizer_pb2.SUMMARY_STYLE_CUSTOM)
     )
-    assert code == grpc.StatusCode.INVALID_ARGUMENT and "prompt" in message
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "prompt" in message
     code, message = await code_of(summarizer_pb2.SummarizeRequest(text="hello", max_output_tokens=5000))
-    assert code == grpc.StatusCode.INVALID_ARGUMENT and "1024" in message
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "1024" in message
+    request = summarizer_pb2.SummarizeStreamRequest(request=summarizer_pb2.SummarizeRequest(text=""))
+    call = stub.SummarizeStream(request, timeout=60)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        request = summarizer_pb2.SummarizeStreamRequest(request=summarizer_pb2.SummarizeRequest(text=""))
-        async for _ in stub.SummarizeStream(request, timeout=60):
-            pass
+        await call.read()
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
@@ -198,5 +250,7 @@ async def test_list_models(stub: Stub) -> None:
     models = {m.engine: m for m in response.models}
     assert set(models) == {"causal-lm", "extractive"}
     assert models["causal-lm"].model == "smollm2-135m-instruct"
-    assert list(models["causal-lm"].language_codes) == ["en"] and models["causal-lm"].device == "cpu"
-    assert models["extractive"].model == "textrank" and not models["extractive"].language_codes
+    assert list(models["causal-lm"].language_codes) == ["en"]
+    assert models["causal-lm"].device == "cpu"
+    assert models["extractive"].model == "textrank"
+    assert not models["extractive"].language_codes

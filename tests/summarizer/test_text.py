@@ -5,20 +5,21 @@ from __future__ import annotations
 import threading
 
 import pytest
-
 from soriflow.summarizer.chunking import split_into_chunks
 from soriflow.summarizer.engines.base import Task
 from soriflow.summarizer.engines.extractive import ExtractiveEngine, textrank
 from soriflow.summarizer.messages import transcript_text
 from soriflow.summarizer.styles import OutputShaper, Style, parse_bullets, shape, user_prompt
 from soriflow.summarizer.text import detect_language, split_sentences
+
 from soriflow.v1 import audio_pb2
 
 KO_CALL = (
-    "안녕하세요. 네 저 어제 저녁에 퇴근하다가 자동차 사고가 났는데요, 제가 가입한 자동차 보험으로 사고 처리가 "
-    "되는지 확인하고 싶어서 전화드렸습니다. 신호 대기 중에 뒤에서 오던 차가 제 차를 박았어요. 상대방 보험사에서는 "
-    "연락이 왔는데 제 보험으로도 자차 수리 보험 처리가 가능한지 궁금합니다. 그리고 렌트카 비용도 보험에서 "
-    "나오는지 알고 싶어요. 감사합니다."
+    "안녕하세요. 네 저 어제 저녁에 퇴근하다가 자동차 사고가 났는데요, "
+    "제가 가입한 자동차 보험으로 사고 처리가 되는지 확인하고 싶어서 전화드렸습니다. "
+    "신호 대기 중에 뒤에서 오던 차가 제 차를 박았어요. "
+    "상대방 보험사에서는 연락이 왔는데 제 보험으로도 자차 수리 보험 처리가 가능한지 궁금합니다. "
+    "그리고 렌트카 비용도 보험에서 나오는지 알고 싶어요. 감사합니다."
 )
 
 
@@ -39,7 +40,10 @@ def test_sentences_with_and_without_punctuation() -> None:
         "Yes",
     ]
     # STT output without punctuation: long Hangul runs split after spoken sentence endings.
-    spoken = "제가 어제 자동차 사고가 났는데요 보험 처리가 되는지 확인하고 싶어서 전화했습니다 상대방이 뒤에서 박았어요"
+    spoken = (
+        "제가 어제 자동차 사고가 났는데요 보험 처리가 되는지 확인하고 싶어서 전화했습니다 "
+        "상대방이 뒤에서 박았어요"
+    )
     assert split_sentences(spoken) == [
         "제가 어제 자동차 사고가 났는데요",
         "보험 처리가 되는지 확인하고 싶어서 전화했습니다",
@@ -50,14 +54,19 @@ def test_sentences_with_and_without_punctuation() -> None:
 def test_textrank_ranks_central_sentences_and_skips_greetings() -> None:
     engine = ExtractiveEngine()
     inquiry = engine.summarize(Task(KO_CALL, Style.INQUIRY, "ko", 128))
-    assert "보험" in inquiry and "안녕하세요" not in inquiry and "감사합니다" not in inquiry
-    assert "\n" not in inquiry and not inquiry.endswith(".")
+    assert "보험" in inquiry
+    assert "안녕하세요" not in inquiry
+    assert "감사합니다" not in inquiry
+    assert "\n" not in inquiry
+    assert not inquiry.endswith(".")
     assert not inquiry.startswith("네 ")  # leading filler trimmed
     bullets = engine.summarize(Task(KO_CALL, Style.BULLETS, "ko", 128))
     items = parse_bullets(bullets)
-    assert 3 <= len(items) <= 5 and all(line.startswith("- ") for line in bullets.splitlines())
+    assert 3 <= len(items) <= 5
+    assert all(line.startswith("- ") for line in bullets.splitlines())
     abstract = engine.summarize(Task(KO_CALL, Style.ABSTRACT, "ko", 128))
-    assert abstract and "안녕하세요" not in abstract
+    assert abstract
+    assert "안녕하세요" not in abstract
     # Length bound in words.
     assert len(engine.summarize(Task(KO_CALL, Style.ABSTRACT, "ko", 5)).split()) <= 5
     scores = textrank(split_sentences(KO_CALL))
@@ -77,7 +86,8 @@ def test_extractive_focus_speaker_in_transcript() -> None:
     pieces: list[str] = []
     task = Task(text, Style.BULLETS, "ko", 64, transcript=True)
     result = engine.stream(task, threading.Event(), lambda piece: pieces.append(piece) is None)
-    assert "".join(pieces) == result.text and "agent:" not in result.text
+    assert "".join(pieces) == result.text
+    assert "agent:" not in result.text
 
 
 def test_shaper_keeps_stream_and_whole_output_equal() -> None:
@@ -93,7 +103,9 @@ def test_shaper_keeps_stream_and_whole_output_equal() -> None:
 
 def test_prompts_name_language_focus_and_custom_text() -> None:
     prompt = user_prompt(Style.INQUIRY, "ko", "사고 문의", focus_speaker="customer", transcript=True)
-    assert "Korean" in prompt and "customer" in prompt and prompt.endswith("Conversation: \n사고 문의")
+    assert "Korean" in prompt
+    assert "customer" in prompt
+    assert prompt.endswith("Conversation: \n사고 문의")
     assert user_prompt(Style.CUSTOM, "en", "TEXT", custom="Give a title.") == "Give a title.\n\nTEXT"
     assert user_prompt(Style.CUSTOM, "en", "TEXT", custom="Title of <{text}>:") == "Title of <TEXT>:"
     assert "Korean" not in user_prompt(Style.ABSTRACT, "en", "x")
@@ -110,6 +122,7 @@ def test_chunks_fit_the_budget_and_lose_nothing(transcript: bool) -> None:
     chunks = split_into_chunks(text, 30, count, transcript=transcript)
     assert len(chunks) > 5
     assert all(count(c) <= 31 for c in chunks)
+
     def content(s: str) -> str:
         return "".join(w for w in s.split() if not w.startswith("speaker"))
 

@@ -119,8 +119,42 @@ _STOPWORDS = frozenset(
 # Bigrams of Korean endings and particles (…입니다, …어요, …에서, …으로): shared by almost every
 # sentence, they would link unrelated sentences the way stopwords do.
 _KO_STOP_BIGRAMS = frozenset(
-    "니다 습니 입니 합니 됩니 어요 아요 에요 예요 해요 세요 네요 데요 는데 하고 에서 으로 지요 까요 나요 "
-    "겠습 했습 있습 없습 드립 드려 주세 거든 은데 는지 어서 아서 해서 이요".split()
+    [
+        "니다",
+        "습니",
+        "입니",
+        "합니",
+        "됩니",
+        "어요",
+        "아요",
+        "에요",
+        "예요",
+        "해요",
+        "세요",
+        "네요",
+        "데요",
+        "는데",
+        "하고",
+        "에서",
+        "으로",
+        "지요",
+        "까요",
+        "나요",
+        "겠습",
+        "했습",
+        "있습",
+        "없습",
+        "드립",
+        "드려",
+        "주세",
+        "거든",
+        "은데",
+        "는지",
+        "어서",
+        "아서",
+        "해서",
+        "이요",
+    ]
 )
 # Phrases that state a request or a reason for calling; an inquiry line is such a sentence.
 _REQUEST_CUE = re.compile(

@@ -210,9 +210,14 @@ class HfEngine(Engine, abc.ABC):
                 ids.update(int(i) for i in source)
         return sorted(ids)
 
+    def max_output_tokens(self) -> int | None:
+        """Most tokens the model can write at all (None: no limit of its own)."""
+        return None
+
     def _kwargs(self, max_new_tokens: int) -> dict[str, Any]:
+        limit = self.max_output_tokens()
         kwargs: dict[str, Any] = {
-            "max_new_tokens": max_new_tokens,
+            "max_new_tokens": min(max_new_tokens, limit) if limit else max_new_tokens,
             "do_sample": False,
             "num_beams": self.num_beams,
             "pad_token_id": self.tokenizer.pad_token_id,

@@ -10,6 +10,10 @@ a task prefix (`SORIFLOW_SUMMARIZER_SEQ2SEQ_PREFIX="summarize: "`).
 Streaming: transformers streams greedy search only, so with beams the
 summary arrives as one piece when it is complete; set
 `SORIFLOW_SUMMARIZER_NUM_BEAMS=1` for token-by-token streaming.
+
+A summary is at most the decoder's position count minus two tokens long
+(1022 for KoBART), whatever `max_output_tokens` asks: the model cannot write
+further.
 """
 
 from __future__ import annotations
@@ -64,6 +68,10 @@ class Seq2SeqEngine(HfEngine):
 
     def _can_stream(self, task: Task) -> bool:
         return self.num_beams == 1 and (task.style is not Style.BULLETS or task.partial)
+
+    def max_output_tokens(self) -> int | None:
+        # BART-style decoders have learned positions: they cannot write past them.
+        return self.context - 2
 
     def input_budget(self, task: Task) -> int:
         prefix = self.count_tokens(self.settings.summarizer_seq2seq_prefix)
