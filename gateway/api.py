@@ -9,6 +9,9 @@ from pathlib import PurePosixPath
 from typing import Any
 
 import grpc
+
+from soriflow.audio import sniff_format
+from soriflow.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
 from soriflow.gateway.events import EventLog
 from soriflow.gateway.intake import create_job, route
 from soriflow.gateway.outputs import JOB_ID_KEY
@@ -17,9 +20,6 @@ from soriflow.gateway.scheduler import Scheduler
 from soriflow.gateway.settings import Settings
 from soriflow.gateway.store import JobStore
 from soriflow.gateway.views import JobViews, pipeline_message
-
-from soriflow.audio import sniff_format
-from soriflow.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
 from soriflow.storage import ObjectStore, S3Uri
 from soriflow.v1 import audio_pb2, gateway_pb2, gateway_pb2_grpc
 

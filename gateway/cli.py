@@ -169,7 +169,7 @@ def register(app: typer.Typer, groups: Any) -> None:
 
         async def run() -> int:
             async with GatewayClient(server) as client:
-                kwargs = dict(
+                kwargs: dict[str, Any] = dict(
                     pipeline=pipeline,
                     parameters=_pairs(param, "--param"),
                     metadata=_pairs(meta, "--meta"),

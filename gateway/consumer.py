@@ -20,13 +20,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import Counter
+
+from soriflow.errors import NotFound, SoriflowError
 from soriflow.gateway.intake import create_job, parameters_from_metadata, route
 from soriflow.gateway.outputs import JOB_ID_KEY, OUTPUT_MARKER
 from soriflow.gateway.pipelines import PipelineRegistry
 from soriflow.gateway.scheduler import Scheduler
 from soriflow.gateway.store import JobStore
-
-from soriflow.errors import NotFound, SoriflowError
 from soriflow.storage import ObjectStore, S3Uri, key_from_event
 
 log = logging.getLogger("soriflow.gateway.consumer")

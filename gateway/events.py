@@ -10,7 +10,6 @@ import asyncio
 from collections import defaultdict
 
 from soriflow.gateway.store import JobStore
-
 from soriflow.v1 import gateway_pb2
 
 JOB_STATES = {

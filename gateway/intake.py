@@ -11,10 +11,9 @@ import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from soriflow.errors import InvalidArgument, SoriflowError
 from soriflow.gateway.pipelines import PipelineDef, PipelineRegistry
 from soriflow.gateway.store import JobRecord, JobStore
-
-from soriflow.errors import InvalidArgument, SoriflowError
 from soriflow.storage import ObjectInfo, ObjectStore, S3Uri
 
 #: Object metadata keys the gateway reads (S3 lower-cases them; '-' maps to '_' for parameters).

@@ -17,7 +17,6 @@ from typing import Any
 
 from soriflow.gateway.settings import Settings
 from soriflow.gateway.store import JobRecord, JobStore
-
 from soriflow.storage import s3_client
 
 log = logging.getLogger("soriflow.gateway.notify")

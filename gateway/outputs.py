@@ -11,7 +11,6 @@ import asyncio
 
 from soriflow.gateway.stages import OutputFile
 from soriflow.gateway.store import JobStore, OutputRecord
-
 from soriflow.storage import ObjectStore, S3Uri
 
 OUTPUT_MARKER = "soriflow-output"

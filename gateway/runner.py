@@ -20,15 +20,15 @@ from typing import Any
 
 import grpc
 from google.protobuf.message import Message
+
+from soriflow.errors import SoriflowError
 from soriflow.gateway.clients import ServiceClients
 from soriflow.gateway.events import JOB_STATES, EventLog
 from soriflow.gateway.notify import Notifier
 from soriflow.gateway.outputs import OutputWriter
-from soriflow.gateway.pipelines import PipelineDef, PipelineRegistry, StageDef, render_value
+from soriflow.gateway.pipelines import PipelineDef, PipelineRegistry, StageDef
 from soriflow.gateway.stages import KINDS, StageContext, reply_text
 from soriflow.gateway.store import JobRecord, JobStore, PronunciationRow, utcnow
-
-from soriflow.errors import SoriflowError
 from soriflow.interceptors import retry_after_from
 from soriflow.storage import S3Uri
 from soriflow.v1 import gateway_pb2, scoring_pb2
@@ -93,6 +93,15 @@ class JobRunner:
         heartbeat = asyncio.create_task(self._heartbeat(job.id, task))
         try:
             return await self._run(job)
+        except SoriflowError as exc:  # e.g. the job's pipeline was removed from the configuration
+            await self._finish(job, "FAILED", exc.message, exc.code.name, False)
+            return "FAILED"
+        except Exception as exc:  # a bug must fail the job with a reason, never leave it hanging
+            log.exception("job %s: unexpected error in the runner", job.id)
+            await self._finish(
+                job, "FAILED", f"internal error in the gateway: {type(exc).__name__}: {exc}", "INTERNAL", True
+            )
+            return "FAILED"
         except asyncio.CancelledError:
             current = await asyncio.to_thread(self.store.get_job, job.id)
             if current is not None and current.cancel_requested:
@@ -240,8 +249,19 @@ class JobRunner:
         self, job: JobRecord, pipeline: PipelineDef, stage: StageDef, ctx: StageContext
     ) -> tuple[str, str, StageFailure | None]:
         kind = KINDS[stage.uses]
-        variables = {**job.metadata, **job.parameters}
-        args = render_value(stage.with_, variables)
+        try:
+            args = kind.arguments(stage.with_, {**job.metadata, **job.parameters})
+        except SoriflowError as exc:
+            await self._stage_update(
+                job.id,
+                stage.name,
+                "FAILED",
+                attempt=1,
+                code=exc.code.name,
+                error=exc.message,
+                ended_at=utcnow(),
+            )
+            return stage.name, "FAILED", StageFailure(exc.code.name, exc.message, False)
         stage_ctx = StageContext(
             job_id=job.id,
             source_uri=job.source_uri,
@@ -368,7 +388,7 @@ def job_result(
         kind = KINDS[stage.uses]
         result = kind.result_type.FromString(raw)
         results[stage.name] = result
-        args = render_value(stage.with_, {**job.metadata, **job.parameters})
+        args = kind.arguments(stage.with_, {**job.metadata, **job.parameters})
         kind.apply(result, args, out)
         if stage.uses == "tts.synthesize":
             ctx = StageContext(

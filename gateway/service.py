@@ -10,6 +10,7 @@ import socket
 import uuid
 
 import grpc
+
 from soriflow.gateway import loopguard
 from soriflow.gateway.api import GatewayServicer, add_to_server
 from soriflow.gateway.clients import ServiceClients
@@ -23,7 +24,6 @@ from soriflow.gateway.scheduler import Scheduler
 from soriflow.gateway.settings import Settings
 from soriflow.gateway.store import JobStore
 from soriflow.gateway.views import JobViews
-
 from soriflow.server import GrpcService
 from soriflow.storage import ObjectStore, s3_client
 

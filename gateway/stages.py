@@ -15,11 +15,11 @@ from typing import Any, ClassVar
 
 from google.protobuf import json_format
 from google.protobuf.message import Message
-from soriflow.gateway.clients import ServiceClients
-from soriflow.gateway.pipelines import render
 
 from soriflow import transcript as transcript_formats
 from soriflow.errors import InvalidArgument
+from soriflow.gateway.clients import ServiceClients
+from soriflow.gateway.pipelines import render, render_value
 from soriflow.v1 import (
     audio_pb2,
     gateway_pb2,
@@ -58,6 +58,12 @@ class StageKind(abc.ABC):
     """One kind of stage: the call it makes, the files it stores, its part of the job result."""
 
     result_type: ClassVar[type[Message]]
+    #: Arguments rendered by the stage itself, with the results of earlier stages (not job parameters).
+    late_bound: ClassVar[frozenset[str]] = frozenset()
+
+    def arguments(self, with_: Mapping[str, Any], variables: Mapping[str, str]) -> dict[str, Any]:
+        """The stage's `with:` with job parameters filled in (late-bound arguments left as written)."""
+        return {k: v if k in self.late_bound else render_value(v, variables) for k, v in with_.items()}
 
     @abc.abstractmethod
     async def call(self, ctx: StageContext, args: Mapping[str, Any]) -> Message:
@@ -239,6 +245,7 @@ class Synthesize(StageKind):
     """tts.synthesize: speech from a template filled with earlier results (e.g. the summary)."""
 
     result_type: ClassVar[type[Message]] = tts_pb2.SynthesizeResponse
+    late_bound: ClassVar[frozenset[str]] = frozenset({"template", "templates"})
 
     def _language(self, ctx: StageContext, args: Mapping[str, Any]) -> str:
         language = str(args.get("language_code", "") or "")

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 
+from soriflow.errors import SoriflowError
 from soriflow.gateway.clients import ServiceClients
 from soriflow.gateway.events import JOB_STATES, STAGE_STATES
 from soriflow.gateway.pipelines import PipelineDef, PipelineRegistry
 from soriflow.gateway.runner import job_result
 from soriflow.gateway.store import JobRecord, JobStore
-
-from soriflow.errors import SoriflowError
 from soriflow.storage import ObjectStore
 from soriflow.v1 import gateway_pb2
 

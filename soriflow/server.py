@@ -241,7 +241,7 @@ class ThreadedServer:
         return self.server.service
 
     def start(self, timeout: float = 600) -> ThreadedServer:
-        """Creates the service on the server's loop (its asyncio objects belong there) and waits until ready."""
+        """Creates the service on the server's loop (its asyncio objects live there); waits until ready."""
         self._thread.start()
 
         async def boot() -> Server:

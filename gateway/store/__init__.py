@@ -19,12 +19,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from soriflow.gateway.store import schema
-from soriflow.gateway.store.migrations import migrate
 from sqlalchemy import Engine, and_, create_engine, event, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from soriflow.errors import InvalidArgument, NotFound
+from soriflow.gateway.store import schema
+from soriflow.gateway.store.migrations import migrate
 from soriflow.v1 import gateway_pb2
 
 log = logging.getLogger("soriflow.gateway.store")

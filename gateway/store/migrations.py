@@ -12,8 +12,9 @@ import datetime as dt
 import logging
 from collections.abc import Callable
 
-from soriflow.gateway.store import schema
 from sqlalchemy import Connection, Engine, inspect, select, text
+
+from soriflow.gateway.store import schema
 
 log = logging.getLogger("soriflow.gateway.store")
 

@@ -15,6 +15,7 @@ import boto3
 import pytest
 
 from soriflow.server import ThreadedServer
+from soriflow.stack import TRIGGER_PREFIXES
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 logging.getLogger("werkzeug").setLevel(logging.ERROR)
@@ -50,7 +51,9 @@ class AwsWorld:
     def output_versions(self, key_prefix: str = "results/") -> dict[str, int]:
         """How many times each output key was written (the output bucket is versioned)."""
         counts: dict[str, int] = {}
-        pages = self.s3.get_paginator("list_object_versions").paginate(Bucket=self.output_bucket, Prefix=key_prefix)
+        pages = self.s3.get_paginator("list_object_versions").paginate(
+            Bucket=self.output_bucket, Prefix=key_prefix
+        )
         for page in pages:
             for version in page.get("Versions", []):
                 counts[version["Key"]] = counts.get(version["Key"], 0) + 1
@@ -72,9 +75,16 @@ def make_world(endpoint: str, *, max_receive_count: int = 3, visibility_s: int =
         QueueName=f"q-{tag}", Attributes={"RedrivePolicy": redrive, "VisibilityTimeout": str(visibility_s)}
     )["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    rules = [
+        {
+            "QueueArn": arn,
+            "Events": ["s3:ObjectCreated:*"],
+            "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": prefix}]}},
+        }
+        for prefix in TRIGGER_PREFIXES
+    ]  # like a deployment: only pipeline prefixes start jobs
     s3.put_bucket_notification_configuration(
-        Bucket=world_in,
-        NotificationConfiguration={"QueueConfigurations": [{"QueueArn": arn, "Events": ["s3:ObjectCreated:*"]}]},
+        Bucket=world_in, NotificationConfiguration={"QueueConfigurations": rules}
     )
     # S3 sends a test event when notifications are configured; it stays in the queue for the consumer.
     return AwsWorld(endpoint, world_in, world_out, queue, dlq, s3, sqs)
@@ -94,8 +104,16 @@ def stt_service(moto_endpoint: str) -> Iterator[ThreadedServer]:
     from soriflow.stt.service import create_service
     from soriflow.stt.settings import Settings
 
-    settings = Settings(host="127.0.0.1", port=0, metrics_port=None, log_format="text", stt_model="tiny.en",
-                        stt_device="cpu", s3_endpoint_url=moto_endpoint, stt_max_waiting=200)
+    settings = Settings(
+        host="127.0.0.1",
+        port=0,
+        metrics_port=None,
+        log_format="text",
+        stt_model="tiny.en",
+        stt_device="cpu",
+        s3_endpoint_url=moto_endpoint,
+        stt_max_waiting=200,
+    )
     server = service_thread("stt", lambda: create_service(settings))
     yield server
     server.stop()
@@ -106,7 +124,9 @@ def tts_service(moto_endpoint: str) -> Iterator[ThreadedServer]:
     from soriflow.tts.service import create_service
     from soriflow.tts.settings import Settings
 
-    settings = Settings(host="127.0.0.1", port=0, metrics_port=None, log_format="text", s3_endpoint_url=moto_endpoint)
+    settings = Settings(
+        host="127.0.0.1", port=0, metrics_port=None, log_format="text", s3_endpoint_url=moto_endpoint
+    )
     server = service_thread("tts", lambda: create_service(settings))
     yield server
     server.stop()
@@ -117,7 +137,9 @@ def summarizer_service(moto_endpoint: str) -> Iterator[ThreadedServer]:
     from soriflow.summarizer.service import create_service
     from soriflow.summarizer.settings import Settings
 
-    settings = Settings(host="127.0.0.1", port=0, metrics_port=None, log_format="text", s3_endpoint_url=moto_endpoint)
+    settings = Settings(
+        host="127.0.0.1", port=0, metrics_port=None, log_format="text", s3_endpoint_url=moto_endpoint
+    )
     server = service_thread("summarizer", lambda: create_service(settings))
     yield server
     server.stop()
@@ -128,8 +150,14 @@ def scoring_service(moto_endpoint: str, stt_service: ThreadedServer) -> Iterator
     from soriflow.scoring.service import create_service
     from soriflow.scoring.settings import Settings
 
-    settings = Settings(host="127.0.0.1", port=0, metrics_port=None, log_format="text", s3_endpoint_url=moto_endpoint,
-                        stt_address=stt_service.address)
+    settings = Settings(
+        host="127.0.0.1",
+        port=0,
+        metrics_port=None,
+        log_format="text",
+        s3_endpoint_url=moto_endpoint,
+        stt_address=stt_service.address,
+    )
     server = service_thread("scoring", lambda: create_service(settings))
     yield server
     server.stop()
@@ -153,11 +181,20 @@ def gateway_settings(aws: AwsWorld, tmp_path: Path, **overrides: Any) -> Any:
     from soriflow.gateway.settings import Settings
 
     base: dict[str, Any] = dict(
-        host="127.0.0.1", port=0, metrics_port=None, log_format="text", s3_endpoint_url=aws.endpoint,
-        gateway_queue_url=aws.queue_url, gateway_output_uri=aws.output_uri,
+        host="127.0.0.1",
+        port=0,
+        metrics_port=None,
+        log_format="text",
+        s3_endpoint_url=aws.endpoint,
+        gateway_queue_url=aws.queue_url,
+        gateway_output_uri=aws.output_uri,
         gateway_submissions_uri=f"s3://{aws.input_bucket}/submissions/",
-        gateway_input_uris=[f"s3://{aws.input_bucket}/"], gateway_database_url=f"sqlite:///{tmp_path / 'jobs.db'}",
-        gateway_receive_wait_s=1, gateway_visibility_timeout_s=30, gateway_retry_delay_s=0, gateway_lease_s=10,
+        gateway_input_uris=[f"s3://{aws.input_bucket}/"],
+        gateway_database_url=f"sqlite:///{tmp_path / 'jobs.db'}",
+        gateway_receive_wait_s=1,
+        gateway_visibility_timeout_s=30,
+        gateway_retry_delay_s=0,
+        gateway_lease_s=10,
         grace_period_s=5,
     )
     return Settings(**(base | overrides))

@@ -11,8 +11,9 @@ from soriflow.audio import decode_audio, encode_wav_pcm16
 
 def speak(text: str, voice: str = "en-us", speed_wpm: int = 160) -> np.ndarray:
     """16 kHz mono float32 speech of `text`."""
-    wav = subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed_wpm), "--stdout", text], check=True,
-                         capture_output=True).stdout
+    wav = subprocess.run(
+        ["espeak-ng", "-v", voice, "-s", str(speed_wpm), "--stdout", text], check=True, capture_output=True
+    ).stdout
     return decode_audio(wav, target_rate=16000).samples
 
 

@@ -61,9 +61,13 @@ def run(coro: Any) -> Any:
     return asyncio.run(coro)
 
 
-def test_upload_runs_transcribe_once_and_stores_outputs(aws: AwsWorld, tmp_path: Path, stt_service: ThreadedServer,
-                                                         start_gateway: Callable[..., ThreadedServer],
-                                                         speech_wav: Path) -> None:
+def test_upload_runs_transcribe_once_and_stores_outputs(
+    aws: AwsWorld,
+    tmp_path: Path,
+    stt_service: ThreadedServer,
+    start_gateway: Callable[..., ThreadedServer],
+    speech_wav: Path,
+) -> None:
     gateway = start_gateway(gateway_settings(aws, tmp_path, stt_address=stt_service.address))
     uri = aws.upload("transcribe/front center+1.wav", speech_wav.read_bytes())
     [job] = finished_jobs(gateway, 1)
@@ -75,8 +79,13 @@ def test_upload_runs_transcribe_once_and_stores_outputs(aws: AwsWorld, tmp_path:
     assert obj["Metadata"] == {"soriflow-output": "1", "soriflow-job-id": job.id}
     transcript = json.loads(obj["Body"].read())
     assert "front" in transcript["text"].lower()
-    assert transcript["words"] and transcript["words"][0]["end_ms"] > transcript["words"][0]["start_ms"]
-    srt = aws.s3.get_object(Bucket=aws.output_bucket, Key=f"results/{job.id}/subtitles.srt")["Body"].read().decode()
+    assert transcript["words"]
+    assert transcript["words"][0]["end_ms"] > transcript["words"][0]["start_ms"]
+    srt = (
+        aws.s3.get_object(Bucket=aws.output_bucket, Key=f"results/{job.id}/subtitles.srt")["Body"]
+        .read()
+        .decode()
+    )
     assert srt.startswith("1\n00:00:")
     wait_until(lambda: aws.queue_depth() == 0, 30, "the message to be deleted")
     assert aws.queue_depth(aws.dlq_url) == 0
@@ -95,8 +104,9 @@ def test_upload_runs_transcribe_once_and_stores_outputs(aws: AwsWorld, tmp_path:
             responses = [r async for r in client.watch(job.id)]
             events = [r.event for r in responses if r.HasField("event")]
             assert events[0].job_state == gateway_pb2.JOB_STATE_QUEUED
-            assert any(e.type == gateway_pb2.JOB_EVENT_TYPE_STAGE_RESULT and e.result.transcript.text
-                       for e in events)
+            assert any(
+                e.type == gateway_pb2.JOB_EVENT_TYPE_STAGE_RESULT and e.result.transcript.text for e in events
+            )
             assert events[-1].job_state == gateway_pb2.JOB_STATE_SUCCEEDED
             assert [e.sequence for e in events] == list(range(1, len(events) + 1))
             assert responses[-1].job.job_id == job.id
@@ -107,13 +117,32 @@ def test_upload_runs_transcribe_once_and_stores_outputs(aws: AwsWorld, tmp_path:
     run(api())
 
 
-def test_duplicated_events_run_the_job_once(aws: AwsWorld, tmp_path: Path, stt_service: ThreadedServer,
-                                            start_gateway: Callable[..., ThreadedServer], speech_wav: Path) -> None:
+def test_duplicated_events_run_the_job_once(
+    aws: AwsWorld,
+    tmp_path: Path,
+    stt_service: ThreadedServer,
+    start_gateway: Callable[..., ThreadedServer],
+    speech_wav: Path,
+) -> None:
     aws.upload("transcribe/dup.wav", speech_wav.read_bytes())
     head = aws.s3.head_object(Bucket=aws.input_bucket, Key="transcribe/dup.wav")
-    body = json.dumps({"Records": [{"eventName": "ObjectCreated:Put", "s3": {
-        "bucket": {"name": aws.input_bucket},
-        "object": {"key": "transcribe/dup.wav", "eTag": head["ETag"].strip('"'), "size": head["ContentLength"]}}}]})
+    body = json.dumps(
+        {
+            "Records": [
+                {
+                    "eventName": "ObjectCreated:Put",
+                    "s3": {
+                        "bucket": {"name": aws.input_bucket},
+                        "object": {
+                            "key": "transcribe/dup.wav",
+                            "eTag": head["ETag"].strip('"'),
+                            "size": head["ContentLength"],
+                        },
+                    },
+                }
+            ]
+        }
+    )
     for _ in range(2):  # at-least-once delivery: the same event twice more, before anyone consumes
         aws.sqs.send_message(QueueUrl=aws.queue_url, MessageBody=body)
     gateway = start_gateway(gateway_settings(aws, tmp_path, stt_address=stt_service.address))
@@ -123,15 +152,22 @@ def test_duplicated_events_run_the_job_once(aws: AwsWorld, tmp_path: Path, stt_s
     assert len(jobs) == 1
     assert (job.state, job.runs) == ("SUCCEEDED", 1)
     versions = aws.output_versions()
-    assert versions and all(count == 1 for count in versions.values()), versions
+    assert versions
+    assert all(count == 1 for count in versions.values()), versions
 
 
-def test_corrupt_audio_fails_at_once_without_retries(aws: AwsWorld, tmp_path: Path, stt_service: ThreadedServer,
-                                                     start_gateway: Callable[..., ThreadedServer]) -> None:
+def test_corrupt_audio_fails_at_once_without_retries(
+    aws: AwsWorld, tmp_path: Path, stt_service: ThreadedServer, start_gateway: Callable[..., ThreadedServer]
+) -> None:
     gateway = start_gateway(gateway_settings(aws, tmp_path, stt_address=stt_service.address))
     uri = aws.upload("transcribe/broken.wav", b"RIFF\x24\x00\x00\x00WAVEfmt garbage that is not audio")
     [job] = finished_jobs(gateway, 1)
-    assert (job.state, job.error_code, job.retryable, job.source_uri) == ("FAILED", "INVALID_ARGUMENT", False, uri)
+    assert (job.state, job.error_code, job.retryable, job.source_uri) == (
+        "FAILED",
+        "INVALID_ARGUMENT",
+        False,
+        uri,
+    )
     assert "stage stt failed: INVALID_ARGUMENT" in job.error
     [stage] = store_of(gateway).stages(job.id)
     assert (stage.state, stage.attempt) == ("FAILED", 1)
@@ -152,15 +188,16 @@ stages:
 """
 
 
-def test_a_stage_that_always_fails_ends_in_the_dead_letter_queue(s3_env: str, tmp_path: Path,
-                                                                 start_gateway: Callable[..., ThreadedServer],
-                                                                 speech_wav: Path) -> None:
+def test_a_stage_that_always_fails_ends_in_the_dead_letter_queue(
+    s3_env: str, tmp_path: Path, start_gateway: Callable[..., ThreadedServer], speech_wav: Path
+) -> None:
     aws = make_world(s3_env, max_receive_count=2)
     pipelines = tmp_path / "pipelines.yaml"
     pipelines.write_text(FAST_RETRY % 2)
     dead = f"127.0.0.1:{free_port()}"  # nothing listens there: UNAVAILABLE on every attempt
-    gateway = start_gateway(gateway_settings(aws, tmp_path, stt_address=dead,
-                                             gateway_pipelines_file=str(pipelines)))
+    gateway = start_gateway(
+        gateway_settings(aws, tmp_path, stt_address=dead, gateway_pipelines_file=str(pipelines))
+    )
     aws.upload("transcribe/unlucky.wav", speech_wav.read_bytes())
     wait_until(lambda: aws.queue_depth(aws.dlq_url) == 1, 90, "the message to reach the dead-letter queue")
     jobs, _ = store_of(gateway).list_jobs(page_size=10)
@@ -172,27 +209,42 @@ def test_a_stage_that_always_fails_ends_in_the_dead_letter_queue(s3_env: str, tm
     [stage] = store_of(gateway).stages(job.id)
     assert stage.attempt == 2
     dead_letter = aws.sqs.receive_message(QueueUrl=aws.dlq_url, WaitTimeSeconds=1)["Messages"][0]
-    assert "transcribe%2Funlucky.wav" in dead_letter["Body"] or "transcribe/unlucky.wav" in dead_letter["Body"]
+    assert (
+        "transcribe%2Funlucky.wav" in dead_letter["Body"] or "transcribe/unlucky.wav" in dead_letter["Body"]
+    )
 
 
-def test_a_stage_service_killed_mid_job_and_restarted(aws: AwsWorld, tmp_path: Path,
-                                                      start_gateway: Callable[..., ThreadedServer]) -> None:
+def test_a_stage_service_killed_mid_job_and_restarted(
+    aws: AwsWorld, tmp_path: Path, start_gateway: Callable[..., ThreadedServer]
+) -> None:
     port = free_port()
-    env = os.environ | {"SORIFLOW_PORT": str(port), "SORIFLOW_HOST": "127.0.0.1", "SORIFLOW_METRICS_PORT": "",
-                        "SORIFLOW_S3_ENDPOINT_URL": aws.endpoint, "SORIFLOW_STT_DEVICE": "cpu",
-                        "SORIFLOW_LOG_FORMAT": "text"}
+    env = os.environ | {
+        "SORIFLOW_PORT": str(port),
+        "SORIFLOW_HOST": "127.0.0.1",
+        "SORIFLOW_METRICS_PORT": "",
+        "SORIFLOW_S3_ENDPOINT_URL": aws.endpoint,
+        "SORIFLOW_STT_DEVICE": "cpu",
+        "SORIFLOW_LOG_FORMAT": "text",
+    }
 
     def start_stt() -> subprocess.Popen[bytes]:
-        return subprocess.Popen([sys.executable, "-m", "soriflow.cli.main", "serve", "stt"], env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return subprocess.Popen(
+            [sys.executable, "-m", "soriflow.cli.main", "serve", "stt"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
     stt = start_stt()
     try:
         run(wait_for_serving(f"127.0.0.1:{port}", timeout=120))
         pipelines = tmp_path / "pipelines.yaml"
         pipelines.write_text(FAST_RETRY % 20)
-        gateway = start_gateway(gateway_settings(aws, tmp_path, stt_address=f"127.0.0.1:{port}",
-                                                 gateway_pipelines_file=str(pipelines)))
+        gateway = start_gateway(
+            gateway_settings(
+                aws, tmp_path, stt_address=f"127.0.0.1:{port}", gateway_pipelines_file=str(pipelines)
+            )
+        )
         long_speech = speak("The quick brown fox jumps over the lazy dog. " * 6)
         aws.upload("transcribe/long.wav", wav(long_speech))
         store = store_of(gateway)
@@ -219,34 +271,46 @@ def test_a_stage_service_killed_mid_job_and_restarted(aws: AwsWorld, tmp_path: P
         stt.wait(10)
 
 
-def test_a_hundred_uploads_at_concurrency_four_run_exactly_once(aws: AwsWorld, tmp_path: Path,
-                                                                stt_service: ThreadedServer,
-                                                                start_gateway: Callable[..., ThreadedServer]) -> None:
+def test_a_hundred_uploads_at_concurrency_four_run_exactly_once(
+    aws: AwsWorld, tmp_path: Path, stt_service: ThreadedServer, start_gateway: Callable[..., ThreadedServer]
+) -> None:
     clip = wav(speak("one two three"))
     for i in range(100):
         aws.upload(f"transcribe/batch/{i:03d}.wav", clip)
-    gateway = start_gateway(gateway_settings(aws, tmp_path, stt_address=stt_service.address, gateway_concurrency=4))
+    gateway = start_gateway(
+        gateway_settings(aws, tmp_path, stt_address=stt_service.address, gateway_concurrency=4)
+    )
     jobs = finished_jobs(gateway, 100, timeout=600)
     assert len(jobs) == 100
     assert {j.state for j in jobs} == {"SUCCEEDED"}
     assert {j.runs for j in jobs} == {1}
     assert len({j.source_uri for j in jobs}) == 100
     versions = aws.output_versions()
-    assert len(versions) == 400 and set(versions.values()) == {1}  # four outputs per job, each written once
+    assert len(versions) == 400
+    assert set(versions.values()) == {1}
     wait_until(lambda: aws.queue_depth() == 0, 30, "the queue to drain")
 
 
-def test_job_api_submit_watch_list_cancel_and_bad_requests(aws: AwsWorld, tmp_path: Path,
-                                                            stt_service: ThreadedServer,
-                                                            start_gateway: Callable[..., ThreadedServer],
-                                                            speech_wav: Path) -> None:
-    gateway = start_gateway(gateway_settings(aws, tmp_path, stt_address=stt_service.address,
-                                             gateway_queue_url=None))
+def test_job_api_submit_watch_list_cancel_and_bad_requests(
+    aws: AwsWorld,
+    tmp_path: Path,
+    stt_service: ThreadedServer,
+    start_gateway: Callable[..., ThreadedServer],
+    speech_wav: Path,
+) -> None:
+    gateway = start_gateway(
+        gateway_settings(aws, tmp_path, stt_address=stt_service.address, gateway_queue_url=None)
+    )
 
     async def api() -> None:
         async with GatewayClient(gateway.address) as client:
-            job = await client.submit_bytes(speech_wav.read_bytes(), filename="clip.wav", pipeline="transcribe",
-                                            metadata={"user": "kim"}, idempotency_key="req-1")
+            job = await client.submit_bytes(
+                speech_wav.read_bytes(),
+                filename="clip.wav",
+                pipeline="transcribe",
+                metadata={"user": "kim"},
+                idempotency_key="req-1",
+            )
             assert job.source_uri == f"s3://{aws.input_bucket}/submissions/{job.job_id}/clip.wav"
             events = []
             final = None
@@ -255,11 +319,16 @@ def test_job_api_submit_watch_list_cancel_and_bad_requests(aws: AwsWorld, tmp_pa
                     final = response.job
                 else:
                     events.append(response.event)
-            assert final is not None and final.state == gateway_pb2.JOB_STATE_SUCCEEDED
+            assert final is not None
+            assert final.state == gateway_pb2.JOB_STATE_SUCCEEDED
             assert any(e.stage == "stt" and e.stage_state == gateway_pb2.STAGE_STATE_RUNNING for e in events)
-            again = await client.stub.SubmitJob(gateway_pb2.SubmitJobRequest(
-                audio={"content": speech_wav.read_bytes()}, pipeline="transcribe", idempotency_key="req-1"))
-            assert again.deduplicated and again.job.job_id == job.job_id
+            again = await client.stub.SubmitJob(
+                gateway_pb2.SubmitJobRequest(
+                    audio={"content": speech_wav.read_bytes()}, pipeline="transcribe", idempotency_key="req-1"
+                )
+            )
+            assert again.deduplicated
+            assert again.job.job_id == job.job_id
             page = await client.list(page_size=10, metadata={"user": "kim"})
             assert [j.job_id for j in page.jobs] == [job.job_id]
             with pytest.raises(grpc.aio.AioRpcError) as err:
@@ -268,17 +337,40 @@ def test_job_api_submit_watch_list_cancel_and_bad_requests(aws: AwsWorld, tmp_pa
             pipelines = await client.pipelines()
             assert {p.name for p in pipelines} == {"call-summary", "pronunciation", "transcribe"}
             bad_requests = [
-                (dict(audio={"content": b"this is not audio"}, pipeline="transcribe"), grpc.StatusCode.INVALID_ARGUMENT,
-                 "not a recognized audio file"),
-                (dict(audio={"content": speech_wav.read_bytes()}, pipeline="nope"), grpc.StatusCode.INVALID_ARGUMENT,
-                 "unknown pipeline"),
-                (dict(audio={"uri": f"s3://{aws.input_bucket}/transcribe/missing.wav"}), grpc.StatusCode.NOT_FOUND,
-                 "does not exist"),
-                (dict(audio={"content": speech_wav.read_bytes()}), grpc.StatusCode.INVALID_ARGUMENT,
-                 "no pipeline handles key"),
-                (dict(audio={"uri": "https://example.com/a.wav"}), grpc.StatusCode.INVALID_ARGUMENT, "not an S3 URI"),
-                (dict(audio={"content": speech_wav.read_bytes()}, pipeline="transcribe", parameters={"x": "1"}),
-                 grpc.StatusCode.INVALID_ARGUMENT, "does not take parameters"),
+                (
+                    dict(audio={"content": b"this is not audio"}, pipeline="transcribe"),
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    "not a recognized audio file",
+                ),
+                (
+                    dict(audio={"content": speech_wav.read_bytes()}, pipeline="nope"),
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    "unknown pipeline",
+                ),
+                (
+                    dict(audio={"uri": f"s3://{aws.input_bucket}/transcribe/missing.wav"}),
+                    grpc.StatusCode.NOT_FOUND,
+                    "does not exist",
+                ),
+                (
+                    dict(audio={"content": speech_wav.read_bytes()}),
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    "no pipeline handles key",
+                ),
+                (
+                    dict(audio={"uri": "https://example.com/a.wav"}),
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    "not an S3 URI",
+                ),
+                (
+                    dict(
+                        audio={"content": speech_wav.read_bytes()},
+                        pipeline="transcribe",
+                        parameters={"x": "1"},
+                    ),
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    "does not take parameters",
+                ),
             ]
             for kwargs, code, text in bad_requests:
                 with pytest.raises(grpc.aio.AioRpcError) as err:
@@ -293,15 +385,24 @@ def test_job_api_submit_watch_list_cancel_and_bad_requests(aws: AwsWorld, tmp_pa
     run(api())
 
 
-def test_jobs_run_against_postgresql(aws: AwsWorld, tmp_path: Path, stt_service: ThreadedServer,
-                                     start_gateway: Callable[..., ThreadedServer], postgres_database: str,
-                                     speech_wav: Path) -> None:
-    gateway = start_gateway(gateway_settings(aws, tmp_path, stt_address=stt_service.address,
-                                             gateway_database_url=postgres_database))
+def test_jobs_run_against_postgresql(
+    aws: AwsWorld,
+    tmp_path: Path,
+    stt_service: ThreadedServer,
+    start_gateway: Callable[..., ThreadedServer],
+    postgres_database: str,
+    speech_wav: Path,
+) -> None:
+    gateway = start_gateway(
+        gateway_settings(
+            aws, tmp_path, stt_address=stt_service.address, gateway_database_url=postgres_database
+        )
+    )
     aws.upload("transcribe/pg.wav", speech_wav.read_bytes())
     jobs = finished_jobs(gateway, 1)
     mine = [j for j in jobs if j.source_uri.endswith(f"{aws.input_bucket}/transcribe/pg.wav")]
-    assert mine and mine[0].state == "SUCCEEDED"
+    assert mine
+    assert mine[0].state == "SUCCEEDED"
     check = JobStore(postgres_database)
     try:
         assert check.require_job(mine[0].id).state == "SUCCEEDED"
@@ -310,33 +411,53 @@ def test_jobs_run_against_postgresql(aws: AwsWorld, tmp_path: Path, stt_service:
         check.close()
 
 
-def test_call_summary_pipeline(aws: AwsWorld, tmp_path: Path, stt_service: ThreadedServer,
-                               summarizer_service: ThreadedServer, tts_service: ThreadedServer,
-                               start_gateway: Callable[..., ThreadedServer]) -> None:
-    gateway = start_gateway(gateway_settings(
-        aws, tmp_path, stt_address=stt_service.address, summarizer_address=summarizer_service.address,
-        tts_address=tts_service.address))
-    call = stereo_call([
-        (1, "Thank you for calling, how can I help you?"),
-        (0, "Hello. I had a car accident yesterday and I want to check whether my insurance covers the repair."),
-        (1, "Let me look up your policy."),
-    ])
+def test_call_summary_pipeline(
+    aws: AwsWorld,
+    tmp_path: Path,
+    stt_service: ThreadedServer,
+    summarizer_service: ThreadedServer,
+    tts_service: ThreadedServer,
+    start_gateway: Callable[..., ThreadedServer],
+) -> None:
+    gateway = start_gateway(
+        gateway_settings(
+            aws,
+            tmp_path,
+            stt_address=stt_service.address,
+            summarizer_address=summarizer_service.address,
+            tts_address=tts_service.address,
+        )
+    )
+    call = stereo_call(
+        [
+            (1, "Thank you for calling, how can I help you?"),
+            (
+                0,
+                "Hello. I had a car accident yesterday and I want to check whether my insurance covers "
+                "the repair.",
+            ),
+            (1, "Let me look up your policy."),
+        ]
+    )
     aws.upload("connect/2026/11/25/call-1.wav", call)
     [job] = finished_jobs(gateway, 1, timeout=300)
     assert job.state == "SUCCEEDED", job.error
     outputs = {o.name: o for o in store_of(gateway).outputs(job.id)}
     assert set(outputs) == {"transcript.txt", "transcript.json", "summary.json", "reply.wav"}
-    transcript = json.loads(aws.s3.get_object(Bucket=aws.output_bucket,
-                                              Key=f"results/{job.id}/transcript.json")["Body"].read())
+    transcript = json.loads(
+        aws.s3.get_object(Bucket=aws.output_bucket, Key=f"results/{job.id}/transcript.json")["Body"].read()
+    )
     speakers = {w["speaker"] for w in transcript["words"]}
     assert speakers == {"customer", "agent"}
     starts = [w["start_ms"] for w in transcript["words"]]
     assert starts == sorted(starts)
-    summary = json.loads(aws.s3.get_object(Bucket=aws.output_bucket,
-                                           Key=f"results/{job.id}/summary.json")["Body"].read())
+    summary = json.loads(
+        aws.s3.get_object(Bucket=aws.output_bucket, Key=f"results/{job.id}/summary.json")["Body"].read()
+    )
     assert summary["summary"].strip()
     reply = aws.s3.get_object(Bucket=aws.output_bucket, Key=f"results/{job.id}/reply.wav")["Body"].read()
-    assert reply[:4] == b"RIFF" and reply[8:12] == b"WAVE"
+    assert reply[:4] == b"RIFF"
+    assert reply[8:12] == b"WAVE"
     assert int.from_bytes(reply[20:22], "little") == 7  # WAVE_FORMAT_MULAW
     assert int.from_bytes(reply[22:24], "little") == 1  # mono
     assert int.from_bytes(reply[24:28], "little") == 8000
@@ -351,17 +472,29 @@ def test_call_summary_pipeline(aws: AwsWorld, tmp_path: Path, stt_service: Threa
 
 
 def test_pronunciation_pipeline_scores_against_the_derived_reference(
-        aws: AwsWorld, tmp_path: Path, stt_service: ThreadedServer, scoring_service: ThreadedServer,
-        start_gateway: Callable[..., ThreadedServer]) -> None:
-    gateway = start_gateway(gateway_settings(aws, tmp_path, stt_address=stt_service.address,
-                                             scoring_address=scoring_service.address))
+    aws: AwsWorld,
+    tmp_path: Path,
+    stt_service: ThreadedServer,
+    scoring_service: ThreadedServer,
+    start_gateway: Callable[..., ThreadedServer],
+) -> None:
+    gateway = start_gateway(
+        gateway_settings(
+            aws, tmp_path, stt_address=stt_service.address, scoring_address=scoring_service.address
+        )
+    )
     sentence = "I went to the toy store with my sister"
     aws.upload("reference/book/level_1/toys/audio_line_2.wav", wav(speak(sentence, "en-us")))
     learner = "users/kim/book/level_1/toys/audio_line_2.wav"
-    aws.upload(learner, wav(speak(sentence, "en-us+m3", speed_wpm=120)), metadata={"reference-text": sentence})
+    aws.upload(
+        learner, wav(speak(sentence, "en-us+m3", speed_wpm=120)), metadata={"reference-text": sentence}
+    )
     text_only = "users/lee/book/level_1/toys/audio_line_9.wav"  # no reference recording there: text only
-    aws.upload(text_only, wav(np_concat(speak("I went to the store"), silence(0.3))),
-               metadata={"reference-text": sentence})
+    aws.upload(
+        text_only,
+        wav(np_concat(speak("I went to the store"), silence(0.3))),
+        metadata={"reference-text": sentence},
+    )
     jobs = {j.source_uri.split("/", 3)[3]: j for j in finished_jobs(gateway, 2, timeout=300)}
     assert jobs[learner].state == "SUCCEEDED", jobs[learner].error
     assert jobs[text_only].state == "SUCCEEDED", jobs[text_only].error
@@ -373,8 +506,11 @@ def test_pronunciation_pipeline_scores_against_the_derived_reference(
     assert (rows["kim"]["level"], rows["kim"]["title"], rows["kim"]["line"]) == ("1", "toys", "2")
     assert rows["kim"]["speed_ratio"] < 1.0, "the learner spoke slower than the reference"
     assert rows["lee"]["completeness_score"] < rows["kim"]["completeness_score"]
-    score = json.loads(aws.s3.get_object(Bucket=aws.output_bucket,
-                                         Key=f"results/{jobs[learner].id}/score.json")["Body"].read())
+    score = json.loads(
+        aws.s3.get_object(Bucket=aws.output_bucket, Key=f"results/{jobs[learner].id}/score.json")[
+            "Body"
+        ].read()
+    )
     assert 0 <= score["overall_score"] <= 100
 
 

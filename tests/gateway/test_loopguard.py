@@ -31,13 +31,18 @@ def test_static_overlap(output: str, inputs: list[str], overlaps: bool) -> None:
 
 
 def _notify(aws: AwsWorld, bucket: str, rules: list[dict[str, Any]]) -> None:
-    arn = aws.sqs.get_queue_attributes(QueueUrl=aws.queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    arn = aws.sqs.get_queue_attributes(QueueUrl=aws.queue_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
     aws.s3.put_bucket_notification_configuration(
         Bucket=bucket,
-        NotificationConfiguration={"QueueConfigurations": [
-            {"QueueArn": arn, "Events": ["s3:ObjectCreated:*"],
-             "Filter": {"Key": {"FilterRules": rules}}} if rules else
-            {"QueueArn": arn, "Events": ["s3:ObjectCreated:*"]}]},
+        NotificationConfiguration={
+            "QueueConfigurations": [
+                {"QueueArn": arn, "Events": ["s3:ObjectCreated:*"], "Filter": {"Key": {"FilterRules": rules}}}
+                if rules
+                else {"QueueArn": arn, "Events": ["s3:ObjectCreated:*"]}
+            ]
+        },
     )
 
 

@@ -33,7 +33,11 @@ def test_reference_is_derived_from_the_learner_key() -> None:
     pipeline = PipelineRegistry.load().get("pronunciation")
     key = "users/kim min/story book/level_2/toy store/audio_line_3.wav"
     assert pipeline.key_variables(key) == {
-        "user": "kim min", "content_type": "story book", "level": "2", "title": "toy store", "line": "3",
+        "user": "kim min",
+        "content_type": "story book",
+        "level": "2",
+        "title": "toy store",
+        "line": "3",
     }
     params = pipeline.resolve_parameters({}, bucket="in", key=key)
     assert params["reference_uri"] == "s3://in/reference/story book/level_2/toy store/audio_line_3.wav"
@@ -59,8 +63,11 @@ stages:
         (BASE + "  - name: a\n    uses: stt.recognize\n", "duplicate stage names"),
         (BASE + "  - name: b\n    uses: stt.recognize\n    needs: [zz]\n", "needs unknown stages"),
         (BASE.replace("stt.recognize", "ocr.read"), "uses"),
-        ("name: x\nstages:\n  - {name: a, uses: stt.recognize, needs: [b]}\n  - {name: b, uses: stt.recognize, "
-         "needs: [a]}\n", "cycle"),
+        (
+            "name: x\nstages:\n  - {name: a, uses: stt.recognize, needs: [b]}\n"
+            "  - {name: b, uses: stt.recognize, needs: [a]}\n",
+            "cycle",
+        ),
         (BASE + "    retry: {max_attempts: 0}\n", "max_attempts"),
         (BASE + "    when: ghost\n", "not a declared parameter"),
         ("[not, a, mapping]", "must be a YAML mapping"),
@@ -75,8 +82,10 @@ def test_invalid_definitions_are_refused_with_the_reason(text: str, message: str
 
 def test_pipelines_file_adds_and_overrides(tmp_path: Path) -> None:
     extra = tmp_path / "pipelines.yaml"
-    extra.write_text(BASE + "key_prefixes: [demo/]\n---\nname: transcribe\nkey_prefixes: [t/]\nstages:\n"
-                     "  - {name: stt, uses: stt.recognize}\n")
+    extra.write_text(
+        BASE + "key_prefixes: [demo/]\n---\nname: transcribe\nkey_prefixes: [t/]\nstages:\n"
+        "  - {name: stt, uses: stt.recognize}\n"
+    )
     registry = PipelineRegistry.load(extra)
     assert registry.route("demo/x.wav").name == "demo"  # type: ignore[union-attr]
     assert registry.get("transcribe").key_prefixes == ["t/"]

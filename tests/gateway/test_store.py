@@ -30,9 +30,14 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[JobStore]:
 
 
 def new_job(store: JobStore, key: str | None = None, **kw: object) -> str:
-    job, created = store.create_job(pipeline=str(kw.get("pipeline", "transcribe")),
-                                    source_uri=str(kw.get("source_uri", "s3://in/a.wav")), origin="sqs",
-                                    metadata=kw.get("metadata", {}), parameters={}, dedupe_key=key)  # type: ignore[arg-type]
+    job, created = store.create_job(
+        pipeline=str(kw.get("pipeline", "transcribe")),
+        source_uri=str(kw.get("source_uri", "s3://in/a.wav")),
+        origin="sqs",
+        metadata=kw.get("metadata", {}),
+        parameters={},
+        dedupe_key=key,
+    )  # type: ignore[arg-type]
     assert created
     return job.id
 
@@ -43,11 +48,24 @@ def test_migrations_are_recorded_and_idempotent(store: JobStore) -> None:
 
 
 def test_dedupe_key_finds_the_existing_job(store: JobStore) -> None:
-    first, created = store.create_job(pipeline="transcribe", source_uri="s3://in/a.wav", origin="sqs",
-                                      metadata={"user": "김"}, parameters={}, dedupe_key="s3://in/a.wav#etag1")
-    again, created_again = store.create_job(pipeline="transcribe", source_uri="s3://in/a.wav", origin="sqs",
-                                            metadata={}, parameters={}, dedupe_key="s3://in/a.wav#etag1")
-    assert created and not created_again
+    first, created = store.create_job(
+        pipeline="transcribe",
+        source_uri="s3://in/a.wav",
+        origin="sqs",
+        metadata={"user": "김"},
+        parameters={},
+        dedupe_key="s3://in/a.wav#etag1",
+    )
+    again, created_again = store.create_job(
+        pipeline="transcribe",
+        source_uri="s3://in/a.wav",
+        origin="sqs",
+        metadata={},
+        parameters={},
+        dedupe_key="s3://in/a.wav#etag1",
+    )
+    assert created
+    assert not created_again
     assert again.id == first.id
     assert again.metadata == {"user": "김"}
     assert store.events_after(first.id, 0)[0].job_state == gateway_pb2.JOB_STATE_QUEUED
@@ -89,7 +107,9 @@ def test_cancel_marks_queued_jobs_and_stops_renewals(store: JobStore) -> None:
 def test_events_are_numbered_in_order(store: JobStore) -> None:
     job_id = new_job(store)
     for stage in ("stt", "summarize"):
-        store.append_event(job_id, gateway_pb2.JobEvent(type=gateway_pb2.JOB_EVENT_TYPE_STAGE_STATE, stage=stage))
+        store.append_event(
+            job_id, gateway_pb2.JobEvent(type=gateway_pb2.JOB_EVENT_TYPE_STAGE_STATE, stage=stage)
+        )
     events = store.events_after(job_id, 0)
     assert [e.sequence for e in events] == [1, 2, 3]
     assert [e.stage for e in store.events_after(job_id, 1)] == ["stt", "summarize"]
@@ -97,9 +117,15 @@ def test_events_are_numbered_in_order(store: JobStore) -> None:
 
 
 def test_list_is_newest_first_filtered_and_paginated(store: JobStore) -> None:
-    ids = [new_job(store, pipeline="transcribe" if i % 2 else "pronunciation",
-                   source_uri=f"s3://in/{'users' if i < 5 else 'calls'}/{i}.wav",
-                   metadata={"user": "kim" if i % 3 == 0 else "lee"}) for i in range(12)]
+    ids = [
+        new_job(
+            store,
+            pipeline="transcribe" if i % 2 else "pronunciation",
+            source_uri=f"s3://in/{'users' if i < 5 else 'calls'}/{i}.wav",
+            metadata={"user": "kim" if i % 3 == 0 else "lee"},
+        )
+        for i in range(12)
+    ]
     seen: list[str] = []
     token = ""
     while True:
@@ -126,15 +152,28 @@ def test_stages_outputs_and_pronunciation_rows(store: JobStore) -> None:
     store.update_stage(job_id, "stt", state="SUCCEEDED", attempt=2, result=b"\x01\x02")
     stages = store.stages(job_id)
     assert [(s.name, s.state, s.attempt, s.optional) for s in stages] == [
-        ("stt", "SUCCEEDED", 2, False), ("reply", "PENDING", 0, True)]
+        ("stt", "SUCCEEDED", 2, False),
+        ("reply", "PENDING", 0, True),
+    ]
     assert stages[0].result == b"\x01\x02"
     store.add_output(job_id, OutputRecord("transcript.json", "s3://out/x", "application/json", 10))
     store.add_output(job_id, OutputRecord("transcript.json", "s3://out/x", "application/json", 12))
     assert [(o.name, o.size_bytes) for o in store.outputs(job_id)] == [("transcript.json", 12)]
-    row = PronunciationRow(job_id=job_id, source_uri="s3://in/users/kim/a.wav", overall_score=81.5,
-                           accuracy_score=90, fluency_score=70, completeness_score=100, prosody_score=60,
-                           speed_ratio=0.8, pause_similarity=0.7, pitch_similarity=0.6, user_id="kim",
-                           mispronounced_words=["toy"], feedback=["'toy' sounded unclear"])
+    row = PronunciationRow(
+        job_id=job_id,
+        source_uri="s3://in/users/kim/a.wav",
+        overall_score=81.5,
+        accuracy_score=90,
+        fluency_score=70,
+        completeness_score=100,
+        prosody_score=60,
+        speed_ratio=0.8,
+        pause_similarity=0.7,
+        pitch_similarity=0.6,
+        user_id="kim",
+        mispronounced_words=["toy"],
+        feedback=["'toy' sounded unclear"],
+    )
     store.save_pronunciation(row)
     rows = list(store.pronunciation_results(user_id="kim"))
     assert rows[0]["overall_score"] == pytest.approx(81.5)

@@ -1,0 +1,74 @@
+"""`soriflow demo`, the best end-to-end test there is: every service, S3 -> SQS -> gateway -> outputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from soriflow.stack import METRICS_PORTS, PORTS
+
+pytestmark = pytest.mark.slow
+
+
+def _ports_free() -> bool:
+    import socket
+
+    for port in (*PORTS.values(), *METRICS_PORTS.values(), 4566):
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return False
+    return True
+
+
+def test_demo_runs_the_three_jobs_and_its_outputs_are_real(tmp_path: Path) -> None:
+    if not _ports_free():
+        pytest.fail(
+            "the demo's fixed ports (50050-50054, 9150-9154, 4566) are taken: is `soriflow up` running?"
+        )
+    env = os.environ | {"HF_HUB_OFFLINE": "1", "COLUMNS": "120"}
+    env.pop("SORIFLOW_S3_ENDPOINT_URL", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "soriflow.cli.main", "demo", "--output-dir", "out"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    assert "demo finished: 3 jobs succeeded" in result.stdout
+    out = tmp_path / "out"
+    summary = json.loads((out / "demo.json").read_text())
+    assert summary["problems"] == []
+    assert set(summary["jobs"]) == {"call-summary", "pronunciation", "transcribe"}
+
+    transcript = json.loads((out / "call-summary" / "transcript.json").read_text())
+    words = [w["word"].lower().strip(".,") for w in transcript["words"]]
+    assert {"car", "accident", "insurance"} <= set(words)
+    assert {w["speaker"] for w in transcript["words"]} == {"customer", "agent"}
+    assert json.loads((out / "call-summary" / "summary.json").read_text())["summary"].strip()
+    header = (out / "call-summary" / "reply.wav").read_bytes()[:28]
+    assert header[:4] == b"RIFF"
+    assert header[8:12] == b"WAVE"
+    assert (
+        int.from_bytes(header[20:22], "little"),
+        int.from_bytes(header[22:24], "little"),
+        int.from_bytes(header[24:28], "little"),
+    ) == (7, 1, 8000)
+
+    score = json.loads((out / "pronunciation" / "score.json").read_text())
+    assert 0 <= score["overall_score"] <= 100
+    omitted = [w["word"] for w in score["words"] if w.get("error_type") == "WORD_ERROR_TYPE_OMISSION"]
+    assert omitted == ["toy"], "the learner reading leaves out 'toy'"
+    assert (out / "pronunciation" / "pitch.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    srt = (out / "transcribe" / "subtitles.srt").read_text()
+    assert srt.startswith("1\n00:00:00")
+    assert "-->" in srt
+    assert "subtitles" in srt.lower()
