@@ -120,7 +120,7 @@ def main() -> None:
         results[f"{engine_name}/{compute}"] = json.loads(out)
         print(results[f"{engine_name}/{compute}"], flush=True)
     openai = results["openai-whisper/float32"]
-    figures: dict[str, Any] = {"engines": results}
+    figures: dict[str, Any] = {"engines": results, "load_average_1m_end": round(os.getloadavg()[0], 2)}
     for key in ("faster-whisper/int8", "faster-whisper/float32"):
         fw = results[key]
         figures[f"speedup_long_form_{key.split('/')[1]}"] = round(

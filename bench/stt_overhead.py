@@ -3,11 +3,11 @@
 One server runs in this process on loopback; the baseline is the very engine
 it loaded, called directly on the same bytes (decode + transcribe, which is
 what Recognize does besides gRPC, validation, queueing and the worker
-thread). Calls alternate between the two paths so that machine noise hits
-both alike; the figure is the ratio of median times (target <= 1.05), for a
+thread). Calls alternate between the two paths, in alternating order, so
+that machine noise hits both alike; the figure is the ratio of median times (target <= 1.05), for a
 short clip and for ~40 s of speech, with and without word timestamps.
 
-Run from the repository root: `python -m bench.stt_overhead [--repeat 7]`.
+Run from the repository root: `python -m bench.stt_overhead [--repeat 10]`.
 """
 
 from __future__ import annotations
@@ -62,16 +62,16 @@ async def run(repeat: int) -> dict[str, Any]:
                 grpc_times, direct_times = [], []
                 texts = set()
                 for i in range(repeat + 1):  # the first round warms both paths up
-                    started = time.perf_counter()
-                    response = await stub.Recognize(request, timeout=600)
-                    grpc_s = time.perf_counter() - started
-                    started = time.perf_counter()
-                    texts.add(await asyncio.to_thread(direct))
-                    direct_s = time.perf_counter() - started
-                    texts.add(response.transcript.text)
-                    if i:
-                        grpc_times.append(grpc_s)
-                        direct_times.append(direct_s)
+                    for path in ("grpc", "direct") if i % 2 else ("direct", "grpc"):  # alternate the order
+                        started = time.perf_counter()
+                        if path == "grpc":
+                            response = await stub.Recognize(request, timeout=600)
+                            texts.add(response.transcript.text)
+                        else:
+                            texts.add(await asyncio.to_thread(direct))
+                        elapsed = time.perf_counter() - started
+                        if i:
+                            (grpc_times if path == "grpc" else direct_times).append(elapsed)
                 key = f"{name}{'_words' if words else ''}"
                 figures[key] = {
                     "audio_s": round(decode_audio(data).duration_s, 2),
@@ -81,6 +81,7 @@ async def run(repeat: int) -> dict[str, Any]:
                     "same_text": len(texts) == 1,
                 }
                 print(key, figures[key], flush=True)
+    figures["load_average_1m_end"] = round(os.getloadavg()[0], 2)
     figures["worst_ratio"] = max(v["ratio"] for v in figures.values() if isinstance(v, dict))
     return figures
 
@@ -89,7 +90,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--repeat", type=int, default=10)
     args = parser.parse_args()
     figures = asyncio.run(run(args.repeat))
     summary = (

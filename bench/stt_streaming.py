@@ -133,6 +133,7 @@ async def run(count: int) -> dict[str, Any]:
         per_utterance.append(entry)
     final_texts = [r.text for _, r in finals]
     figures: dict[str, Any] = {
+        "load_average_1m_end": round(os.getloadavg()[0], 2),
         "utterances": len(clips),
         "finals": len(finals),
         "stream_audio_s": round(len(stream) / 16000, 1),

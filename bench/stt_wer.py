@@ -106,6 +106,7 @@ async def run(model: str, beam_size: int) -> dict[str, Any]:
         c["wer_service"] == c["wer_faster_whisper_direct"] for c in figures["corpora"].values()
     )
     figures["identical_transcripts"] = f"{identical}/{total}"
+    figures["load_average_1m_end"] = round(os.getloadavg()[0], 2)
     return figures
 
 

@@ -14,9 +14,8 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
-from soriflow.stt.engines.base import Engine, TranscribeOptions, Transcript
-
 from soriflow.audio import Audio
+from soriflow.stt.engines.base import Engine, TranscribeOptions, Transcript
 
 MAX_CHANNELS = 8
 

@@ -19,10 +19,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 if TYPE_CHECKING:
+    from soriflow.cli.main import Groups
     from soriflow.stt.engines.base import Transcript
     from soriflow.stt.settings import Settings
-
-    from soriflow.cli.main import Groups
     from soriflow.v1 import stt_pb2
 
 #: Audio per streamed message, in seconds (sent every 0.1 s at real-time pace).
@@ -77,11 +76,10 @@ def _local_settings(model: str | None, engine: str | None) -> Settings:
 def _recognize_local(
     data: bytes, config: stt_pb2.RecognitionConfig, settings: Settings
 ) -> tuple[Transcript, int]:
+    from soriflow.audio import AudioLimits, decode_audio
     from soriflow.stt.channels import transcribe_channels
     from soriflow.stt.engines import load_engine
     from soriflow.stt.messages import options_from_config
-
-    from soriflow.audio import AudioLimits, decode_audio
     from soriflow.v1 import stt_pb2
 
     engine = load_engine(settings)
@@ -101,9 +99,8 @@ def _recognize_local(
 async def _recognize_remote(
     address: str, data: bytes, config: stt_pb2.RecognitionConfig, timeout: float
 ) -> tuple[Transcript, int, str]:
-    from soriflow.stt.messages import transcript_from_proto
-
     from soriflow.client import open_channel
+    from soriflow.stt.messages import transcript_from_proto
     from soriflow.v1 import audio_pb2, stt_pb2, stt_pb2_grpc
 
     async with open_channel(address) as channel:
@@ -191,9 +188,8 @@ async def _stream(
     if address:
         await consume(address)
     else:
-        from soriflow.stt.service import create_service
-
         from soriflow.server import running
+        from soriflow.stt.service import create_service
 
         local = settings.model_copy(update={"host": "127.0.0.1", "port": 0, "metrics_port": None})
         async with running(create_service(local)) as server:
@@ -242,9 +238,9 @@ def register(app: typer.Typer, groups: Groups) -> None:
         import os
 
         import grpc
-        from soriflow.stt.formats import FORMATS, render
 
         from soriflow.errors import SoriflowError
+        from soriflow.stt.formats import FORMATS, render
 
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         fmt = "json" if as_json else fmt
@@ -292,9 +288,8 @@ def register(app: typer.Typer, groups: Groups) -> None:
         """Convert a CTranslate2 Whisper model to an openai-whisper checkpoint (dims + state dict)."""
         import json
 
-        from soriflow.stt.convert import convert_ct2_to_openai
-
         from soriflow.errors import SoriflowError
+        from soriflow.stt.convert import convert_ct2_to_openai
 
         try:
             path = Path(src)

@@ -7,9 +7,8 @@ same actionable message before any audio is decoded.
 
 from __future__ import annotations
 
-from soriflow.stt.engines.base import EngineInfo, Segment, TranscribeOptions, Transcript, Word
-
 from soriflow.errors import InvalidArgument
+from soriflow.stt.engines.base import EngineInfo, Segment, TranscribeOptions, Transcript, Word
 from soriflow.v1 import audio_pb2, stt_pb2
 
 MAX_BEAM_SIZE = 20

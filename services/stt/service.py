@@ -18,6 +18,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
+
+from soriflow.concurrency import WorkQueue
+from soriflow.errors import Unavailable
+from soriflow.inputs import load_audio
+from soriflow.server import GrpcService
+from soriflow.storage import ObjectStore
 from soriflow.stt.channels import transcribe_channels
 from soriflow.stt.engines import load_engine
 from soriflow.stt.engines.base import Engine
@@ -25,12 +31,6 @@ from soriflow.stt.messages import options_from_config, transcript_to_proto
 from soriflow.stt.metrics import AUDIO_SECONDS, REALTIME_FACTOR
 from soriflow.stt.settings import Settings
 from soriflow.stt.work import EngineRunner
-
-from soriflow.concurrency import WorkQueue
-from soriflow.errors import Unavailable
-from soriflow.inputs import load_audio
-from soriflow.server import GrpcService
-from soriflow.storage import ObjectStore
 from soriflow.v1 import stt_pb2, stt_pb2_grpc
 
 log = logging.getLogger("soriflow.stt")

@@ -40,8 +40,15 @@ class EngineRunner:
     def __init__(self, threads: int) -> None:
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="stt-engine")
 
-    async def run(self, fn: Callable[[threading.Event], T], *, path: str = "recognize") -> T:
-        cancel = threading.Event()
+    async def run(
+        self,
+        fn: Callable[[threading.Event], T],
+        *,
+        path: str = "recognize",
+        cancel: threading.Event | None = None,
+    ) -> T:
+        """`fn(cancel)` in a worker thread; `cancel` (made here unless given) is set if the caller goes."""
+        cancel = cancel or threading.Event()
         future = asyncio.get_running_loop().run_in_executor(self._pool, fn, cancel)
         try:
             return await asyncio.shield(future)

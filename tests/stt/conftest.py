@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest_asyncio
-from soriflow.stt.service import create_service
-from soriflow.stt.settings import Settings
 
 from soriflow.client import open_channel
 from soriflow.server import Server, running
+from soriflow.stt.service import create_service
+from soriflow.stt.settings import Settings
 from soriflow.v1 import stt_pb2_grpc
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from soriflow.stt.convert import convert_ct2_to_openai, read_ct2_model, to_openai_state_dict
 from soriflow.stt.engines import TranscribeOptions, load_engine
 from soriflow.stt.evaluation import SENTENCES, alsa_clips, corpus_wer, piper_clips
 from soriflow.stt.models import locate_model
-
 from tests.stt.conftest import stt_settings
 
 pytestmark = pytest.mark.slow

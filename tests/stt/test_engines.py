@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from soriflow.stt.engines import TranscribeOptions, load_engine, resolve_device
-from soriflow.stt.evaluation import corpus_wer, espeak_clips
 
 from soriflow.audio import Audio
 from soriflow.errors import Cancelled, InvalidArgument
+from soriflow.stt.engines import TranscribeOptions, load_engine, resolve_device
+from soriflow.stt.evaluation import corpus_wer, espeak_clips
 from tests.stt.conftest import stt_settings
 
 pytestmark = pytest.mark.slow

@@ -10,13 +10,13 @@ from pathlib import Path
 import grpc
 import pytest
 import pytest_asyncio
-from soriflow.stt.models import BASE_MODEL_BYTES, BASE_MODEL_SHA256, locate_model, materialize_base
-from soriflow.stt.service import create_service
 
 from soriflow.client import open_channel
 from soriflow.errors import InvalidArgument, NotFound
 from soriflow.models import COMPLETE_MARKER, cache_root
 from soriflow.server import running
+from soriflow.stt.models import BASE_MODEL_BYTES, BASE_MODEL_SHA256, locate_model, materialize_base
+from soriflow.stt.service import create_service
 from soriflow.v1 import audio_pb2, stt_pb2, stt_pb2_grpc
 from tests.stt.conftest import stt_settings
 from tests.stt.speech import espeak, wav

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import pytest_asyncio
 from prometheus_client import REGISTRY
-from soriflow.stt.service import SERVICE_NAME, create_service
 
 from soriflow.client import check_health, open_channel
 from soriflow.interceptors import retry_after_from
 from soriflow.server import Server, running
+from soriflow.stt.service import SERVICE_NAME, create_service
 from soriflow.v1 import audio_pb2, stt_pb2, stt_pb2_grpc
 from tests.stt.conftest import stt_settings
 from tests.stt.speech import concat, espeak, silence, wav
@@ -113,7 +113,7 @@ async def test_deadline_stops_the_work(busy_server: Server, long_speech: bytes, 
         assert time.perf_counter() - started < 5
         await wait_for(lambda: cancelled_count() >= before + 1)
         # The slot is free again: a short request is served.
-        response = await stub.Recognize(request(speech_wav.read_bytes()), timeout=120)  # noqa: ASYNC240
+        response = await stub.Recognize(request(speech_wav.read_bytes()), timeout=120)
         assert "front" in response.transcript.text.lower()
 
 

@@ -11,11 +11,11 @@ import jiwer
 import numpy as np
 import pytest
 import pytest_asyncio
-from soriflow.stt.service import create_service
 
 from soriflow.audio import Audio
 from soriflow.client import open_channel
 from soriflow.server import running
+from soriflow.stt.service import create_service
 from soriflow.v1 import audio_pb2, stt_pb2, stt_pb2_grpc
 from tests.stt.conftest import stt_settings
 from tests.stt.speech import concat, espeak, silence, wav
@@ -150,8 +150,9 @@ async def test_wrong_or_missing_encoding_is_invalid(
 
 
 async def test_interims_and_one_final_per_utterance(stt_stub: Stub, conversation: np.ndarray) -> None:
-    # 0.1 s chunks, sent as fast as the server reads them (it paces itself in slices of audio).
-    responses = await collect(stt_stub, requests([config()], pcm16(conversation), 3200))
+    # 0.1 s chunks at real-time pace, as from a microphone (audio sent faster than it can be
+    # decoded gets finals only: interim decodes are skipped while a backlog is worked off).
+    responses = await collect(stt_stub, requests([config()], pcm16(conversation), 3200, 0.1))
     results = [r for response in responses for r in response.results]
     finals = [r for r in results if r.is_final]
     interims = [r for r in results if not r.is_final]

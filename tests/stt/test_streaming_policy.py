@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import jiwer
 import numpy as np
 import pytest
+
+from soriflow.audio import AudioError, encode_alaw
 from soriflow.stt.engines import TranscribeOptions, Word, load_engine
 from soriflow.stt.streaming.agreement import LocalAgreement
 from soriflow.stt.streaming.decoders import make_decoder
 from soriflow.stt.streaming.transcriber import StreamingOptions, StreamingTranscriber
-
-from soriflow.audio import AudioError, encode_alaw
+from soriflow.stt.streaming.vad import VadTimeline
 from soriflow.v1 import audio_pb2
 from tests.stt.conftest import stt_settings
 from tests.stt.speech import concat, espeak, silence
@@ -146,3 +148,32 @@ def test_buffer_stays_bounded_on_a_long_stream(tmp_path_factory: pytest.TempPath
     times = [w.start for f in finals for w in f.words]
     assert times == sorted(times)
     assert times[-1] > len(speech) / 16000 - 6
+
+
+def test_incremental_vad_scores_like_the_batch_call(tmp_path: Path) -> None:
+    """Frame by frame in chunks of any size, the same probabilities and segments as faster-whisper's."""
+    from faster_whisper.vad import VadOptions, get_speech_timestamps, get_vad_model
+
+    clip = espeak("Good morning. How are you today?", tmp_path).samples
+    audio = concat(silence(0.7), clip, silence(1.0), clip, silence(0.8))
+    usable = len(audio) // 512 * 512
+    batch = np.asarray(get_vad_model()(audio[:usable])).reshape(-1)
+    timeline = VadTimeline()
+    rng = np.random.default_rng(3)
+    scored, offset = [], 0
+    while offset < usable:
+        size = int(rng.integers(50, 4000))
+        scored.append(timeline.probabilities(audio[offset : min(offset + size, usable)]))
+        offset += size
+    assert np.allclose(np.concatenate(scored), batch[: sum(len(s) for s in scored)], atol=1e-5)
+    timeline = VadTimeline()
+    for offset in range(0, len(audio), 1600):
+        timeline.feed(audio[offset : offset + 1600])
+    options = VadOptions(min_silence_duration_ms=100, speech_pad_ms=30, min_speech_duration_ms=120)
+    expected = [(c["start"] / 16000, c["end"] / 16000) for c in get_speech_timestamps(audio, options)]
+    got = [(s.start, s.end) for s in timeline.segments]
+    assert len(got) == len(expected) >= 2
+    for (a, b), (c, d) in zip(got, expected, strict=True):
+        assert abs(a - c) < 0.05
+        assert abs(b - d) < 0.05
+    assert timeline.trailing_silence() >= 0.6

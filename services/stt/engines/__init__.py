@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import os
 
+from soriflow.errors import InvalidArgument
 from soriflow.stt.engines.base import Engine, EngineInfo, Segment, TranscribeOptions, Transcript, Word
 from soriflow.stt.models import locate_model
 from soriflow.stt.settings import Settings
-
-from soriflow.errors import InvalidArgument
 
 __all__ = [
     "Engine",

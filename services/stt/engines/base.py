@@ -39,9 +39,16 @@ class TranscribeOptions:
     condition_on_previous_text: bool = True
     #: Text the decoder must start with.
     prefix: str | None = None
-    #: Re-decode at higher temperatures when a window looks wrong (Whisper's default); streaming
-    #: turns it off, since the next decode of the growing buffer gets another chance anyway.
-    temperature_fallback: bool = True
+    #: Temperatures tried in turn while a window's output looks wrong (repetitive or unlikely):
+    #: Whisper's default ladder. Streaming keeps a short one; its next decode is another chance.
+    temperatures: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+    #: Cap on tokens per window (None: the model's limit). Streaming sets it from the audio length
+    #: so that a decode caught in a repetition loop cannot run long.
+    max_new_tokens: int | None = None
+    #: Encode audio of up to 10 s in a 10 s window instead of Whisper's 30 s (faster-whisper
+    #: only): the encoder does a third of the work at the same accuracy on short audio
+    #: (measured in docs/stt.md). Streaming decodes use it; Recognize keeps Whisper's window.
+    short_window: bool = False
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from soriflow.audio import Audio
+from soriflow.errors import InvalidArgument
 from soriflow.stt.engines.base import (
     SAMPLE_RATE,
     EngineInfo,
@@ -25,17 +27,46 @@ from soriflow.stt.engines.base import (
     mono_16k,
 )
 
-from soriflow.audio import Audio
-from soriflow.errors import InvalidArgument
-
 log = logging.getLogger("soriflow.stt.faster")
 
 #: Audio shorter than this is not worth the batched pipeline's VAD pass.
 _BATCH_MIN_DURATION_S = 30.0
 
+#: Mel frames of the short encoder window (10 s; Whisper's own is 3000 frames, 30 s).
+SHORT_WINDOW_FRAMES = 1000
+
 #: The cancel event of the transcription running on this thread (faster-whisper runs a whole
 #: transcription in the thread that consumes its segment generator).
 _current = threading.local()
+
+
+def _install_short_window() -> bool:
+    """Lets a transcription on this thread pad short audio to a 10 s encoder window.
+
+    faster-whisper pads every window's features to 30 s with the module-level
+    `pad_or_trim` before encoding. That function is wrapped once: while the calling
+    thread has `_current.window` set and the features fit in it, they are padded to that
+    window instead. Padding (not trimming to the audio) matters: without it Whisper
+    loses the end-of-audio cue and repeats itself. Other threads and calls are untouched.
+    Returns False when this faster-whisper has no such function (the option is then a no-op).
+    """
+    import faster_whisper.transcribe as fwt
+
+    original = getattr(fwt, "pad_or_trim", None)
+    if original is None:
+        return False
+    if getattr(original, "_soriflow_window", False):
+        return True
+
+    def pad_or_trim(array: Any, length: int = 3000, *, axis: int = -1) -> Any:
+        window = getattr(_current, "window", None)
+        if window and length == 3000 and array.shape[axis] <= window:
+            length = window
+        return original(array, length, axis=axis)
+
+    pad_or_trim._soriflow_window = True  # type: ignore[attr-defined]
+    fwt.pad_or_trim = pad_or_trim
+    return True
 
 
 class _CancellableModel:
@@ -104,6 +135,7 @@ class FasterWhisperEngine:
             local_files_only=True,
         )
         self.model.model = _CancellableModel(self.model.model)
+        self.short_window = _install_short_window()
         self.parallelism = workers
         self.batch_size = batch_size
         self._batched = BatchedInferencePipeline(self.model) if batch_size > 1 else None
@@ -135,13 +167,15 @@ class FasterWhisperEngine:
             "condition_on_previous_text": options.condition_on_previous_text,
             "prefix": options.prefix or None,
         }
-        if not options.temperature_fallback:
-            kwargs["temperature"] = 0.0
+        kwargs["temperature"] = list(options.temperatures)
+        if options.max_new_tokens:
+            kwargs["max_new_tokens"] = options.max_new_tokens
         if not self.info.multilingual and options.language not in (None, "en"):
             raise InvalidArgument(
                 f"model {self.info.name} is English-only; it cannot transcribe {options.language!r}"
             )
         _current.cancel = cancel
+        _current.window = SHORT_WINDOW_FRAMES if options.short_window and self.short_window else None
         try:
             if self._batched is not None and duration >= _BATCH_MIN_DURATION_S:
                 if not options.vad_filter:
@@ -157,6 +191,7 @@ class FasterWhisperEngine:
             collected = self._collect(segments, cancel)
         finally:
             _current.cancel = None
+            _current.window = None
         return Transcript(
             segments=tuple(collected),
             language=info.language,

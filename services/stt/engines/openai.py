@@ -28,6 +28,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
+
+from soriflow.audio import Audio
+from soriflow.errors import InvalidArgument
+from soriflow.models import cache_lock, cache_root
 from soriflow.stt.engines.base import (
     SAMPLE_RATE,
     EngineInfo,
@@ -39,10 +43,6 @@ from soriflow.stt.engines.base import (
     mono_16k,
 )
 from soriflow.stt.engines.faster import whisper_languages
-
-from soriflow.audio import Audio
-from soriflow.errors import InvalidArgument
-from soriflow.models import cache_lock, cache_root
 
 if TYPE_CHECKING:
     from soriflow.stt.models import ModelFiles
@@ -199,8 +199,9 @@ class OpenAIWhisperEngine:
                 "fp16": self.fp16,
                 "verbose": None,
             }
-            if not options.temperature_fallback:
-                kwargs["temperature"] = 0.0
+            kwargs["temperature"] = options.temperatures
+            if options.max_new_tokens:
+                kwargs["sample_len"] = options.max_new_tokens
             if options.beam_size > 1:
                 kwargs["beam_size"] = options.beam_size
             if options.prefix:

@@ -3,9 +3,9 @@
 Audio accumulates in a buffer that starts at the current utterance (or at
 the last trim point). Each step:
 
-1. Silero VAD (faster-whisper's bundled ONNX model) looks at the tail of the
-   buffer: has speech started, is it still going on, or has it been silent
-   for `silence_s` since speech last ended?
+1. Silero VAD (faster-whisper's bundled ONNX model, scored incrementally as
+   audio arrives: `vad.py`) says whether speech has started, is still going
+   on, or has been silent for `silence_s` since it last ended.
 2. If the utterance has ended, it is finalized: the last hypothesis is
    committed when it already covered the audio up to the end of speech (no
    decode at all: the final goes out at once), otherwise the speech is
@@ -31,10 +31,12 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
-from soriflow.stt.engines.base import SAMPLE_RATE, Engine, TranscribeOptions, Word
-from soriflow.stt.streaming.agreement import LocalAgreement
 
 from soriflow.audio import Audio
+from soriflow.errors import Cancelled
+from soriflow.stt.engines.base import SAMPLE_RATE, Engine, TranscribeOptions, Word
+from soriflow.stt.streaming.agreement import LocalAgreement
+from soriflow.stt.streaming.vad import VadTimeline
 
 FloatArray = npt.NDArray[np.float32]
 
@@ -46,6 +48,12 @@ _END_PAD_S = 0.25
 _PAUSE_S = 0.15
 #: Committed words after which a pause-less utterance is finalized anyway (bounds memory).
 _MAX_UTTERANCE_WORDS = 200
+#: Fallback temperatures of stream decodes: a repetition loop is re-decoded once, not five times.
+_TEMPERATURES = (0.0, 0.4)
+#: Token budget per second of decoded audio (fast speech is ~4 words, ~6 tokens a second).
+_TOKENS_PER_S = 12
+#: How far from VAD speech a word may lie and still count as heard, in seconds.
+_WORD_SLACK_S = 0.15
 #: Characters of previous text given as prompt.
 _PROMPT_CHARS = 200
 
@@ -79,9 +87,15 @@ class StreamResult:
 class StreamingTranscriber:
     """The state of one live stream. Not thread-safe: one step at a time (the servicer ensures it)."""
 
-    def __init__(self, engine: Engine, options: StreamingOptions) -> None:
+    def __init__(self, engine: Engine, options: StreamingOptions, vad: VadTimeline | None = None) -> None:
         self.engine = engine
         self.options = options
+        #: Speech segments of the stream. Given by the caller, it is fed by the caller as audio
+        #: arrives (ahead of the transcription); otherwise `push` feeds it.
+        self.vad = vad or VadTimeline()
+        self._feeds_vad = vad is None
+        #: True while an interim decode runs: the caller may interrupt it when speech ends.
+        self.decoding_interim = False
         self.agreement = LocalAgreement()
         self.buffer: FloatArray = np.zeros(0, np.float32)
         #: Stream time of buffer[0], seconds.
@@ -106,6 +120,8 @@ class StreamingTranscriber:
         return float(self.buffer_start + len(self.buffer) / SAMPLE_RATE)
 
     def push(self, samples: FloatArray) -> None:
+        if self._feeds_vad:
+            self.vad.feed(samples)
         if samples.size:
             self.buffer = np.concatenate([self.buffer, samples.astype(np.float32, copy=False)])
             self.peak_buffer_s = max(self.peak_buffer_s, len(self.buffer) / SAMPLE_RATE)
@@ -129,27 +145,16 @@ class StreamingTranscriber:
     # ------------------------------------------------------------------ VAD
 
     def _update_vad(self) -> None:
-        """Updates speech start / last speech end from the tail of the buffer."""
-        from faster_whisper.vad import VadOptions, get_speech_timestamps
-
-        window_s = self.options.silence_s + 1.0
-        start = max(self.buffer_start, self.received - window_s)
-        offset = round((start - self.buffer_start) * SAMPLE_RATE)
-        tail = self.buffer[offset:]
-        if len(tail) < 512:
+        """Speech start and last speech end of the current utterance, from the VAD timeline."""
+        now = self.received
+        segments = self.vad.speech(self.buffer_start, now)
+        if not segments:
             return
-        vad = VadOptions(min_speech_duration_ms=120, min_silence_duration_ms=100, speech_pad_ms=30)
-        chunks = get_speech_timestamps(tail, vad)
-        if not chunks:
-            return
-        first = start + chunks[0]["start"] / SAMPLE_RATE
-        last_end = start + chunks[-1]["end"] / SAMPLE_RATE
         if not self._speech_seen:
             self._speech_seen = True
-            self._utterance_start = max(self.buffer_start, first - 0.1)
-        if chunks[-1]["end"] >= len(tail) - 512:  # still speaking at the end of the window
-            last_end = self.received
-        self._last_speech_end = max(self._last_speech_end, last_end)
+            self._utterance_start = max(self.buffer_start, segments[0].start - 0.1)
+        self._last_speech_end = max(self._last_speech_end, segments[-1].end)
+        self.vad.forget_before(self.buffer_start - 5.0)
 
     # ------------------------------------------------------------------ decoding
 
@@ -174,7 +179,9 @@ class StreamingTranscriber:
             word_timestamps=True,
             vad_filter=False,
             condition_on_previous_text=False,
-            temperature_fallback=False,
+            temperatures=_TEMPERATURES,
+            short_window=True,
+            max_new_tokens=int(len(audio) / SAMPLE_RATE * _TOKENS_PER_S) + 16,
         )
         transcript = self.engine.transcribe(Audio(audio, SAMPLE_RATE), options, cancel)
         self.decodes += 1
@@ -183,11 +190,23 @@ class StreamingTranscriber:
             self.language_probability = transcript.language_probability
         self._decoded_until = end
         offset = self.buffer_start
-        return [
+        words = [
             replace(w, start=w.start + offset, end=w.end + offset)
             for s in transcript.segments
             for w in s.words
         ]
+        return [w for w in words if self._heard(w, end)]
+
+    def _heard(self, word: Word, end: float) -> bool:
+        """Whether the VAD heard speech where Whisper placed the word.
+
+        Whisper, decoding the silence after an utterance, can append text nobody said ("Thank
+        you.", "See you in the next video"); word alignment then puts those words at the very
+        end of the audio, or in silence. Such words are dropped.
+        """
+        if word.start >= end - 0.02:
+            return False
+        return bool(self.vad.speech(word.start - _WORD_SLACK_S, word.end + _WORD_SLACK_S))
 
     def _interim(self) -> StreamResult:
         a = self.agreement
@@ -229,8 +248,14 @@ class StreamingTranscriber:
 
     # ------------------------------------------------------------------ the policy
 
-    def step(self, cancel: threading.Event | None = None) -> list[StreamResult]:
-        """Runs the policy over the audio received so far; returns results to send."""
+    def step(self, cancel: threading.Event | None = None, *, decode: bool = True) -> list[StreamResult]:
+        """Runs the policy over the audio received so far; returns results to send.
+
+        `decode=False` when more audio is already waiting (a client ahead of real time, or the
+        server catching up after a slow decode): utterance ends are still found slice by slice,
+        but interim decodes are left to the latest audio, so a backlog is worked off instead of
+        growing by one decode per slice.
+        """
         self._update_vad()
         now = self.received
         if not self._speech_seen:
@@ -244,8 +269,17 @@ class StreamingTranscriber:
             final = self._finalize(words, speech_end)
             return [final] if final else []
         paused = now - self._last_speech_end >= _PAUSE_S and speech_end - self._decoded_until > 0.05
-        if paused or speech_end - self._decoded_until >= self.options.min_chunk_s:
-            self.agreement.insert(self._decode(speech_end, cancel))
+        if decode and (paused or speech_end - self._decoded_until >= self.options.min_chunk_s):
+            self.decoding_interim = True
+            try:
+                words = self._decode(speech_end, cancel)
+            except Cancelled:
+                # Interrupted because speech ended meanwhile (or the client left): the decode of
+                # the speech up to its end comes next and makes this one moot.
+                return out
+            finally:
+                self.decoding_interim = False
+            self.agreement.insert(words)
             if self.options.interim_results:
                 out.append(self._interim())
         out.extend(self._bound())
