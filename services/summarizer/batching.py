@@ -25,10 +25,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from soriflow.errors import ResourceExhausted, Unavailable
 from soriflow.summarizer.engines.base import Engine, Generation, Task
 from soriflow.summarizer.metrics import BATCH_SIZE, BATCH_WAIT
-
-from soriflow.errors import ResourceExhausted, Unavailable
 
 log = logging.getLogger("soriflow.summarizer.batching")
 

@@ -19,7 +19,6 @@ from soriflow.errors import SoriflowError
 
 if TYPE_CHECKING:
     from soriflow.summarizer.pipeline import SummaryRequest, SummaryResult
-
     from soriflow.v1 import audio_pb2
 
 STYLES = ("inquiry", "bullets", "abstract", "custom")
@@ -112,11 +111,10 @@ async def _summarize_remote(
     stream: bool,
     timeout: float,
 ) -> SummaryResult:
-    from soriflow.summarizer.messages import STYLE_VALUES
-    from soriflow.summarizer.pipeline import SummaryResult
-
     from soriflow.client import open_channel
     from soriflow.errors import from_rpc_error
+    from soriflow.summarizer.messages import STYLE_VALUES
+    from soriflow.summarizer.pipeline import SummaryResult
     from soriflow.v1 import summarizer_pb2, summarizer_pb2_grpc
 
     message = summarizer_pb2.SummarizeRequest(

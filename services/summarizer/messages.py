@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import re
 
+from soriflow.errors import InvalidArgument
 from soriflow.summarizer.pipeline import SummaryRequest, SummaryResult
 from soriflow.summarizer.styles import Style
-
-from soriflow.errors import InvalidArgument
 from soriflow.v1 import audio_pb2, summarizer_pb2
 
 STYLES: dict[int, Style] = {

@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from soriflow.config import CommonSettings
 from soriflow.errors import InvalidArgument
@@ -120,6 +120,9 @@ def convert_gguf(gguf: Path, settings: CommonSettings | None = None) -> tuple[Pa
         if is_complete(dest):
             return dest, 0.0
         from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        cast(Any, hf_logging.disable_progress_bar)()
 
         started = time.perf_counter()
         log.info("converting %s to an HF folder in %s (once)", gguf.name, dest)

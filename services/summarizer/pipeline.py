@@ -28,6 +28,8 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
+from soriflow.concurrency import WorkQueue, run_blocking
+from soriflow.errors import Internal, InvalidArgument, ResourceExhausted
 from soriflow.summarizer.batching import DynamicBatcher
 from soriflow.summarizer.chunking import split_into_chunks
 from soriflow.summarizer.engines.base import Engine, Generation, Task
@@ -35,9 +37,6 @@ from soriflow.summarizer.metrics import CHUNKS, TIME_TO_FIRST_TEXT, TOKENS
 from soriflow.summarizer.settings import Settings
 from soriflow.summarizer.styles import Style, parse_bullets
 from soriflow.summarizer.text import detect_language, normalize_language
-
-from soriflow.concurrency import WorkQueue, run_blocking
-from soriflow.errors import Internal, InvalidArgument, ResourceExhausted
 
 log = logging.getLogger("soriflow.summarizer")
 

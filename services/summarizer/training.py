@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
 
+from soriflow.errors import InvalidArgument
 from soriflow.summarizer.engines.base import Task
 from soriflow.summarizer.engines.causal import CausalLmEngine
 from soriflow.summarizer.engines.hf import HfEngine, resolve_device
@@ -46,8 +47,6 @@ from soriflow.summarizer.models import ModelFiles, locate_model
 from soriflow.summarizer.settings import Settings
 from soriflow.summarizer.styles import Style
 from soriflow.summarizer.text import detect_language
-
-from soriflow.errors import InvalidArgument
 
 log = logging.getLogger("soriflow.summarizer.training")
 

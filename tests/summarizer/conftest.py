@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from soriflow.summarizer.service import create_service
-from soriflow.summarizer.settings import Settings
 
 from soriflow.server import Server, running
+from soriflow.summarizer.service import create_service
+from soriflow.summarizer.settings import Settings
 from tests.summarizer.tiny import build_bart, build_causal
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+
+from soriflow.errors import ResourceExhausted
 from soriflow.summarizer.batching import DynamicBatcher
 from soriflow.summarizer.engines.base import Task
 from soriflow.summarizer.engines.extractive import ExtractiveEngine
 from soriflow.summarizer.styles import Style
-
-from soriflow.errors import ResourceExhausted
 
 TEXTS = [
     f"Request {i}: the customer number {i} asks about order {i}. The weather was fine. Order {i} is late."

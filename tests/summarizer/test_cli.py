@@ -8,12 +8,12 @@ import threading
 from pathlib import Path
 
 import pytest
-from soriflow.summarizer.engines import Task, load_model_engine
-from soriflow.summarizer.styles import Style
 from typer.testing import CliRunner
 
 from soriflow.cli.main import app
 from soriflow.models import distribution_root
+from soriflow.summarizer.engines import Task, load_model_engine
+from soriflow.summarizer.styles import Style
 from tests.summarizer.conftest import server_in_thread, summarizer_settings
 from tests.summarizer.test_text import KO_CALL
 

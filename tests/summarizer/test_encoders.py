@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from soriflow.summarizer.evaluation.bertscore import BertScorer
-from soriflow.summarizer.evaluation.similarity import E5Encoder, MiniLmEncoder, cosine_pairs
 
 from soriflow.models import distribution_root
+from soriflow.summarizer.evaluation.bertscore import BertScorer
+from soriflow.summarizer.evaluation.similarity import E5Encoder, MiniLmEncoder, cosine_pairs
 
 pytestmark = pytest.mark.slow
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from soriflow.summarizer.evaluation.data import read_pairs
-from soriflow.summarizer.evaluation.rouge import char_tokens, lcs_length, rouge_scores, word_tokens
 
 from soriflow.errors import InvalidArgument
+from soriflow.summarizer.evaluation.data import read_pairs
+from soriflow.summarizer.evaluation.rouge import char_tokens, lcs_length, rouge_scores, word_tokens
 
 
 def test_rouge_counts_korean_tokens() -> None:

@@ -10,10 +10,10 @@ import grpc
 import pytest
 import pytest_asyncio
 from prometheus_client import REGISTRY
-from soriflow.summarizer.service import create_service
 
 from soriflow.client import open_channel
 from soriflow.server import Server, running
+from soriflow.summarizer.service import create_service
 from soriflow.v1 import audio_pb2, summarizer_pb2, summarizer_pb2_grpc
 from tests.summarizer.conftest import MODEL_CACHE, summarizer_settings
 from tests.summarizer.test_text import KO_CALL

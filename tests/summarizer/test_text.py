@@ -5,13 +5,13 @@ from __future__ import annotations
 import threading
 
 import pytest
+
 from soriflow.summarizer.chunking import split_into_chunks
 from soriflow.summarizer.engines.base import Task
 from soriflow.summarizer.engines.extractive import ExtractiveEngine, textrank
 from soriflow.summarizer.messages import transcript_text
 from soriflow.summarizer.styles import OutputShaper, Style, parse_bullets, shape, user_prompt
 from soriflow.summarizer.text import detect_language, split_sentences
-
 from soriflow.v1 import audio_pb2
 
 KO_CALL = (

@@ -9,13 +9,13 @@ from pathlib import Path
 import grpc
 import pytest
 import pytest_asyncio
-from soriflow.summarizer.engines import Task, load_model_engine
-from soriflow.summarizer.service import create_service
-from soriflow.summarizer.styles import Style
 
 from soriflow.client import open_channel
 from soriflow.errors import Cancelled, InvalidArgument
 from soriflow.server import Server, running
+from soriflow.summarizer.engines import Task, load_model_engine
+from soriflow.summarizer.service import create_service
+from soriflow.summarizer.styles import Style
 from soriflow.v1 import summarizer_pb2, summarizer_pb2_grpc
 from tests.summarizer.conftest import summarizer_settings
 

@@ -19,15 +19,14 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
+from soriflow.errors import Cancelled, InvalidArgument
+from soriflow.models import resolve_model
 from soriflow.summarizer.engines.base import Engine, EngineInfo, Generation, OnText, Task
 from soriflow.summarizer.models import ModelFiles
 from soriflow.summarizer.settings import Settings
 from soriflow.summarizer.styles import OutputShaper, Style, shape
-
-from soriflow.errors import Cancelled, InvalidArgument
-from soriflow.models import resolve_model
 
 if TYPE_CHECKING:
     import torch
@@ -320,7 +319,9 @@ def load_hf(files: ModelFiles, settings: Settings, *, seq2seq: bool) -> tuple[An
     """(model, tokenizer, device, adapter path, seconds) for an HF folder, adapter merged."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    cast(Any, hf_logging.disable_progress_bar)()  # per-tensor bars on every load only clutter service logs
     started = time.perf_counter()
     if settings.summarizer_cpu_threads:
         torch.set_num_threads(settings.summarizer_cpu_threads)

@@ -166,9 +166,8 @@ async def predict_remote(
     timeout: float = 600.0,
 ) -> list[Prediction]:
     """Summaries written by a running summarizer service."""
-    from soriflow.summarizer.messages import STYLE_VALUES
-
     from soriflow.client import open_channel
+    from soriflow.summarizer.messages import STYLE_VALUES
     from soriflow.v1 import summarizer_pb2, summarizer_pb2_grpc
 
     gate = asyncio.Semaphore(max(1, concurrency))
