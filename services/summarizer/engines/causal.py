@@ -70,7 +70,8 @@ class CausalLmEngine(HfEngine):
 
     def input_budget(self, task: Task) -> int:
         empty = dataclasses.replace(task, text="")
-        overhead = len(self.tokenizer(self.prompt(empty), add_special_tokens=False)["input_ids"])
+        with self.tokenizer_lock:
+            overhead = len(self.tokenizer(self.prompt(empty), add_special_tokens=False)["input_ids"])
         room = self.context - task.max_new_tokens - overhead - CONTEXT_MARGIN
         return min(self.settings.summarizer_chunk_tokens, room)
 

@@ -174,6 +174,9 @@ class HfEngine(Engine, abc.ABC):
         )
         self.context = context_length(model.config, settings.summarizer_context_tokens)
         self._lock = threading.Lock()
+        # A fast tokenizer's Rust state changes when a call pads or truncates; two threads calling it
+        # at once fail with "Already borrowed". Every tokenizer call goes through this lock.
+        self.tokenizer_lock = threading.RLock()
         self.num_beams = settings.summarizer_num_beams or self.default_beams
 
     default_beams = 1
@@ -198,7 +201,8 @@ class HfEngine(Engine, abc.ABC):
     # --- shared --------------------------------------------------------------------------------
 
     def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        with self.tokenizer_lock:
+            return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def _eos_ids(self) -> list[int]:
         ids: set[int] = set()
@@ -247,7 +251,8 @@ class HfEngine(Engine, abc.ABC):
 
         if not tasks:
             return []
-        inputs = self._encode(tasks)
+        with self.tokenizer_lock:
+            inputs = self._encode(tasks)
         inquiry_rows = [i for i, t in enumerate(tasks) if t.style is Style.INQUIRY and not t.partial]
         criteria = _StopCriteria(
             self.tokenizer,
@@ -291,7 +296,8 @@ class HfEngine(Engine, abc.ABC):
             if generation.text:
                 on_text(generation.text)
             return generation
-        inputs = self._encode([task])
+        with self.tokenizer_lock:
+            inputs = self._encode([task])
         shaper = OutputShaper(task.style if not task.partial else Style.ABSTRACT)
         stop = threading.Event()
         streamer = _streamer(self.tokenizer, shaper, on_text, stop)
