@@ -51,12 +51,6 @@ def auc(positives: list[float], negatives: list[float]) -> float:
 
 
 def main() -> None:
-    from soriflow.scoring import defects
-    from soriflow.scoring.engines.base import WordToAssess
-    from soriflow.scoring.engines.pocketsphinx import PocketsphinxEngine
-    from soriflow.scoring.settings import Settings
-    from soriflow.scoring.timing import Span
-
     from bench._common import report
     from bench.scoring_eval import (
         REPLACEMENTS,
@@ -68,6 +62,11 @@ def main() -> None:
         synthesize,
     )
     from soriflow.audio import decode_audio
+    from soriflow.scoring import defects
+    from soriflow.scoring.engines.base import WordToAssess
+    from soriflow.scoring.engines.pocketsphinx import PocketsphinxEngine
+    from soriflow.scoring.settings import Settings
+    from soriflow.scoring.timing import Span
 
     settings = Settings()
     engine = PocketsphinxEngine(

@@ -118,15 +118,16 @@ def synthesize(voice: Any, text: str, length_scale: float = 1.0) -> np.ndarray:
 
     from soriflow.audio import resample
 
-    chunks = list(voice.synthesize(text, syn_config=SynthesisConfig(length_scale=length_scale)))
+    # no sampling noise: the same sentence renders the same way in every run (reproducible figures)
+    config = SynthesisConfig(length_scale=length_scale, noise_scale=0.0, noise_w_scale=0.0)
+    chunks = list(voice.synthesize(text, syn_config=config))
     samples = np.concatenate([c.audio_float_array for c in chunks]).astype(np.float32)
     return resample(samples * 0.8, chunks[0].sample_rate, RATE)
 
 
 def espeak(text: str, folder: Path) -> np.ndarray:
-    from soriflow.scoring.features import energy_db, speech_bounds
-
     from soriflow.audio import decode_audio
+    from soriflow.scoring.features import energy_db, speech_bounds
 
     path = folder / f"espeak-{abs(hash(text))}.wav"
     subprocess.run(["espeak-ng", "-v", "en-us", "-w", str(path), text], check=True, capture_output=True)
@@ -214,18 +215,17 @@ def spearman(levels: list[int], values: list[float]) -> float:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
+    from soriflow.audio import encode_wav_pcm16
+    from soriflow.client import open_channel
     from soriflow.scoring.messages import to_json
     from soriflow.scoring.model import Recording, ScoreInput
     from soriflow.scoring.scorer import Scorer
     from soriflow.scoring.service import create_service
     from soriflow.scoring.settings import Settings
     from soriflow.scoring.stt_client import SttClient
+    from soriflow.server import running
     from soriflow.stt.service import create_service as create_stt
     from soriflow.stt.settings import Settings as SttSettings
-
-    from soriflow.audio import encode_wav_pcm16
-    from soriflow.client import open_channel
-    from soriflow.server import running
     from soriflow.v1 import audio_pb2, scoring_pb2, scoring_pb2_grpc
 
     folder = Path(tempfile.mkdtemp(prefix="scoring-eval-"))

@@ -19,10 +19,9 @@ from rich.console import Console
 
 if TYPE_CHECKING:
     from soriflow.scoring.settings import Settings
-
     from soriflow.v1 import scoring_pb2
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # error messages stay whole lines (grep-able)
 
 
 def _fail(message: str) -> None:
@@ -76,11 +75,10 @@ async def _score_remote(
 async def _score_local(
     request: scoring_pb2.ScoreRequest, settings: Settings, stt_address: str
 ) -> scoring_pb2.ScoreResponse:
+    from soriflow.client import wait_for_serving
     from soriflow.scoring.pipeline import score_request
     from soriflow.scoring.scorer import Scorer
     from soriflow.scoring.stt_client import SttClient
-
-    from soriflow.client import wait_for_serving
 
     scorer = Scorer(settings)
     await asyncio.to_thread(scorer.load)
@@ -98,11 +96,10 @@ async def _score_local(
 async def _score_with_local_stt(
     request: scoring_pb2.ScoreRequest, settings: Settings, scorer: Any, stt_address: str
 ) -> scoring_pb2.ScoreResponse:
-    from soriflow.scoring.pipeline import score_request
-    from soriflow.scoring.stt_client import SttClient
-
     from soriflow.errors import SoriflowError
     from soriflow.registry import get_service
+    from soriflow.scoring.pipeline import score_request
+    from soriflow.scoring.stt_client import SttClient
     from soriflow.server import running
 
     try:
@@ -127,6 +124,7 @@ async def _score_with_local_stt(
 def print_table(response: scoring_pb2.ScoreResponse) -> None:
     """Scores, words, timing and feedback as readable tables on stdout."""
     from rich.table import Table
+
     from soriflow.scoring.messages import error_name
 
     out = Console()
@@ -195,10 +193,9 @@ def register(app: typer.Typer, groups: Any = None) -> None:
         timeout: Annotated[float, typer.Option(help="Seconds to wait for the result")] = 300.0,
     ) -> None:
         """Score a learner's reading of a sentence against reference audio and/or text."""
+        from soriflow.errors import SoriflowError
         from soriflow.scoring.messages import to_json
         from soriflow.scoring.settings import Settings
-
-        from soriflow.errors import SoriflowError
 
         if reference_audio is None and not (reference_text or "").strip():
             _fail("give --reference-audio, --reference-text, or both")

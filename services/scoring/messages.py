@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from soriflow.errors import InvalidArgument
 from soriflow.scoring.model import Assessment, ErrorType, ProsodyResult, TimedWord
 from soriflow.scoring.pitch import Contour
 from soriflow.scoring.timing import Fluency, Span
-
-from soriflow.errors import InvalidArgument
 from soriflow.v1 import audio_pb2, scoring_pb2
 
 _ERRORS = {

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
+
 from soriflow.scoring.engines.base import Method, PhoneAccuracy
 from soriflow.scoring.pitch import Contour
 from soriflow.scoring.timing import Fluency, Span

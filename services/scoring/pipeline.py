@@ -9,16 +9,15 @@ from __future__ import annotations
 import asyncio
 import time
 
+from soriflow.concurrency import run_blocking
+from soriflow.errors import InvalidArgument
+from soriflow.inputs import load_audio
 from soriflow.scoring.feedback import feedback_language
 from soriflow.scoring.messages import to_proto, words_from_proto
 from soriflow.scoring.model import Recording, ScoreInput, TimedWord
 from soriflow.scoring.scorer import Scorer, base_language
 from soriflow.scoring.settings import Settings
 from soriflow.scoring.stt_client import SttClient
-
-from soriflow.concurrency import run_blocking
-from soriflow.errors import InvalidArgument
-from soriflow.inputs import load_audio
 from soriflow.storage import ObjectStore
 from soriflow.v1 import audio_pb2, scoring_pb2
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+
 from soriflow.scoring.features import HOP_S
 
 FloatArray = npt.NDArray[np.float64]

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
+
 from soriflow.scoring.pitch import PitchTrack
 
 FloatArray = npt.NDArray[np.float64]

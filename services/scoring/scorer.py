@@ -27,6 +27,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
+
+from soriflow.errors import Cancelled, InvalidArgument, ResourceExhausted
 from soriflow.scoring import feedback as fb
 from soriflow.scoring import scores
 from soriflow.scoring.dtw import align_features, map_times
@@ -71,8 +73,6 @@ from soriflow.scoring.timing import (
     relative_gaps,
 )
 from soriflow.scoring.wordalign import Op, WordPair, align_words
-
-from soriflow.errors import Cancelled, InvalidArgument, ResourceExhausted
 
 log = logging.getLogger("soriflow.scoring")
 
@@ -349,6 +349,15 @@ class Scorer:
                 levels_r,
                 [ref_phones[k] for k in ref_timed_tokens],
             )
+            # accuracy relative to the native: credit where the reference itself scores low
+            for pair in pairs:
+                if (
+                    pair.hyp is not None
+                    and pair.ref is not None
+                    and pair.hyp in by_hyp
+                    and ref_phones[pair.ref]
+                ):
+                    by_hyp[pair.hyp] = engine.relative(by_hyp[pair.hyp], ref_phones[pair.ref])
         self._check_cancel(cancel)
 
         # pauses, keyed by the reference junction they fall at

@@ -15,14 +15,14 @@ import logging
 from typing import Any
 
 import grpc
+
+from soriflow.concurrency import WorkQueue
+from soriflow.errors import Unavailable
 from soriflow.scoring.metrics import AUDIO_SECONDS, OVERALL_SCORE, SECONDS_PER_AUDIO_SECOND
 from soriflow.scoring.pipeline import score_request
 from soriflow.scoring.scorer import Scorer
 from soriflow.scoring.settings import Settings
 from soriflow.scoring.stt_client import SttClient
-
-from soriflow.concurrency import WorkQueue
-from soriflow.errors import Unavailable
 from soriflow.server import GrpcService
 from soriflow.storage import ObjectStore
 from soriflow.v1 import scoring_pb2, scoring_pb2_grpc

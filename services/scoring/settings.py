@@ -18,10 +18,10 @@ class Settings(ServiceSettings):
 
     scoring_accuracy_engine: Literal["auto", "pocketsphinx", "confidence"] = Field(
         "auto",
-        description="How word accuracy is measured: `pocketsphinx` phone goodness of pronunciation "
-        "(English), "
-        "`confidence` the recogniser's word confidence; `auto` uses pocketsphinx for English and confidence "
-        "for other languages.",
+        description="How word accuracy is measured: `auto` uses phone goodness of pronunciation from "
+        "pocketsphinx for English and the recogniser's word confidence for other languages; `pocketsphinx` "
+        "uses GOP for every language (with an acoustic model and dictionary configured for it); "
+        "`confidence` uses word confidence everywhere.",
     )
     scoring_acoustic_model: Path | None = Field(
         None,

@@ -14,13 +14,13 @@ import asyncio
 import grpc
 import numpy as np
 import numpy.typing as npt
-from soriflow.scoring.model import TimedWord
-from soriflow.scoring.timing import Span
 
 from soriflow.audio import encode_wav_pcm16
 from soriflow.client import open_channel
 from soriflow.config import CommonSettings
 from soriflow.errors import SoriflowError, Unavailable, from_rpc_error
+from soriflow.scoring.model import TimedWord
+from soriflow.scoring.timing import Span
 from soriflow.v1 import audio_pb2, stt_pb2, stt_pb2_grpc
 
 

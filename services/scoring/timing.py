@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
+
 from soriflow.scoring.features import HOP_S
 
 BoolArray = npt.NDArray[np.bool_]

@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest_asyncio
-from soriflow.scoring.service import create_service
-from soriflow.scoring.settings import Settings
 
 from soriflow.client import open_channel
+from soriflow.scoring.service import create_service
+from soriflow.scoring.settings import Settings
 from soriflow.server import Server, running
 from soriflow.v1 import scoring_pb2_grpc
 

@@ -11,12 +11,12 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+
+from soriflow.audio import decode_audio, encode_wav_pcm16, resample
 from soriflow.scoring.engines.base import WordToAssess
 from soriflow.scoring.engines.pocketsphinx import PocketsphinxEngine
 from soriflow.scoring.model import TimedWord
 from soriflow.scoring.text import tokenize
-
-from soriflow.audio import decode_audio, encode_wav_pcm16, resample
 from soriflow.v1 import audio_pb2
 
 RATE = 16000

@@ -6,6 +6,7 @@ import threading
 
 import numpy as np
 import pytest
+
 from soriflow.scoring.engines.base import WordToAssess
 from soriflow.scoring.engines.confidence import ConfidenceEngine
 from soriflow.scoring.engines.pocketsphinx import PocketsphinxEngine
@@ -111,3 +112,21 @@ def test_confidence_engine() -> None:
     assert results[0].method == "confidence"
     assert results[1].score == 100.0
     assert results[1].note
+
+
+def test_relative_to_the_reference_credits_what_the_native_finds_hard(engine: PocketsphinxEngine) -> None:
+    from soriflow.scoring.engines.pocketsphinx import NATIVE_GOP
+
+    words = ["i", "bought", "a", "new", "toy", "at", "the", "store", "yesterday"]
+    native = engine.assess(piper(SENTENCE), items(words), threading.Event())
+    floor = engine.phone_score(NATIVE_GOP)
+    for word in native:  # the native against itself: every phone at least a typical native phone
+        rescored = engine.relative(word, word.phones)
+        assert all(p.score >= floor - 1e-6 for p in rescored.phones)
+        assert rescored.score >= word.score
+    replaced = piper("I bought a new boat at the store yesterday.")
+    spans = [w.span for w in aligned_words(replaced, "i bought a new boat at the store yesterday")]
+    heard = [*words[:4], "boat", *words[5:]]
+    bad = engine.assess(replaced, items(words, spans, heard=heard), threading.Event())[4]
+    assert engine.relative(bad, native[4].phones).score < 60  # a wrong word stays wrong
+    assert ConfidenceEngine().relative(bad, native[4].phones) is bad

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from soriflow.scoring.features import (
     clipped_fraction,
     energy_db,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from soriflow.scoring.dtw import accumulated_cost, align_features, euclidean_cost, map_times, warping_path
 from soriflow.scoring.pitch import PitchTrack, downsample, extract_pitch, track_from_hz
 from soriflow.scoring.prosody import (

@@ -9,13 +9,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+
+from soriflow.errors import InvalidArgument
 from soriflow.scoring import defects
 from soriflow.scoring.model import Assessment, ErrorType, Recording, ScoreInput
 from soriflow.scoring.scorer import Scorer
 from soriflow.scoring.settings import Settings
 from soriflow.scoring.timing import Span
-
-from soriflow.errors import InvalidArgument
 
 from .speech import OTHER_SENTENCE, RATE, SENTENCE, aligned_words, piper
 

@@ -7,10 +7,10 @@ import math
 import grpc
 import numpy as np
 import pytest
-from soriflow.scoring.service import create_service
 
 from soriflow.audio import resample
 from soriflow.client import open_channel
+from soriflow.scoring.service import create_service
 from soriflow.server import running
 from soriflow.storage import ObjectStore
 from soriflow.v1 import audio_pb2, scoring_pb2, scoring_pb2_grpc

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+
 from soriflow.scoring.timing import (
     Span,
     find_pauses,

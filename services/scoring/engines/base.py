@@ -17,6 +17,7 @@ from typing import Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
+
 from soriflow.scoring.timing import Span
 
 Method = Literal["gop", "confidence"]
@@ -75,6 +76,9 @@ class AccuracyEngine(Protocol):
         self, samples: npt.NDArray[np.float32], words: Sequence[WordToAssess], cancel: threading.Event
     ) -> list[WordAccuracy]:
         """One result per word, in order."""
+
+    def relative(self, learner: WordAccuracy, reference: Sequence[PhoneAccuracy]) -> WordAccuracy:
+        """The learner's word re-scored against the native's phones of the same word (reference audio)."""
 
 
 def confidence_result(item: WordToAssess, note: str | None = None) -> WordAccuracy:

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
-from soriflow.scoring.engines.base import WordAccuracy, WordToAssess, confidence_result
+
+from soriflow.scoring.engines.base import PhoneAccuracy, WordAccuracy, WordToAssess, confidence_result
 
 
 class ConfidenceEngine:
@@ -22,3 +23,7 @@ class ConfidenceEngine:
         self, samples: npt.NDArray[np.float32], words: Sequence[WordToAssess], cancel: threading.Event
     ) -> list[WordAccuracy]:
         return [confidence_result(item) for item in words]
+
+    def relative(self, learner: WordAccuracy, reference: Sequence[PhoneAccuracy]) -> WordAccuracy:
+        """Confidence has no phones to compare: unchanged."""
+        return learner

@@ -23,9 +23,12 @@ the plain mean of its phone scores (not weighted by duration: the aligner
 squeezes a wrong phone to its 30 ms minimum, which would hide it).
 
 Where the whole run of words cannot be aligned (the decoder does not reach
-the last word, as with a very different sentence or robotic audio), each
-word is aligned alone inside its recogniser time span; a word that still
-fails, or that is not in the dictionary, is scored by recogniser confidence
+the last word, as with a very different sentence or robotic audio), it is
+retried with wide beams, then each word is aligned alone inside its
+recogniser time span; where the word pass succeeds but the phone pass fails
+(a word squeezed into fewer frames than its states), each word is aligned
+alone inside the boundaries the word pass found. A word that still has no
+phones, or that is not in the dictionary, is scored by recogniser confidence
 and the result says so.
 """
 
@@ -42,10 +45,10 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from soriflow.scoring.engines.base import PhoneAccuracy, WordAccuracy, WordToAssess, confidence_result
-from soriflow.scoring.timing import Span
 
 from soriflow.errors import Cancelled, FailedPrecondition
+from soriflow.scoring.engines.base import PhoneAccuracy, WordAccuracy, WordToAssess, confidence_result
+from soriflow.scoring.timing import Span
 
 log = logging.getLogger("soriflow.scoring")
 
@@ -53,6 +56,9 @@ RATE = 16000
 FRAME_S = 0.01
 #: Time added on each side of a recogniser word span when one word is aligned alone.
 WORD_MARGIN_S = 0.15
+#: GOP of a typical native phone (the calibration set's median is about -8 and quartile -13): with
+#: reference audio, a learner phone gets credit for however much worse the native's own phone scored.
+NATIVE_GOP = -10.0
 #: Beams of the retry when a run of words fails to align with pocketsphinx's defaults (1e-48, 7e-29).
 WIDE_BEAMS = {"beam": 1e-80, "wbeam": 1e-60, "pbeam": 1e-80}
 _SKIP = {"<s>", "</s>", "<sil>"}
@@ -179,15 +185,27 @@ class PocketsphinxEngine:
             hyp = decoder.hyp()
             if hyp is None or [_base_word(w) for w in hyp.hypstr.split()] != list(words):
                 return None
+            segmentation = [
+                _AlignedWord(
+                    Span(offset + seg.start_frame * FRAME_S, offset + (seg.end_frame + 1) * FRAME_S), []
+                )
+                for seg in decoder.seg()
+                if _base_word(seg.word) not in _SKIP and not seg.word.startswith("[")
+            ]
+        except RuntimeError:
+            return None
+        if len(segmentation) != len(words):
+            return None
+        try:  # second pass: phones and states inside the word boundaries found above
             decoder.set_alignment()
             decoder.start_utt()
             decoder.process_raw(data, full_utt=True)
             decoder.end_utt()
             alignment = decoder.get_alignment()
-        except RuntimeError:
-            return None
+        except RuntimeError:  # e.g. a word squeezed into fewer frames than its states: words only
+            return segmentation
         if alignment is None:
-            return None
+            return segmentation
         out: list[_AlignedWord] = []
         for entry in alignment:
             name = _base_word(entry.name)
@@ -204,7 +222,7 @@ class PocketsphinxEngine:
             ]
             span = Span(offset + entry.start * FRAME_S, offset + (entry.start + entry.duration) * FRAME_S)
             out.append(_AlignedWord(span, phones))
-        return out if len(out) == len(words) else None
+        return out if len(out) == len(words) else segmentation
 
     def _align_run(
         self,
@@ -226,22 +244,83 @@ class PocketsphinxEngine:
         score = float(np.mean([p.score for p in phones])) if phones else 0.0
         return WordAccuracy(score, "gop", aligned.span, phones)
 
-    def _substituted(
-        self, heard: WordAccuracy | None, expected: list[_AlignedWord] | None, index: int, known: bool
+    def relative(self, learner: WordAccuracy, reference: Sequence[PhoneAccuracy]) -> WordAccuracy:
+        """The learner's phones credited where the native reference itself scores below a typical native.
+
+        With reference audio, the learner is compared with that speaker, not
+        only with the acoustic model: a phone the model finds hard in the
+        native recording too (a reduced vowel, a voice the model fits badly)
+        is not held against the learner. Each learner phone's GOP is raised by
+        `max(0, NATIVE_GOP - reference GOP)` of the matching reference phone
+        (the word's mean when the two pronunciations differ), capped at 0.
+        The native reading of itself therefore scores at least the typical
+        native phone score everywhere, while a wrong word (GOP -60 to -150
+        against a native -5 to -20) stays wrong.
+        """
+        if learner.method != "gop" or not learner.phones or not reference:
+            return learner
+        if [p.phone for p in learner.phones] == [p.phone for p in reference]:
+            credits = [max(0.0, NATIVE_GOP - r.gop) for r in reference]
+        else:
+            credit = max(0.0, NATIVE_GOP - float(np.mean([r.gop for r in reference])))
+            credits = [credit] * len(learner.phones)
+        phones = []
+        for p, credit in zip(learner.phones, credits, strict=True):
+            gop = min(0.0, p.gop + credit)
+            phones.append(PhoneAccuracy(p.phone, p.start_s, p.end_s, gop, self.phone_score(gop)))
+        return WordAccuracy(
+            float(np.mean([p.score for p in phones])), "gop", learner.span, phones, learner.note
+        )
+
+    def _alone(
+        self, decoders: _Decoders, pcm: npt.NDArray[np.int16], word: str, span: Span
+    ) -> _AlignedWord | None:
+        """One word aligned by itself inside `span` plus a margin (None: it cannot be placed there)."""
+        one = self._align_run(decoders, pcm, span.start_s - WORD_MARGIN_S, span.end_s + WORD_MARGIN_S, [word])
+        return one[0] if one else None
+
+    def _expected_score(
+        self,
+        decoders: _Decoders,
+        pcm: npt.NDArray[np.int16],
+        word: str,
+        heard: _AlignedWord,
+        in_context: _AlignedWord | None,
     ) -> WordAccuracy | None:
         """The expected word's score at the place of a substitution, keeping the heard word's span.
 
-        The scores come from aligning the expected words in place of the heard
-        ones over the same stretch (only the substituted word's phones are
-        used, so its neighbours keep the boundaries of the better alignment).
-        When the expected word cannot be fitted at all, its score is 0.
+        `in_context` is the expected word from aligning the expected words in
+        place of the heard ones over the same stretch (only its phones are
+        used, so the neighbours keep the boundaries of the better alignment);
+        without it the word is aligned alone inside the heard word's span.
+        When the expected word cannot be fitted there at all, its score is 0;
+        None when it fits but no phones came out (confidence fallback).
         """
-        if heard is None or not known:
-            return None
-        if expected is None:
-            return WordAccuracy(0.0, "gop", heard.span, [])
-        scored = self._result(expected[index])
+        found = in_context if in_context is not None and in_context.phones else None
+        if found is None:
+            found = self._alone(decoders, pcm, word, heard.span)
+            if found is None:
+                return WordAccuracy(0.0, "gop", heard.span, [])
+            if not found.phones:
+                return None
+        scored = self._result(found)
         return WordAccuracy(scored.score, "gop", heard.span, scored.phones)
+
+    def _run_window(
+        self, words: Sequence[WordToAssess], run: list[int], duration: float
+    ) -> tuple[float, float]:
+        """The stretch a run of words is aligned in: between its out-of-run neighbours' recogniser spans."""
+        first, last = run[0], run[-1]
+        before = words[first - 1].span if first > 0 else None
+        after = words[last + 1].span if last + 1 < len(words) else None
+        start = before.end_s if before else 0.0
+        end = after.start_s if after else duration
+        first_span, last_span = words[first].span, words[last].span
+        if first_span is not None:
+            start = min(start, max(0.0, first_span.start_s - WORD_MARGIN_S))
+        if last_span is not None:
+            end = max(end, min(duration, last_span.end_s + WORD_MARGIN_S))
+        return start, end
 
     def assess(
         self, samples: npt.NDArray[np.float32], words: Sequence[WordToAssess], cancel: threading.Event
@@ -249,12 +328,13 @@ class PocketsphinxEngine:
         pcm = (np.clip(samples, -1.0, 1.0) * 32767.0).astype(np.int16)
         duration = len(pcm) / RATE
         results: list[WordAccuracy | None] = [None] * len(words)
-        with self._lease() as decoder:
-            known = [decoder.lookup_word(w.word) is not None for w in words]
+        spans: list[Span | None] = [w.span for w in words]
+        with self._lease() as decoders:
+            known = [decoders.lookup_word(w.word) is not None for w in words]
             # align with what was heard where it differs and is pronounceable (substitutions)
             spoken = [
                 w.heard
-                if w.heard and w.heard != w.word and decoder.lookup_word(w.heard) is not None
+                if w.heard and w.heard != w.word and decoders.lookup_word(w.heard) is not None
                 else w.word
                 for w in words
             ]
@@ -262,67 +342,46 @@ class PocketsphinxEngine:
             for run in _runs(pronounceable):
                 if cancel.is_set():
                     raise Cancelled("scoring was cancelled")
-                first, last = run[0], run[-1]
-                before = words[first - 1].span if first > 0 else None
-                after = words[last + 1].span if last + 1 < len(words) else None
-                start = before.end_s if before else 0.0
-                end = after.start_s if after else duration
-                first_span, last_span = words[first].span, words[last].span
-                if first_span is not None:
-                    start = min(start, max(0.0, first_span.start_s - WORD_MARGIN_S))
-                if last_span is not None:
-                    end = max(end, min(duration, last_span.end_s + WORD_MARGIN_S))
-                aligned = self._align_run(decoder, pcm, start, end, [spoken[k] for k in run])
+                start, end = self._run_window(words, run, duration)
+                aligned = self._align_run(decoders, pcm, start, end, [spoken[k] for k in run])
+                found: dict[int, _AlignedWord | None] = {}
                 if aligned is not None:
-                    for k, aligned_word in zip(run, aligned, strict=True):
-                        results[k] = self._result(aligned_word)
-                    substituted = [k for k in run if spoken[k] != words[k].word]
-                    if substituted:  # score the expected words where the others were said, in context
-                        expected = self._align_run(
-                            decoder, pcm, start, end, [words[k].word if known[k] else spoken[k] for k in run]
+                    found = dict(zip(run, aligned, strict=True))
+                elif len(run) > 1:  # the run as a whole failed: each word alone in its recogniser span
+                    found = {
+                        k: self._alone(decoders, pcm, spoken[k], sp) for k in run if (sp := words[k].span)
+                    }
+                for k, item in list(found.items()):
+                    if item is not None and not item.phones:  # word boundaries only: phones of it alone
+                        alone = self._alone(decoders, pcm, spoken[k], item.span)
+                        if (
+                            alone is not None
+                        ):  # the run's boundaries stay (alone, it may reach into neighbours)
+                            found[k] = _AlignedWord(item.span, alone.phones)
+                in_context: dict[int, _AlignedWord] = {}
+                if aligned is not None and any(spoken[k] != words[k].word for k in run):
+                    expected = self._align_run(
+                        decoders, pcm, start, end, [words[k].word if known[k] else spoken[k] for k in run]
+                    )
+                    in_context = dict(zip(run, expected, strict=True)) if expected else {}
+                for k, item in found.items():
+                    if item is None:
+                        continue
+                    spans[k] = item.span
+                    if spoken[k] == words[k].word:
+                        results[k] = self._result(item) if item.phones else None
+                    elif known[k]:
+                        results[k] = self._expected_score(
+                            decoders, pcm, words[k].word, item, in_context.get(k)
                         )
-                        for k in substituted:
-                            results[k] = self._substituted(results[k], expected, run.index(k), known[k])
-                elif len(run) > 1:
-                    for k in run:  # the run as a whole failed: each word alone in its recogniser span
-                        span = words[k].span
-                        if span is None:
-                            continue
-                        one = self._align(
-                            decoder.normal,
-                            pcm,
-                            span.start_s - WORD_MARGIN_S,
-                            span.end_s + WORD_MARGIN_S,
-                            [spoken[k]],
-                        )
-                        if one is None:
-                            continue
-                        results[k] = self._result(one[0])
-                        if spoken[k] != words[k].word:
-                            target = (
-                                self._align(
-                                    decoder.normal,
-                                    pcm,
-                                    span.start_s - WORD_MARGIN_S,
-                                    span.end_s + WORD_MARGIN_S,
-                                    [words[k].word],
-                                )
-                                if known[k]
-                                else None
-                            )
-                            results[k] = self._substituted(results[k], target, 0, known[k])
         out: list[WordAccuracy] = []
-        for k, item in enumerate(words):
+        for k, word in enumerate(words):
             result = results[k]
             if result is None:
-                note = (
-                    f"'{item.word}' is not in the pronunciation dictionary: its accuracy comes from the "
-                    "recogniser's confidence"
-                    if not known[k]
-                    else f"'{item.word}' could not be aligned to the audio: its accuracy comes from the "
-                    "recogniser's confidence"
-                )
-                result = confidence_result(item, note)
+                reason = "is not in the pronunciation dictionary" if not known[k] else "could not be aligned"
+                note = f"'{word.word}' {reason}: its accuracy comes from the recogniser's confidence"
+                fallback = confidence_result(word, note)
+                result = WordAccuracy(fallback.score, "confidence", spans[k], [], fallback.note)
             out.append(result)
         return out
 
