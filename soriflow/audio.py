@@ -63,13 +63,13 @@ import io
 import math
 import shutil
 import struct
-import subprocess
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 import numpy as np
 import numpy.typing as npt
 
+from soriflow import ffmpeg
 from soriflow.errors import Internal, InvalidArgument, ResourceExhausted
 from soriflow.v1 import audio_pb2
 
@@ -586,20 +586,6 @@ def _decode_sndfile(data: bytes, limits: AudioLimits | None) -> tuple[FloatArray
     return x, rate
 
 
-def _ffmpeg_reason(stderr: bytes) -> str:
-    """ffmpeg's complaint, without addresses and repeats, short enough for a client message."""
-    lines: list[str] = []
-    for raw in stderr.decode("utf-8", "replace").splitlines():
-        line = raw.strip()
-        if line.startswith("[") and "] " in line:
-            line = line.split("] ", 1)[1]
-        line = line.removeprefix("pipe:0: ").removeprefix("pipe:1: ").rstrip(".")
-        if line and "Last message repeated" not in line and line not in lines:
-            lines.append(line)
-    reason = "; ".join(lines) or "ffmpeg found no audio"
-    return reason if len(reason) <= 300 else reason[:297] + "..."
-
-
 def _parse_ffmpeg_wav(out: bytes) -> tuple[FloatArray, int]:
     """The float WAV ffmpeg writes to a pipe (sizes unset): (channels, n) and the rate."""
     pos, channels, rate = 12, 0, 0
@@ -626,37 +612,30 @@ def _decode_ffmpeg(data: bytes, fmt: str | None, limits: AudioLimits | None) -> 
             f"the ffmpeg program ({FFMPEG_BINARY!r}) is not installed, and it is needed to decode "
             f"{_FORMAT_LABEL.get(fmt or '', 'this audio')}; install ffmpeg, or send WAV, FLAC or Ogg"
         )
-    cmd = [binary, "-nostdin", "-hide_banner", "-loglevel", "error"]
+    args: list[str] = []
     if fmt in _FFMPEG_DEMUXER:
-        cmd += ["-f", _FFMPEG_DEMUXER[fmt]]
-    cmd += ["-i", "pipe:0", "-map", "0:a:0", "-vn", "-sn", "-dn"]
+        args += ["-f", _FFMPEG_DEMUXER[fmt]]
+    args += ["-i", "pipe:0", "-map", "0:a:0", "-vn", "-sn", "-dn"]
     if limits is not None:  # stop early: a longer file is rejected anyway, and memory stays bounded
-        cmd += ["-t", f"{limits.max_duration_s + 1:.3f}"]
-    cmd += ["-acodec", "pcm_f32le", "-bitexact", "-f", "wav", "pipe:1"]
+        args += ["-t", f"{limits.max_duration_s + 1:.3f}"]
+    args += ["-acodec", "pcm_f32le", "-bitexact", "-f", "wav", "pipe:1"]
     timeout = FFMPEG_TIMEOUT_S + FFMPEG_TIMEOUT_S_PER_MB * len(data) / 1e6
-    with subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
-        try:
-            out, err = proc.communicate(data, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
-            raise AudioError(
-                f"decoding the audio took longer than {timeout:.3g} s; is the file damaged?"
-            ) from None
-        finally:
-            if proc.poll() is None:  # an exception in communicate (e.g. KeyboardInterrupt)
-                proc.kill()
-                proc.wait()
-    if proc.returncode != 0:
-        reason = _ffmpeg_reason(err)
-        if "does not contain any stream" in reason or "matches no streams" in reason:
-            reason = "the file holds no audio stream"
-        raise _undecodable(reason, fmt)
+    try:
+        out, err = ffmpeg.pipe(args, data, timeout_s=timeout, binary=binary)
+    except TimeoutError:
+        raise AudioError(
+            f"decoding the audio took longer than {timeout:.3g} s; is the file damaged?"
+        ) from None
+    except ffmpeg.FfmpegFailed as exc:
+        why = exc.reason
+        if "does not contain any stream" in why or "matches no streams" in why:
+            why = "the file holds no audio stream"
+        raise _undecodable(why, fmt) from None
     x, rate = _parse_ffmpeg_wav(out)
     if limits is not None:
         _check_duration(x.shape[1], rate, limits, at_least=True)
     if x.shape[1] == 0 and err.strip():
-        raise _undecodable(_ffmpeg_reason(err), fmt)
+        raise _undecodable(ffmpeg.reason(err), fmt)
     return x, rate
 
 

@@ -10,12 +10,9 @@ tools expect (58-byte header)::
     fact <4>  <n samples>
     data <n>  <n G.711 bytes> [pad byte when n is odd]
 
-G.711 is the ITU-T reference algorithm (G.191 `ulaw_compress`/`alaw_compress`):
-16-bit samples are cut to the 14-bit (mu-law) or 13-bit (A-law) precision
-G.711 defines, then placed in its segments by truncation. ffmpeg's
-`pcm_mulaw`/`pcm_alaw` tables place their decision points by rounding
-instead; the two agree on 98.5% of all 16-bit inputs and differ by one
-adjacent code within one G.711 step of a decision point elsewhere (tested).
+G.711 comes from `soriflow.audio` (`encode_mulaw`/`encode_alaw`), which matches
+the reference g711.c on every 16-bit input; one implementation serves the
+decoder tests, the STT streaming tests and the Connect prompts alike.
 
 MP3 and Ogg/Opus go through `ffmpeg` on pipes (float samples in on stdin, the
 file out on stdout, no temporary files). MP3 is written without a Xing/Info
@@ -26,16 +23,15 @@ Ogg/Opus chunks are complete Ogg streams (chained Ogg when concatenated).
 from __future__ import annotations
 
 import math
-import shutil
 import struct
-import subprocess
 from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 
-from soriflow.audio import encode_wav_pcm16
+from soriflow import ffmpeg
+from soriflow.audio import encode_alaw, encode_mulaw, encode_wav_pcm16
 from soriflow.errors import InvalidArgument, Unavailable
 from soriflow.v1 import audio_pb2
 
@@ -138,38 +134,6 @@ def to_int16(samples: npt.ArrayLike) -> npt.NDArray[np.int16]:
     return pcm
 
 
-def _segment(value: npt.NDArray[np.int32], first_bits: int) -> npt.NDArray[np.int32]:
-    """1 + the number of bits of `value >> first_bits` (0 when that is 0): the G.711 segment shift."""
-    shifted = value >> first_bits
-    bits = np.zeros_like(shifted)
-    nonzero = shifted > 0
-    bits[nonzero] = np.floor(np.log2(shifted[nonzero])).astype(np.int32) + 1
-    return bits
-
-
-def mulaw_compress(pcm: npt.NDArray[np.int16]) -> bytes:
-    """ITU-T G.711 mu-law of 16-bit samples (G.191 `ulaw_compress`)."""
-    x = pcm.astype(np.int32)
-    magnitude = np.where(x < 0, ((~x) >> 2) + 33, (x >> 2) + 33)  # 14-bit magnitude + bias 33
-    magnitude = np.minimum(magnitude, 0x1FFF)
-    segno = _segment(magnitude, 6) + 1
-    low = 0x0F - ((magnitude >> segno) & 0x0F)
-    code = ((8 - segno) << 4) | low
-    code = np.where(x >= 0, code | 0x80, code)
-    return code.astype(np.uint8).tobytes()
-
-
-def alaw_compress(pcm: npt.NDArray[np.int16]) -> bytes:
-    """ITU-T G.711 A-law of 16-bit samples (G.191 `alaw_compress`)."""
-    x = pcm.astype(np.int32)
-    ix = np.where(x < 0, (~x) >> 4, x >> 4)  # 12-bit magnitude
-    exponent = _segment(ix, 4)  # 0 for ix < 16; else 1 + bits of ix >> 5 ...
-    mantissa = np.where(exponent > 0, (ix >> np.maximum(exponent - 1, 0)) - 16, ix)
-    code = np.where(exponent > 0, mantissa + (exponent << 4), ix)
-    code = np.where(x >= 0, code | 0x80, code)
-    return (code ^ 0x55).astype(np.uint8).tobytes()
-
-
 def g711_wav(data: bytes, sample_rate: int, format_tag: int, channels: int = 1) -> bytes:
     """A WAV file of G.711 bytes: `fmt ` of 18 bytes (cbSize 0) and a `fact` chunk, as non-PCM requires."""
     frames = len(data) // channels
@@ -200,12 +164,6 @@ def _bitrate(encoding: int, rate: int) -> str:
 
 
 def _ffmpeg(samples: FloatArray, rate: int, encoding: int) -> bytes:
-    binary = shutil.which(FFMPEG_BINARY)
-    if binary is None:
-        raise Unavailable(
-            f"ffmpeg is not installed ({FFMPEG_BINARY!r} not found), so {_NAMES[encoding]} "
-            "output is unavailable: install ffmpeg, or ask for LINEAR16/MULAW/ALAW"
-        )
     if encoding == MP3:
         codec = [
             "-c:a",
@@ -221,12 +179,7 @@ def _ffmpeg(samples: FloatArray, rate: int, encoding: int) -> bytes:
         ]
     else:
         codec = ["-c:a", "libopus", "-b:a", _bitrate(OGG_OPUS, rate), "-application", "voip", "-f", "ogg"]
-    cmd = [
-        binary,
-        "-hide_banner",
-        "-nostdin",
-        "-loglevel",
-        "error",
+    args = [
         "-f",
         "f32le",
         "-ar",
@@ -242,13 +195,19 @@ def _ffmpeg(samples: FloatArray, rate: int, encoding: int) -> bytes:
     ]
     pcm = np.ascontiguousarray(np.clip(samples, -1.0, 1.0), dtype="<f4").tobytes()
     try:
-        result = subprocess.run(cmd, input=pcm, capture_output=True, timeout=FFMPEG_TIMEOUT_S, check=False)
-    except subprocess.TimeoutExpired:
+        out, _ = ffmpeg.pipe(args, pcm, timeout_s=FFMPEG_TIMEOUT_S, binary=FFMPEG_BINARY)
+    except ffmpeg.FfmpegMissing:
+        raise Unavailable(
+            f"ffmpeg is not installed ({FFMPEG_BINARY!r} not found), so {_NAMES[encoding]} "
+            "output is unavailable: install ffmpeg, or ask for LINEAR16/MULAW/ALAW"
+        ) from None
+    except TimeoutError:
         raise Unavailable(f"ffmpeg took over {FFMPEG_TIMEOUT_S:.0f}s to encode {_NAMES[encoding]}") from None
-    if result.returncode != 0 or not result.stdout:
-        reason = result.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
-        raise Unavailable(f"ffmpeg could not encode {_NAMES[encoding]}: {reason[0]}")
-    return result.stdout
+    except ffmpeg.FfmpegFailed as exc:
+        raise Unavailable(f"ffmpeg could not encode {_NAMES[encoding]}: {exc.reason}") from None
+    if not out:
+        raise Unavailable(f"ffmpeg could not encode {_NAMES[encoding]}: no output")
+    return out
 
 
 # --------------------------------------------------------------------------- public
@@ -259,9 +218,9 @@ def encode_file(samples: FloatArray, fmt: OutputFormat) -> bytes:
     if fmt.encoding == LINEAR16:
         return encode_wav_pcm16(np.nan_to_num(samples, nan=0.0, posinf=1.0, neginf=-1.0), fmt.sample_rate_hz)
     if fmt.encoding == MULAW:
-        return g711_wav(mulaw_compress(to_int16(samples)), fmt.sample_rate_hz, WAVE_FORMAT_MULAW)
+        return g711_wav(encode_mulaw(to_int16(samples) / 32768.0), fmt.sample_rate_hz, WAVE_FORMAT_MULAW)
     if fmt.encoding == ALAW:
-        return g711_wav(alaw_compress(to_int16(samples)), fmt.sample_rate_hz, WAVE_FORMAT_ALAW)
+        return g711_wav(encode_alaw(to_int16(samples) / 32768.0), fmt.sample_rate_hz, WAVE_FORMAT_ALAW)
     return _ffmpeg(samples, fmt.sample_rate_hz, fmt.encoding)
 
 
@@ -273,9 +232,9 @@ def encode_chunk(samples: FloatArray, fmt: OutputFormat) -> bytes:
     if fmt.encoding == LINEAR16:
         return to_int16(samples).astype("<i2").tobytes()
     if fmt.encoding == MULAW:
-        return mulaw_compress(to_int16(samples))
+        return encode_mulaw(to_int16(samples) / 32768.0)
     if fmt.encoding == ALAW:
-        return alaw_compress(to_int16(samples))
+        return encode_alaw(to_int16(samples) / 32768.0)
     return _ffmpeg(samples, fmt.sample_rate_hz, fmt.encoding)
 
 

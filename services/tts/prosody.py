@@ -12,13 +12,12 @@ AudioOutputConfig with the same meaning.
 from __future__ import annotations
 
 import math
-import shutil
-import subprocess
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
+from soriflow import ffmpeg
 from soriflow.errors import InvalidArgument, Unavailable
 
 FloatArray = npt.NDArray[np.float32]
@@ -80,55 +79,30 @@ def change_tempo_and_pitch(samples: FloatArray, rate: int, *, tempo: float, semi
     """Speeds speech up by `tempo` and shifts its pitch by `semitones`, at the same sample rate."""
     if (abs(tempo - 1.0) < 1e-4 and abs(semitones) < 1e-3) or samples.size == 0:
         return samples
-    binary = shutil.which(FFMPEG_BINARY)
-    if binary is None:
-        raise Unavailable(
-            "ffmpeg is not installed: it is needed for this speaking rate or pitch with this engine"
-        )
     filters: list[str] = []
     if abs(semitones) >= 1e-3:
         shift = 2.0 ** (semitones / 12.0)
         filters += [f"asetrate={rate * shift:.3f}", f"aresample={rate}"]
         tempo /= shift  # asetrate also sped the speech up by `shift`
     filters += _atempo_chain(tempo)
-    cmd = [
-        binary,
-        "-hide_banner",
-        "-nostdin",
-        "-loglevel",
-        "error",
-        "-f",
-        "f32le",
-        "-ar",
-        str(rate),
-        "-ac",
-        "1",
-        "-i",
-        "pipe:0",
-        "-af",
-        ",".join(filters),
-        "-f",
-        "f32le",
-        "-ar",
-        str(rate),
-        "-ac",
-        "1",
-        "pipe:1",
-    ]
+    raw = ["-f", "f32le", "-ar", str(rate), "-ac", "1"]
+    args = [*raw, "-i", "pipe:0", "-af", ",".join(filters), *raw, "pipe:1"]
     try:
-        result = subprocess.run(
-            cmd,
-            input=np.ascontiguousarray(samples, dtype="<f4").tobytes(),
-            capture_output=True,
-            timeout=FFMPEG_TIMEOUT_S,
-            check=False,
+        out, _ = ffmpeg.pipe(
+            args,
+            np.ascontiguousarray(samples, dtype="<f4").tobytes(),
+            timeout_s=FFMPEG_TIMEOUT_S,
+            binary=FFMPEG_BINARY,
         )
-    except subprocess.TimeoutExpired:
+    except ffmpeg.FfmpegMissing:
+        raise Unavailable(
+            "ffmpeg is not installed: it is needed for this speaking rate or pitch with this engine"
+        ) from None
+    except TimeoutError:
         raise Unavailable(f"ffmpeg took over {FFMPEG_TIMEOUT_S:.0f}s to change tempo/pitch") from None
-    if result.returncode != 0:
-        reason = result.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["unknown error"]
-        raise Unavailable(f"ffmpeg could not change tempo/pitch: {reason[0]}")
-    return np.frombuffer(result.stdout, dtype="<f4").astype(np.float32)
+    except ffmpeg.FfmpegFailed as exc:
+        raise Unavailable(f"ffmpeg could not change tempo/pitch: {exc.reason}") from None
+    return np.frombuffer(out, dtype="<f4").astype(np.float32)
 
 
 def apply_gain(samples: FloatArray, gain_db: float) -> FloatArray:
