@@ -26,8 +26,9 @@ import time
 from dataclasses import dataclass, field
 
 from soriflow.errors import ResourceExhausted, Unavailable
-from soriflow.summarizer.engines.base import Engine, Generation, Task
-from soriflow.summarizer.metrics import BATCH_SIZE, BATCH_WAIT
+
+from .engines.base import Engine, Generation, Task
+from .metrics import BATCH_SIZE, BATCH_WAIT
 
 log = logging.getLogger("soriflow.summarizer.batching")
 

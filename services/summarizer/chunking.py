@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from soriflow.summarizer.text import split_sentences
+from .text import split_sentences
 
 PACKING = 0.95
 _SPEAKER = re.compile(r"^([^:\n]{1,40}):\s+")

@@ -18,8 +18,9 @@ import typer
 from soriflow.errors import SoriflowError
 
 if TYPE_CHECKING:
-    from soriflow.summarizer.pipeline import SummaryRequest, SummaryResult
     from soriflow.v1 import audio_pb2
+
+    from .pipeline import SummaryRequest, SummaryResult
 
 STYLES = ("inquiry", "bullets", "abstract", "custom")
 
@@ -36,7 +37,7 @@ def _read_input(source: str) -> str:
     if not path.is_file():
         _fail(f"{source} does not exist")
     raw = path.read_bytes()
-    from soriflow.summarizer.evaluation.data import decode_bytes
+    from .evaluation.data import decode_bytes
 
     return decode_bytes(raw)[0]
 
@@ -86,8 +87,8 @@ def _result_dict(result: SummaryResult) -> dict[str, Any]:
 
 
 async def _summarize_local(request: SummaryRequest, stream: bool) -> SummaryResult:
-    from soriflow.summarizer.pipeline import SummaryResult, build_summarizer
-    from soriflow.summarizer.settings import Settings
+    from .pipeline import SummaryResult, build_summarizer
+    from .settings import Settings
 
     summarizer = await asyncio.to_thread(build_summarizer, Settings())
     try:
@@ -113,9 +114,10 @@ async def _summarize_remote(
 ) -> SummaryResult:
     from soriflow.client import open_channel
     from soriflow.errors import from_rpc_error
-    from soriflow.summarizer.messages import STYLE_VALUES
-    from soriflow.summarizer.pipeline import SummaryResult
     from soriflow.v1 import summarizer_pb2, summarizer_pb2_grpc
+
+    from .messages import STYLE_VALUES
+    from .pipeline import SummaryResult
 
     message = summarizer_pb2.SummarizeRequest(
         language_code=request.language,
@@ -186,9 +188,9 @@ def summarize(
     import os
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from soriflow.summarizer.messages import transcript_text
-    from soriflow.summarizer.pipeline import SummaryRequest
-    from soriflow.summarizer.styles import Style
+    from .messages import transcript_text
+    from .pipeline import SummaryRequest
+    from .styles import Style
 
     if style not in STYLES:
         _fail(f"unknown style {style!r}: use one of {', '.join(STYLES)}")
@@ -246,13 +248,13 @@ def eval_summarize(
     import time
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from soriflow.summarizer.evaluation.bertscore import BertScorer
-    from soriflow.summarizer.evaluation.data import read_pairs
-    from soriflow.summarizer.evaluation.runner import predict_local, predict_remote, timed_report
-    from soriflow.summarizer.evaluation.similarity import Encoders
-    from soriflow.summarizer.pipeline import build_summarizer
-    from soriflow.summarizer.settings import Settings
-    from soriflow.summarizer.styles import Style
+    from .evaluation.bertscore import BertScorer
+    from .evaluation.data import read_pairs
+    from .evaluation.runner import predict_local, predict_remote, timed_report
+    from .evaluation.similarity import Encoders
+    from .pipeline import build_summarizer
+    from .settings import Settings
+    from .styles import Style
 
     if style not in STYLES[:3]:
         _fail(f"unknown style {style!r}: use inquiry, bullets or abstract")
@@ -341,8 +343,8 @@ def train_summarizer(
     import os
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from soriflow.summarizer.styles import Style
-    from soriflow.summarizer.training import TrainConfig, Trainer
+    from .styles import Style
+    from .training import TrainConfig, Trainer
 
     if style not in STYLES[:3]:
         _fail("--style must be inquiry, bullets or abstract")

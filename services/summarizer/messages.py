@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 
 from soriflow.errors import InvalidArgument
-from soriflow.summarizer.pipeline import SummaryRequest, SummaryResult
-from soriflow.summarizer.styles import Style
 from soriflow.v1 import audio_pb2, summarizer_pb2
+
+from .pipeline import SummaryRequest, SummaryResult
+from .styles import Style
 
 STYLES: dict[int, Style] = {
     summarizer_pb2.SUMMARY_STYLE_UNSPECIFIED: Style.ABSTRACT,

@@ -103,7 +103,7 @@ def _parse_gguf_once() -> Iterator[None]:
         return readers[key]
 
     gguf.GGUFReader = shared_reader  # type: ignore[assignment, misc]
-    gguf.get_tensor_name_map = functools.lru_cache(maxsize=None)(original_map)  # type: ignore[assignment]
+    gguf.get_tensor_name_map = functools.lru_cache(maxsize=None)(original_map)
     try:
         yield
     finally:

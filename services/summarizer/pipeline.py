@@ -30,13 +30,14 @@ from dataclasses import dataclass
 
 from soriflow.concurrency import WorkQueue, run_blocking
 from soriflow.errors import Internal, InvalidArgument, ResourceExhausted
-from soriflow.summarizer.batching import DynamicBatcher
-from soriflow.summarizer.chunking import split_into_chunks
-from soriflow.summarizer.engines.base import Engine, Generation, Task
-from soriflow.summarizer.metrics import CHUNKS, TIME_TO_FIRST_TEXT, TOKENS
-from soriflow.summarizer.settings import Settings
-from soriflow.summarizer.styles import Style, parse_bullets
-from soriflow.summarizer.text import detect_language, normalize_language
+
+from .batching import DynamicBatcher
+from .chunking import split_into_chunks
+from .engines.base import Engine, Generation, Task
+from .metrics import CHUNKS, TIME_TO_FIRST_TEXT, TOKENS
+from .settings import Settings
+from .styles import Style, parse_bullets
+from .text import detect_language, normalize_language
 
 log = logging.getLogger("soriflow.summarizer")
 
@@ -287,6 +288,6 @@ class Summarizer:
 
 def build_summarizer(settings: Settings) -> Summarizer:
     """Loads the engines the settings name (blocking: seconds to minutes) and wraps them."""
-    from soriflow.summarizer.engines import load_engines
+    from .engines import load_engines
 
     return Summarizer(load_engines(settings), settings)

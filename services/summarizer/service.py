@@ -18,10 +18,11 @@ import grpc
 
 from soriflow.errors import Unavailable
 from soriflow.server import GrpcService
-from soriflow.summarizer.messages import request_from_proto, result_to_proto
-from soriflow.summarizer.pipeline import Summarizer, SummaryResult, build_summarizer
-from soriflow.summarizer.settings import Settings
 from soriflow.v1 import summarizer_pb2, summarizer_pb2_grpc
+
+from .messages import request_from_proto, result_to_proto
+from .pipeline import Summarizer, SummaryResult, build_summarizer
+from .settings import Settings
 
 log = logging.getLogger("soriflow.summarizer")
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import enum
 import re
 
-from soriflow.summarizer.text import language_name
+from .text import language_name
 
 
 class Style(enum.StrEnum):

@@ -37,16 +37,17 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 from soriflow.errors import InvalidArgument
-from soriflow.summarizer.engines.base import Task
-from soriflow.summarizer.engines.causal import CausalLmEngine
-from soriflow.summarizer.engines.hf import HfEngine, resolve_device
-from soriflow.summarizer.evaluation.data import Example, read_pairs
-from soriflow.summarizer.evaluation.runner import score_predictions
-from soriflow.summarizer.evaluation.similarity import Encoders
-from soriflow.summarizer.models import ModelFiles, locate_model
-from soriflow.summarizer.settings import Settings
-from soriflow.summarizer.styles import Style
-from soriflow.summarizer.text import detect_language
+
+from .engines.base import Task
+from .engines.causal import CausalLmEngine
+from .engines.hf import HfEngine, resolve_device
+from .evaluation.data import Example, read_pairs
+from .evaluation.runner import score_predictions
+from .evaluation.similarity import Encoders
+from .models import ModelFiles, locate_model
+from .settings import Settings
+from .styles import Style
+from .text import detect_language
 
 log = logging.getLogger("soriflow.summarizer.training")
 
@@ -198,7 +199,7 @@ class Trainer:
         """The serving engine around the model being trained: same prompts, same generation."""
         settings = self.settings.model_copy(update={"summarizer_adapter": None})
         if seq2seq:
-            from soriflow.summarizer.engines.seq2seq import Seq2SeqEngine
+            from .engines.seq2seq import Seq2SeqEngine
 
             return Seq2SeqEngine(files, settings, model, tokenizer, device)
         return CausalLmEngine(files, settings, model, tokenizer, device)

@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 import time
 
-from soriflow.summarizer.engines.base import Engine, EngineInfo, Generation, OnText, Task
-from soriflow.summarizer.engines.extractive import ExtractiveEngine
-from soriflow.summarizer.models import locate_model
-from soriflow.summarizer.settings import Settings
+from ..models import locate_model
+from ..settings import Settings
+from .base import Engine, EngineInfo, Generation, OnText, Task
+from .extractive import ExtractiveEngine
 
 __all__ = ["Engine", "EngineInfo", "Generation", "OnText", "Task", "load_engines", "load_model_engine"]
 
@@ -27,11 +27,11 @@ def load_model_engine(settings: Settings) -> Engine:
     files = locate_model(settings.summarizer_model, settings)
     engine: Engine
     if settings.summarizer_engine == "seq2seq":
-        from soriflow.summarizer.engines import seq2seq
+        from . import seq2seq
 
         engine = seq2seq.load(files, settings)
     else:
-        from soriflow.summarizer.engines import causal
+        from . import causal
 
         engine = causal.load(files, settings)
     info = engine.info

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from soriflow.summarizer.styles import Style
+from ..styles import Style
 
 #: Receives each piece of streamed summary text; returns False to stop generating.
 OnText = Callable[[str], bool]

@@ -13,11 +13,11 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-from soriflow.summarizer.engines.base import Task
-from soriflow.summarizer.engines.hf import CONTEXT_MARGIN, HfEngine, load_hf
-from soriflow.summarizer.models import ModelFiles
-from soriflow.summarizer.settings import Settings
-from soriflow.summarizer.styles import user_prompt
+from ..models import ModelFiles
+from ..settings import Settings
+from ..styles import user_prompt
+from .base import Task
+from .hf import CONTEXT_MARGIN, HfEngine, load_hf
 
 
 class CausalLmEngine(HfEngine):

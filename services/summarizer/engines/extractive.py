@@ -37,9 +37,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from soriflow.errors import Cancelled
-from soriflow.summarizer.engines.base import Engine, EngineInfo, Generation, OnText, Task
-from soriflow.summarizer.styles import Style, format_bullets
-from soriflow.summarizer.text import is_hangul_word, split_sentences, words
+
+from ..styles import Style, format_bullets
+from ..text import is_hangul_word, split_sentences, words
+from .base import Engine, EngineInfo, Generation, OnText, Task
 
 DAMPING = 0.85
 _SPEAKER = re.compile(r"^([^:\n]{1,40}):\s+")

@@ -23,10 +23,11 @@ from typing import TYPE_CHECKING, Any, cast
 
 from soriflow.errors import Cancelled, InvalidArgument
 from soriflow.models import resolve_model
-from soriflow.summarizer.engines.base import Engine, EngineInfo, Generation, OnText, Task
-from soriflow.summarizer.models import ModelFiles
-from soriflow.summarizer.settings import Settings
-from soriflow.summarizer.styles import OutputShaper, Style, shape
+
+from ..models import ModelFiles
+from ..settings import Settings
+from ..styles import OutputShaper, Style, shape
+from .base import Engine, EngineInfo, Generation, OnText, Task
 
 if TYPE_CHECKING:
     import torch
@@ -116,7 +117,7 @@ class _StopCriteria:
 def _stopping_list(*criteria: _StopCriteria) -> Any:
     from transformers import StoppingCriteria, StoppingCriteriaList
 
-    class Wrapped(StoppingCriteria):  # type: ignore[misc]
+    class Wrapped(StoppingCriteria):
         def __init__(self, inner: _StopCriteria) -> None:
             self.inner = inner
 
@@ -130,7 +131,7 @@ def _streamer(tokenizer: Any, shaper: OutputShaper, on_text: OnText, stop: threa
     """A TextStreamer whose finalized text is shaped and handed to `on_text`."""
     from transformers import TextStreamer
 
-    class ShapedStreamer(TextStreamer):  # type: ignore[misc]
+    class ShapedStreamer(TextStreamer):
         def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
             if stop.is_set():
                 return

@@ -21,12 +21,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from soriflow.summarizer.engines.base import Task
-from soriflow.summarizer.engines.hf import HfEngine, load_hf
-from soriflow.summarizer.models import ModelFiles
-from soriflow.summarizer.settings import Settings
-from soriflow.summarizer.styles import Style, format_bullets, shape
-from soriflow.summarizer.text import split_sentences
+from ..models import ModelFiles
+from ..settings import Settings
+from ..styles import Style, format_bullets, shape
+from ..text import split_sentences
+from .base import Task
+from .hf import HfEngine, load_hf
 
 
 class Seq2SeqEngine(HfEngine):

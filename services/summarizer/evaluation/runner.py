@@ -19,12 +19,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from soriflow.summarizer.evaluation.bertscore import BertScorer
-from soriflow.summarizer.evaluation.data import Example
-from soriflow.summarizer.evaluation.rouge import rouge_scores
-from soriflow.summarizer.evaluation.similarity import Encoders, cosine_pairs
-from soriflow.summarizer.pipeline import Summarizer, SummaryRequest
-from soriflow.summarizer.text import detect_language
+from ..pipeline import Summarizer, SummaryRequest
+from ..text import detect_language
+from .bertscore import BertScorer
+from .data import Example
+from .rouge import rouge_scores
+from .similarity import Encoders, cosine_pairs
 
 
 @dataclass(frozen=True)
@@ -167,8 +167,9 @@ async def predict_remote(
 ) -> list[Prediction]:
     """Summaries written by a running summarizer service."""
     from soriflow.client import open_channel
-    from soriflow.summarizer.messages import STYLE_VALUES
     from soriflow.v1 import summarizer_pb2, summarizer_pb2_grpc
+
+    from ..messages import STYLE_VALUES
 
     gate = asyncio.Semaphore(max(1, concurrency))
     async with open_channel(address) as channel:
