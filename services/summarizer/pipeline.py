@@ -11,8 +11,9 @@ runs. A request goes through:
    language, else extractive TextRank;
 4. map-reduce when the input does not fit one generation: the input is cut
    into token-counted chunks at sentence boundaries, each chunk is summarized
-   (the chunks of one request batch together), and the partial summaries are
-   summarized again in the requested style, repeated until they fit. Nothing
+   (the chunks of one request batch together; each partial may use its share
+   of one chunk, at least 32 tokens), and the partial summaries are summarized
+   again in the requested style, repeated until they fit. Nothing
    is truncated silently; `chunk_count` says how many chunks there were;
 5. generation through the engine's dynamic batcher, or streamed for
    SummarizeStream (the last step only: partial summaries are not the answer).
@@ -42,7 +43,9 @@ from .text import detect_language, normalize_language
 log = logging.getLogger("soriflow.summarizer")
 
 #: Rounds of summarizing summaries before giving up (each shrinks the text many times over).
-MAX_REDUCE_ROUNDS = 4
+MAX_REDUCE_ROUNDS = 6
+#: Smallest length of a partial summary, in tokens (a quarter of the chunk size if that is less).
+MIN_PARTIAL_TOKENS = 32
 #: A chunk must leave at least this many tokens for text, else the settings cannot work.
 MIN_BUDGET = 16
 
@@ -237,7 +240,10 @@ class Summarizer:
                 split_into_chunks, text, budget, engine.count_tokens, transcript=transcript
             )
             chunk_count = chunk_count or len(chunks)
-            partial = dataclasses.replace(task, partial=True, transcript=transcript)
+            # Each partial gets a share of one chunk's budget, so that the joined partials fit one
+            # generation after a round where they can; never less than a useful sentence.
+            share = max(min(MIN_PARTIAL_TOKENS, budget // 4), min(task.max_new_tokens, budget // len(chunks)))
+            partial = dataclasses.replace(task, partial=True, transcript=transcript, max_new_tokens=share)
             results = await self._generate(engine, [dataclasses.replace(partial, text=c) for c in chunks])
             generations.extend(results)
             joined = "\n".join(r.text for r in results if r.text.strip())
