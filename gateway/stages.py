@@ -202,6 +202,7 @@ class Summarize(StageKind):
             prompt=str(args.get("prompt", "")),
             language_code=str(args.get("language_code", "") or transcript.language_code),
             max_output_tokens=int(args.get("max_output_tokens", 0)),
+            focus_speaker=str(args.get("focus_speaker", "") or ""),
         )
         response: Message = await ctx.clients.stub("summarizer").Summarize(request, timeout=ctx.timeout_s)
         return response
