@@ -88,7 +88,10 @@ async def _score_local(
         return await _score_with_local_stt(request, settings, scorer, stt_address)
     client = SttClient(stt_address, settings, timeout_s=settings.scoring_stt_timeout_s)
     try:
-        return await score_request(request, scorer=scorer, stt=client, settings=settings)
+        response: scoring_pb2.ScoreResponse = await score_request(
+            request, scorer=scorer, stt=client, settings=settings
+        )
+        return response
     finally:
         await client.close()
 
@@ -116,7 +119,10 @@ async def _score_with_local_stt(
     async with running(service) as server:
         client = SttClient(server.address, settings, timeout_s=settings.scoring_stt_timeout_s)
         try:
-            return await score_request(request, scorer=scorer, stt=client, settings=settings)
+            response: scoring_pb2.ScoreResponse = await score_request(
+                request, scorer=scorer, stt=client, settings=settings
+            )
+            return response
         finally:
             await client.close()
 
