@@ -203,6 +203,7 @@ class Summarize(StageKind):
             language_code=str(args.get("language_code", "") or transcript.language_code),
             max_output_tokens=int(args.get("max_output_tokens", 0)),
             focus_speaker=str(args.get("focus_speaker", "") or ""),
+            engine=str(args.get("engine", "") or ""),
         )
         response: Message = await ctx.clients.stub("summarizer").Summarize(request, timeout=ctx.timeout_s)
         return response
@@ -272,7 +273,9 @@ class Synthesize(StageKind):
         variables = {k: str(v) for k, v in ctx.params.items()}
         for result in ctx.results.values():
             if isinstance(result, summarizer_pb2.SummarizeResponse):
-                variables["summary"] = result.summary.strip().rstrip(".")
+                variables["summary"] = result.summary.strip()
+                # For templates that continue the sentence ("문의하신 내용이 {summary_phrase} 맞으신가요?").
+                variables["summary_phrase"] = result.summary.strip().rstrip(".。!? ")
         return template, language, variables
 
     async def call(self, ctx: StageContext, args: Mapping[str, Any]) -> Message:

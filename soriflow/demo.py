@@ -65,51 +65,64 @@ class Demo:
         self.bucket = stack.config.input_bucket
 
     async def _speak(
-        self, stub: Any, text: str, voice: str, rate: float = 1.0, sample_rate: int = 16000
+        self,
+        stub: Any,
+        text: str,
+        voice: str,
+        *,
+        rate: float = 1.0,
+        sample_rate: int = 16000,
+        pitch: float = 0.0,
     ) -> np.ndarray:
         request = tts_pb2.SynthesizeRequest(
             text=text,
             voice=tts_pb2.VoiceSelection(name=voice, language_code="en-US"),
             audio_config=tts_pb2.AudioOutputConfig(
-                encoding=audio_pb2.AUDIO_ENCODING_LINEAR16, sample_rate_hz=sample_rate, speaking_rate=rate
+                encoding=audio_pb2.AUDIO_ENCODING_LINEAR16,
+                sample_rate_hz=sample_rate,
+                speaking_rate=rate,
+                pitch_semitones=pitch,
             ),
         )
         response = await stub.Synthesize(request, timeout=120)
         return decode_audio(response.audio_content, target_rate=sample_rate).samples
 
-    async def _voices(self, stub: Any) -> tuple[str, str]:
-        """A neural voice for the 'native' speakers and a different one for the others."""
+    async def _voice(self, stub: Any) -> str:
+        """The neural English voice if the TTS service has it, else its first English voice."""
         voices = (await stub.ListVoices(tts_pb2.ListVoicesRequest(language_code="en-US"), timeout=30)).voices
         piper = [v.name for v in voices if v.engine == "piper"]
-        espeak = [v.name for v in voices if v.engine == "espeak-ng"]
-        native = piper[0] if piper else (espeak[0] if espeak else "")
-        other = espeak[0] if espeak else native
-        return native, other
+        return piper[0] if piper else (voices[0].name if voices else "")
 
     async def make_inputs(self) -> dict[str, tuple[bytes, dict[str, str]]]:
         """key -> (wav bytes, metadata), all synthesized by the running TTS service."""
         async with open_channel(self.stack.config.address("tts")) as channel:
             stub = tts_pb2_grpc.TextToSpeechServiceStub(channel)
-            native, other = await self._voices(stub)
+            native = await self._voice(stub)
             # The call: 8 kHz stereo, like Amazon Connect's recordings; turns alternate between channels.
             rate = 8000
             left: list[np.ndarray] = []
             right: list[np.ndarray] = []
             for channel_index, text in CALL_SCRIPT:
-                speech = await self._speak(
-                    stub, text, native if channel_index == 0 else other, sample_rate=rate
-                )
+                # Two people: the neural voice for the customer, shifted up for the agent.
+                pitch = 0.0 if channel_index == 0 else 3.0
+                speech = await self._speak(stub, text, native, sample_rate=rate, pitch=pitch)
                 turn = np.concatenate([speech, np.zeros(int(0.5 * rate), dtype=np.float32)])
                 quiet = np.zeros_like(turn)
                 left.append(turn if channel_index == 0 else quiet)
                 right.append(quiet if channel_index == 0 else turn)
             call = encode_wav_pcm16(np.stack([np.concatenate(left), np.concatenate(right)]), rate)
             reference = encode_wav_pcm16(await self._speak(stub, SENTENCE, native), 16000)
-            learner = encode_wav_pcm16(await self._speak(stub, LEARNER_READING, other, rate=0.8), 16000)
+            # The learner: a lower, slower voice that leaves out a word. (espeak-ng's robotic voice
+            # is a poor stand-in for a person: tiny.en mishears it, so it would score as mispronounced.)
+            learner_audio = await self._speak(stub, LEARNER_READING, native, rate=0.8, pitch=-4.0)
+            learner = encode_wav_pcm16(learner_audio, 16000)
             note = encode_wav_pcm16(await self._speak(stub, VOICE_NOTE, native), 16000)
         stamp = time.strftime("%Y%m%d-%H%M%S")
         return {
-            f"connect/demo/{stamp}/call.wav": (call, {}),
+            # The bundled 135M LM proves the abstractive path but invents details; what is read back to a
+            # caller must be what they said, so the demo asks for the extractive engine (object metadata
+            # becomes a pipeline parameter). Mount a fine-tuned model for abstractive inquiry lines.
+            f"connect/demo/{stamp}/call.wav": (call, {"summary-engine": "extractive"}),
             "reference/demo/level_1/toy-store/audio_line_1.wav": (reference, {}),
             f"users/demo-learner-{stamp}/demo/level_1/toy-store/audio_line_1.wav": (
                 learner,

@@ -466,7 +466,7 @@ def test_call_summary_pipeline(
         async with GatewayClient(gateway.address) as client:
             got = await client.get(job.id)
             assert got.result.summary.summary == summary["summary"]
-            assert got.result.reply_text.startswith("You are calling about")
+            assert got.result.reply_text.startswith("Let me confirm your request: ")
 
     run(api())
 
