@@ -82,13 +82,13 @@ def main() -> None:
     args = parser.parse_args()
 
     import jiwer
+    from whisper.normalizers import EnglishTextNormalizer
+
+    from soriflow.audio import Audio
     from soriflow.stt.engines import TranscribeOptions, load_engine
     from soriflow.stt.settings import Settings as SttSettings
     from soriflow.tts.settings import Settings as TtsSettings
     from soriflow.tts.synthesizer import Synthesizer
-    from whisper.normalizers import EnglishTextNormalizer
-
-    from soriflow.audio import Audio
     from soriflow.v1 import audio_pb2, tts_pb2
 
     stt = load_engine(SttSettings(stt_model=args.stt_model, stt_device="cpu"))

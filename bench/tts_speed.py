@@ -45,11 +45,10 @@ ENCODINGS = [
 
 
 async def run() -> dict[str, Any]:
-    from soriflow.tts.service import create_service
-    from soriflow.tts.settings import Settings
-
     from soriflow.client import open_channel
     from soriflow.server import running
+    from soriflow.tts.service import create_service
+    from soriflow.tts.settings import Settings
     from soriflow.v1 import audio_pb2, tts_pb2, tts_pb2_grpc
 
     settings = Settings(

@@ -36,7 +36,10 @@ def generate(out_root: Path) -> None:
         f"--mypy_grpc_out={out_root}",
         *protos,
     ]
-    subprocess.run(cmd, check=True, cwd=PROTO_ROOT)
+    result = subprocess.run(cmd, cwd=PROTO_ROOT, capture_output=True, text=True, check=False)
+    if result.returncode != 0:  # protoc's own messages; the plugins' progress lines are noise otherwise
+        sys.stderr.write(result.stderr)
+        raise SystemExit(f"protoc failed with exit code {result.returncode}")
     (out_root / PACKAGE_DIR / "__init__.py").write_text(INIT_TEXT)
 
 

@@ -57,7 +57,6 @@ def build_request(
 ) -> tts_pb2.SynthesizeRequest:
     """The SynthesizeRequest for the command's options (SSML when asked or when the text is SSML)."""
     from soriflow.tts.ssml import looks_like_ssml
-
     from soriflow.v1 import audio_pb2, tts_pb2
 
     key = encoding.strip().lower().replace("_", "-")
@@ -206,9 +205,8 @@ def register(app: typer.Typer, groups: Any) -> None:
         timeout: Annotated[float, typer.Option(help="Deadline with --server, in seconds")] = 30.0,
     ) -> None:
         """List the text-to-speech voices."""
-        from soriflow.tts.service import voice_to_proto
-
         from soriflow.errors import SoriflowError
+        from soriflow.tts.service import voice_to_proto
         from soriflow.v1 import tts_pb2
 
         try:

@@ -25,11 +25,10 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from typing import Literal
 
+from soriflow.errors import InvalidArgument
 from soriflow.tts import ssml as S
 from soriflow.tts.lexicon import LanguageLexicon
 from soriflow.tts.sentences import normalize_text, sentence_spans, split_long, utf8_len
-
-from soriflow.errors import InvalidArgument
 
 _WS = re.compile(r"\s+")
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+
 from soriflow.tts.ssml import escape_attr, escape_text
 from soriflow.tts.voices import primary_language
 

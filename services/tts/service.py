@@ -19,13 +19,13 @@ from functools import partial
 from typing import Any
 
 import grpc
-from soriflow.tts.settings import Settings
-from soriflow.tts.synthesizer import Synthesizer
-from soriflow.tts.voices import VoiceInfo
 
 from soriflow.concurrency import WorkQueue, run_blocking
 from soriflow.errors import Unavailable
 from soriflow.server import GrpcService
+from soriflow.tts.settings import Settings
+from soriflow.tts.synthesizer import Synthesizer
+from soriflow.tts.voices import VoiceInfo
 from soriflow.v1 import tts_pb2, tts_pb2_grpc
 
 log = logging.getLogger("soriflow.tts")

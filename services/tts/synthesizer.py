@@ -28,6 +28,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+
+from soriflow.audio import resample
+from soriflow.config import MIB
+from soriflow.errors import InvalidArgument, NotFound, ResourceExhausted, SoriflowError
 from soriflow.tts import encoding as enc
 from soriflow.tts.document import Document, Pause, Rendered, check_sizes
 from soriflow.tts.engines import Engine, EngineFailure, create_engine
@@ -40,10 +44,6 @@ from soriflow.tts.settings import KNOWN_ENGINES, Settings
 from soriflow.tts.ssml import parse_ssml
 from soriflow.tts.templates import render
 from soriflow.tts.voices import VoiceInfo, voice_score, voices_for_language
-
-from soriflow.audio import resample
-from soriflow.config import MIB
-from soriflow.errors import InvalidArgument, NotFound, ResourceExhausted, SoriflowError
 from soriflow.v1 import tts_pb2
 
 log = logging.getLogger("soriflow.tts")

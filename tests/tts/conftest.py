@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from soriflow.tts.service import create_service
-from soriflow.tts.settings import Settings
 
 from soriflow.client import open_channel
 from soriflow.server import Server, running
+from soriflow.tts.service import create_service
+from soriflow.tts.settings import Settings
 from soriflow.v1 import tts_pb2_grpc
 from tests.tts.fake_google import FakeGoogle
 

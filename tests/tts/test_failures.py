@@ -7,12 +7,12 @@ from pathlib import Path
 
 import grpc
 import pytest
-from soriflow.tts.engines.base import EngineFailure, SynthesisOptions
-from soriflow.tts.engines.google import GoogleEngine
-from soriflow.tts.service import TtsService, create_service
 
 from soriflow.client import open_channel
 from soriflow.server import running
+from soriflow.tts.engines.base import EngineFailure, SynthesisOptions
+from soriflow.tts.engines.google import GoogleEngine
+from soriflow.tts.service import TtsService, create_service
 from soriflow.v1 import tts_pb2, tts_pb2_grpc
 from tests.tts.conftest import tts_settings
 

@@ -12,11 +12,11 @@ from collections.abc import AsyncIterator
 import grpc
 import pytest
 import pytest_asyncio
-from soriflow.tts.service import create_service
 
 from soriflow.client import open_channel
 from soriflow.interceptors import retry_after_from
 from soriflow.server import Server, running
+from soriflow.tts.service import create_service
 from soriflow.v1 import audio_pb2, tts_pb2, tts_pb2_grpc
 from tests.tts.checks import assert_speech, decode, probe
 from tests.tts.conftest import tts_settings

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from soriflow.tts.engines.base import Engine, EngineFailure
-
 from soriflow.errors import NotFound
+from soriflow.tts.engines.base import Engine, EngineFailure
 
 if TYPE_CHECKING:
     from soriflow.tts.settings import Settings
@@ -21,9 +20,8 @@ def create_engine(name: str, settings: Settings) -> Engine:
 
         return EspeakEngine(settings.tts_espeak_binary, timeout_s=settings.tts_engine_timeout_s)
     if name == "piper":
-        from soriflow.tts.engines.piper import PiperEngine
-
         from soriflow.models import resolve_model
+        from soriflow.tts.engines.piper import PiperEngine
 
         return PiperEngine(
             resolve_model(settings.tts_piper_model, settings).path,

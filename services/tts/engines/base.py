@@ -16,9 +16,9 @@ from typing import Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
-from soriflow.tts.voices import VoiceInfo
 
 from soriflow.errors import Cancelled, Unavailable
+from soriflow.tts.voices import VoiceInfo
 
 FloatArray = npt.NDArray[np.float32]
 

@@ -18,6 +18,7 @@ import threading
 import time
 
 import numpy as np
+
 from soriflow.tts.engines.base import (
     EngineAudio,
     EngineCapabilities,

@@ -29,6 +29,8 @@ import time
 from typing import Any
 
 import numpy as np
+
+from soriflow.errors import InvalidArgument, NotFound, ResourceExhausted, SoriflowError
 from soriflow.tts.engines.base import (
     EngineAudio,
     EngineCapabilities,
@@ -38,8 +40,6 @@ from soriflow.tts.engines.base import (
     find_by_name,
 )
 from soriflow.tts.voices import Gender, VoiceInfo, normalize_language
-
-from soriflow.errors import InvalidArgument, NotFound, ResourceExhausted, SoriflowError
 
 log = logging.getLogger("soriflow.tts.google")
 

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from soriflow.errors import FailedPrecondition, SoriflowError
 from soriflow.tts.engines.base import (
     EngineAudio,
     EngineCapabilities,
@@ -26,8 +28,6 @@ from soriflow.tts.engines.base import (
     find_by_name,
 )
 from soriflow.tts.voices import Gender, VoiceInfo, normalize_language
-
-from soriflow.errors import FailedPrecondition, SoriflowError
 
 log = logging.getLogger("soriflow.tts.piper")
 
