@@ -42,11 +42,11 @@ def _rss_mb() -> float:
 def worker(engine_name: str, compute: str, repeat: int, corpus_dir: str) -> dict[str, Any]:
     """Runs in a fresh process: loads one engine and times it."""
     import numpy as np
+
+    from soriflow.audio import Audio
     from soriflow.stt.engines import TranscribeOptions, load_engine
     from soriflow.stt.evaluation import alsa_clips, corpus_wer, piper_clips
     from soriflow.stt.settings import Settings
-
-    from soriflow.audio import Audio
 
     clips = piper_clips(Path(corpus_dir))
     pause = np.zeros(8000, np.float32)

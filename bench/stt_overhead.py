@@ -28,14 +28,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 async def run(repeat: int) -> dict[str, Any]:
+    from soriflow.audio import decode_audio, encode_wav_pcm16
+    from soriflow.client import open_channel
+    from soriflow.server import running
     from soriflow.stt.evaluation import alsa_clips, piper_clips
     from soriflow.stt.messages import options_from_config
     from soriflow.stt.service import create_service
     from soriflow.stt.settings import Settings
-
-    from soriflow.audio import decode_audio, encode_wav_pcm16
-    from soriflow.client import open_channel
-    from soriflow.server import running
     from soriflow.v1 import audio_pb2, stt_pb2, stt_pb2_grpc
 
     settings = Settings(host="127.0.0.1", port=0, metrics_port=None, stt_device="cpu", log_level="WARNING")

@@ -12,13 +12,16 @@ For each utterance:
 - interim cadence = gaps between consecutive results received while the
   utterance is being spoken.
 
+The stream is sent `--repeat` times (one after the other) and the figures pool
+all utterances.
+
 Baseline in the same run: Recognize on the same utterance alone (what a
 non-streaming system would need after the utterance ends, plus nothing for
 detecting the end); the ratio latency / unary time is reported with it.
 whisper_streaming reports 3.3 s average latency (large-v2 on GPU); the aim
 here is under 1.5 s with tiny.en on a 2-core CPU.
 
-Run from the repository root: `python -m bench.stt_streaming [--sentences 10]`.
+Run from the repository root: `python -m bench.stt_streaming [--sentences 10] [--repeat 2]`.
 """
 
 from __future__ import annotations
@@ -52,14 +55,44 @@ def speech_bounds(samples: np.ndarray, rate: int = 16000) -> tuple[float, float]
     return loud[0] * frame / rate, (loud[-1] + 1) * frame / rate
 
 
-async def run(count: int) -> dict[str, Any]:
-    from soriflow.stt.evaluation import corpus_wer, piper_clips
-    from soriflow.stt.service import create_service
-    from soriflow.stt.settings import Settings
+async def stream_once(stub: Any, pcm: bytes) -> tuple[float, list[tuple[float, Any]]]:
+    """Streams `pcm` at real-time pace; returns the start time and every result with its arrival."""
+    from soriflow.v1 import audio_pb2, stt_pb2
 
+    step = int(CHUNK_S * 16000) * 2
+    received: list[tuple[float, Any]] = []
+    t0 = 0.0
+
+    async def requests() -> AsyncIterator[Any]:
+        nonlocal t0
+        yield stt_pb2.StreamingRecognizeRequest(
+            streaming_config=stt_pb2.StreamingRecognitionConfig(
+                config=stt_pb2.RecognitionConfig(language_code="en", enable_word_time_offsets=True),
+                encoding=audio_pb2.AUDIO_ENCODING_LINEAR16,
+                sample_rate_hz=16000,
+                interim_results=True,
+            )
+        )
+        t0 = time.perf_counter()
+        for k, at in enumerate(range(0, len(pcm), step)):
+            delay = t0 + (k + 1) * CHUNK_S - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            yield stt_pb2.StreamingRecognizeRequest(audio_content=pcm[at : at + step])
+
+    async for response in stub.StreamingRecognize(requests(), timeout=600):
+        now = time.perf_counter()
+        received.extend((now, result) for result in response.results)
+    return t0, received
+
+
+async def run(count: int, repeat: int) -> dict[str, Any]:
     from soriflow.audio import encode_wav_pcm16
     from soriflow.client import open_channel
     from soriflow.server import running
+    from soriflow.stt.evaluation import corpus_wer, piper_clips
+    from soriflow.stt.service import create_service
+    from soriflow.stt.settings import Settings
     from soriflow.v1 import audio_pb2, stt_pb2, stt_pb2_grpc
 
     settings = Settings(host="127.0.0.1", port=0, metrics_port=None, stt_device="cpu", log_level="WARNING")
@@ -74,8 +107,6 @@ async def run(count: int) -> dict[str, Any]:
         offset += clip.audio.duration_s + GAP_S
     stream = np.concatenate(parts)
     pcm = (np.clip(stream, -1, 1) * 32767).astype("<i2").tobytes()
-    step = int(CHUNK_S * 16000) * 2
-    received: list[tuple[float, stt_pb2.StreamingRecognitionResult]] = []
     async with running(create_service(settings)) as server, open_channel(server.address) as channel:
         stub = stt_pb2_grpc.SpeechToTextServiceStub(channel)
         # Baseline: Recognize on each utterance alone (warm-up first).
@@ -91,51 +122,37 @@ async def run(count: int) -> dict[str, Any]:
             )
             unary_s.append(time.perf_counter() - started)
         unary_s = unary_s[1:]
-        t0 = 0.0
+        runs = [await stream_once(stub, pcm) for _ in range(repeat)]
 
-        async def requests() -> AsyncIterator[stt_pb2.StreamingRecognizeRequest]:
-            nonlocal t0
-            yield stt_pb2.StreamingRecognizeRequest(
-                streaming_config=stt_pb2.StreamingRecognitionConfig(
-                    config=stt_pb2.RecognitionConfig(language_code="en", enable_word_time_offsets=True),
-                    encoding=audio_pb2.AUDIO_ENCODING_LINEAR16,
-                    sample_rate_hz=16000,
-                    interim_results=True,
-                )
-            )
-            t0 = time.perf_counter()
-            for k, at in enumerate(range(0, len(pcm), step)):
-                delay = t0 + (k + 1) * CHUNK_S - time.perf_counter()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                yield stt_pb2.StreamingRecognizeRequest(audio_content=pcm[at : at + step])
-
-        async for response in stub.StreamingRecognize(requests(), timeout=600):
-            now = time.perf_counter()
-            for result in response.results:
-                received.append((now, result))
-
-    finals = [(t, r) for t, r in received if r.is_final]
-    latencies, cadence, ratios = [], [], []
+    latencies, cadence, ratios, final_texts = [], [], [], []
     per_utterance = []
-    for i, (start, end) in enumerate(zip(starts, ends, strict=True)):
-        sent = t0 + math.ceil(end / CHUNK_S - 1e-9) * CHUNK_S  # the chunk with the last word has gone out
-        final = next(((t, r) for t, r in finals if r.start_ms / 1000 < end and r.end_ms / 1000 > start), None)
-        heard = [t for t, r in received if not r.is_final and start <= r.end_ms / 1000 <= end + 0.3]
-        gaps = [b - a for a, b in itertools.pairwise(heard)]
-        cadence += gaps
-        entry: dict[str, Any] = {"interims": len(heard)}
-        if final is not None:
-            latency = final[0] - sent
-            latencies.append(latency)
-            ratios.append(latency / unary_s[i])
-            entry |= {"latency_s": round(latency, 3), "unary_s": round(unary_s[i], 3), "text": final[1].text}
-        per_utterance.append(entry)
-    final_texts = [r.text for _, r in finals]
+    for run_index, (t0, received) in enumerate(runs):
+        finals = [(t, r) for t, r in received if r.is_final]
+        final_texts.append(" ".join(r.text for _, r in finals))
+        for i, (start, end) in enumerate(zip(starts, ends, strict=True)):
+            sent = t0 + math.ceil(end / CHUNK_S - 1e-9) * CHUNK_S  # the chunk with the last word has gone out
+            final = next(
+                ((t, r) for t, r in finals if r.start_ms / 1000 < end and r.end_ms / 1000 > start), None
+            )
+            heard = [t for t, r in received if not r.is_final and start <= r.end_ms / 1000 <= end + 0.3]
+            cadence += [b - a for a, b in itertools.pairwise(heard)]
+            entry: dict[str, Any] = {"run": run_index, "interims": len(heard)}
+            if final is not None:
+                latency = final[0] - sent
+                latencies.append(latency)
+                ratios.append(latency / unary_s[i])
+                entry |= {
+                    "latency_s": round(latency, 3),
+                    "unary_s": round(unary_s[i], 3),
+                    "text": final[1].text,
+                }
+            per_utterance.append(entry)
+    references = [" ".join(c.reference for c in clips)] * len(runs)
     figures: dict[str, Any] = {
         "load_average_1m_end": round(os.getloadavg()[0], 2),
-        "utterances": len(clips),
-        "finals": len(finals),
+        "streams": len(runs),
+        "utterances": len(clips) * len(runs),
+        "finals": sum(1 for _, received in runs for _, r in received if r.is_final),
         "stream_audio_s": round(len(stream) / 16000, 1),
         "latency_p50_s": round(percentile(latencies, 50), 3) if latencies else None,
         "latency_p95_s": round(percentile(latencies, 95), 3) if latencies else None,
@@ -144,7 +161,7 @@ async def run(count: int) -> dict[str, Any]:
         "interim_gap_p95_s": round(percentile(cadence, 95), 3) if cadence else None,
         "unary_median_s": round(median(unary_s), 3),
         "latency_over_unary_median": round(median(ratios), 3) if ratios else None,
-        "wer_finals": round(corpus_wer([" ".join(c.reference for c in clips)], [" ".join(final_texts)]), 4),
+        "wer_finals": round(corpus_wer(references, final_texts), 4),
         "per_utterance": per_utterance,
         "settings": {
             "min_chunk_s": settings.stt_stream_min_chunk_s,
@@ -161,8 +178,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--sentences", type=int, default=10)
+    parser.add_argument("--repeat", type=int, default=2, help="streams run one after the other, pooled")
     args = parser.parse_args()
-    figures = asyncio.run(run(args.sentences))
+    figures = asyncio.run(run(args.sentences, args.repeat))
     summary = (
         f"tiny.en int8, real-time paced: end-of-utterance -> final p50 {figures['latency_p50_s']} s, "
         f"p95 {figures['latency_p95_s']} s (whisper_streaming: 3.3 s); interim gap p50 "

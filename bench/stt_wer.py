@@ -8,7 +8,9 @@ Recognize over gRPC on loopback, and (b) straight into
 `faster_whisper.WhisperModel.transcribe` with the same model, precision,
 beam size, VAD and language — the baseline. Text is normalized with
 Whisper's English normalizer; WER is per corpus (errors / reference words).
-The service must score exactly the baseline's WER.
+The service must score exactly the baseline's WER. Also measured: the
+engine with the 10 s encoder window that streaming decodes use (the clips are
+all shorter than 10 s), its WER and its speed-up over the 30 s window.
 
 Run from the repository root: `python -m bench.stt_wer [--model tiny.en|base]`.
 """
@@ -30,15 +32,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 async def run(model: str, beam_size: int) -> dict[str, Any]:
     from faster_whisper import WhisperModel
-    from soriflow.stt.engines import cpu_threads
-    from soriflow.stt.evaluation import alsa_clips, corpus_wer, espeak_clips, normalize, piper_clips
-    from soriflow.stt.models import locate_model
-    from soriflow.stt.service import create_service
-    from soriflow.stt.settings import Settings
 
     from soriflow.audio import decode_audio, encode_wav_pcm16
     from soriflow.client import open_channel
     from soriflow.server import running
+    from soriflow.stt.engines import TranscribeOptions, cpu_threads
+    from soriflow.stt.evaluation import alsa_clips, corpus_wer, espeak_clips, normalize, piper_clips
+    from soriflow.stt.models import locate_model
+    from soriflow.stt.service import create_service
+    from soriflow.stt.settings import Settings
     from soriflow.v1 import audio_pb2, stt_pb2, stt_pb2_grpc
 
     settings = Settings(
@@ -64,9 +66,13 @@ async def run(model: str, beam_size: int) -> dict[str, Any]:
     identical = total = 0
     async with running(create_service(settings)) as server, open_channel(server.address) as channel:
         stub = stt_pb2_grpc.SpeechToTextServiceStub(channel)
+        engine = server.service.engine  # type: ignore[attr-defined]
+        short_options = TranscribeOptions(
+            language=language, beam_size=beam_size, word_timestamps=False, short_window=True
+        )
         for name, clips in corpora.items():
-            service_text, direct_text = [], []
-            service_s = direct_s = 0.0
+            service_text, direct_text, short_text = [], [], []
+            service_s = direct_s = short_s = 0.0
             for clip in clips:
                 data = encode_wav_pcm16(clip.audio.samples, clip.audio.sample_rate)
                 started = time.perf_counter()
@@ -86,6 +92,10 @@ async def run(model: str, beam_size: int) -> dict[str, Any]:
                 )
                 direct_text.append(" ".join(s.text.strip() for s in segments))
                 direct_s += time.perf_counter() - started
+                # The 10 s encoder window streaming uses, on the same clip (clips are under 10 s).
+                started = time.perf_counter()
+                short_text.append(engine.transcribe(decode_audio(data), short_options).text)
+                short_s += time.perf_counter() - started
             refs = [c.reference for c in clips]
             same = sum(normalize(a) == normalize(b) for a, b in zip(service_text, direct_text, strict=True))
             identical += same
@@ -100,6 +110,8 @@ async def run(model: str, beam_size: int) -> dict[str, Any]:
                 "identical_transcripts": same,
                 "rtf_service": round(service_s / audio_s, 3),
                 "rtf_direct": round(direct_s / audio_s, 3),
+                "wer_short_window": round(corpus_wer(refs, short_text), 4),
+                "short_window_speedup": round(direct_s / short_s, 2),
             }
             print(name, figures["corpora"][name], flush=True)
     figures["service_matches_direct"] = all(

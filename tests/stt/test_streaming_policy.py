@@ -177,3 +177,24 @@ def test_incremental_vad_scores_like_the_batch_call(tmp_path: Path) -> None:
         assert abs(a - c) < 0.05
         assert abs(b - d) < 0.05
     assert timeline.trailing_silence() >= 0.6
+
+
+def test_a_hypothesis_that_repeats_itself_is_cut() -> None:
+    from soriflow.stt.streaming.transcriber import _without_repeat
+
+    looped = words(
+        *[
+            (w, i * 0.2, i * 0.2 + 0.2)
+            for i, w in enumerate(
+                ["We", "will", "refund", "the", "payment.", "We", "will", "refund", "the", "payment."]
+            )
+        ]
+    )
+    assert [w.word for w in _without_repeat(looped)] == ["We", "will", "refund", "the", "payment."]
+    spoken = words(
+        *[
+            (w, i * 0.2, i * 0.2 + 0.2)
+            for i, w in enumerate(["no", "no", "no", "it", "is", "very", "very", "good"])
+        ]
+    )
+    assert _without_repeat(spoken) == spoken  # short repeats are how people talk

@@ -35,7 +35,7 @@ import numpy.typing as npt
 from soriflow.audio import Audio
 from soriflow.errors import Cancelled
 from soriflow.stt.engines.base import SAMPLE_RATE, Engine, TranscribeOptions, Word
-from soriflow.stt.streaming.agreement import LocalAgreement
+from soriflow.stt.streaming.agreement import LocalAgreement, norm
 from soriflow.stt.streaming.vad import VadTimeline
 
 FloatArray = npt.NDArray[np.float32]
@@ -52,8 +52,11 @@ _MAX_UTTERANCE_WORDS = 200
 _TEMPERATURES = (0.0, 0.4)
 #: Token budget per second of decoded audio (fast speech is ~4 words, ~6 tokens a second).
 _TOKENS_PER_S = 12
-#: How far from VAD speech a word may lie and still count as heard, in seconds.
-_WORD_SLACK_S = 0.15
+#: How far the middle of a word may lie after / before VAD speech and still count as heard
+#: Hallucinated words land after the speech, so that side is strict; the first word of an
+#: utterance is often aligned to the start of the pre-roll, so the other side is not.
+_WORD_AFTER_SPEECH_S = 0.05
+_WORD_BEFORE_SPEECH_S = _PRE_ROLL_S + 0.1
 #: Characters of previous text given as prompt.
 _PROMPT_CHARS = 200
 
@@ -195,18 +198,21 @@ class StreamingTranscriber:
             for s in transcript.segments
             for w in s.words
         ]
-        return [w for w in words if self._heard(w, end)]
+        words = [w for w in words if any(c.isalnum() for c in w.word) and self._heard(w, end)]
+        return _without_repeat(words)
 
     def _heard(self, word: Word, end: float) -> bool:
         """Whether the VAD heard speech where Whisper placed the word.
 
         Whisper, decoding the silence after an utterance, can append text nobody said ("Thank
         you.", "See you in the next video"); word alignment then puts those words at the very
-        end of the audio, or in silence. Such words are dropped.
+        end of the audio, or in the silence after the speech. Such words are dropped: a word
+        counts when its middle lies within the VAD's speech.
         """
         if word.start >= end - 0.02:
             return False
-        return bool(self.vad.speech(word.start - _WORD_SLACK_S, word.end + _WORD_SLACK_S))
+        middle = (word.start + word.end) / 2
+        return bool(self.vad.speech(middle - _WORD_AFTER_SPEECH_S, middle + _WORD_BEFORE_SPEECH_S))
 
     def _interim(self) -> StreamResult:
         a = self.agreement
@@ -313,3 +319,18 @@ class StreamingTranscriber:
         words = None if self._decoded_until >= end - 0.05 else self._decode(end, cancel)
         final = self._finalize(words, end)
         return [final] if final else []
+
+
+def _without_repeat(words: list[Word], min_run: int = 4) -> list[Word]:
+    """The hypothesis cut where it starts repeating itself ("A B C D. A B C D.").
+
+    Whisper sometimes decodes a short buffer twice over, and word alignment squeezes the copy
+    into the same speech, where the VAD gate cannot see it. A run of at least `min_run` words
+    immediately repeated is a loop, not speech, and is cut at its second copy.
+    """
+    keys = [norm(w.word) for w in words]
+    for i in range(min_run, len(keys)):
+        for n in range(min_run, min(i, len(keys) - i) + 1):
+            if keys[i - n : i] == keys[i : i + n]:
+                return words[:i]
+    return words
