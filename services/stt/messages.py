@@ -8,7 +8,7 @@ same actionable message before any audio is decoded.
 from __future__ import annotations
 
 from soriflow.errors import InvalidArgument
-from soriflow.stt.engines.base import EngineInfo, Segment, TranscribeOptions, Transcript, Word
+from soriflow.stt.engines.base import EngineInfo, Segment, Task, TranscribeOptions, Transcript, Word
 from soriflow.v1 import audio_pb2, stt_pb2
 
 MAX_BEAM_SIZE = 20
@@ -41,7 +41,7 @@ def options_from_config(
 ) -> TranscribeOptions:
     """Engine options from a request's config, refusing what the loaded model cannot do."""
     language = normalize_language(config.language_code, info)
-    task = "translate" if config.task == stt_pb2.RECOGNITION_TASK_TRANSLATE else "transcribe"
+    task: Task = "translate" if config.task == stt_pb2.RECOGNITION_TASK_TRANSLATE else "transcribe"
     if task == "translate" and not info.multilingual:
         raise InvalidArgument(
             f"model {info.name} is English-only and cannot translate: use RECOGNITION_TASK_TRANSCRIBE "

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import threading
 import time
 from collections import deque
@@ -227,9 +228,7 @@ async def serve_stream(
                 interrupt[:] = [event]
                 try:
                     results = await service.runner.run(
-                        lambda cancel, latest=latest: transcriber.step(cancel, decode=latest),
-                        path="stream",
-                        cancel=event,
+                        functools.partial(transcriber.step, decode=latest), path="stream", cancel=event
                     )
                 finally:
                     interrupt.clear()
