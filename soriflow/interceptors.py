@@ -128,6 +128,13 @@ class _Call:
             await context.abort(
                 exc.code, exc.message, trailing_metadata=rich_status_metadata(exc, self.request_id)
             )
+        if isinstance(exc, NotImplementedError):  # a generated servicer base for a method not written
+            self.code = grpc.StatusCode.UNIMPLEMENTED
+            await context.abort(
+                grpc.StatusCode.UNIMPLEMENTED,
+                f"{self.grpc_service}/{self.method} is not implemented by this server",
+                trailing_metadata=((REQUEST_ID_KEY, self.request_id),),
+            )
         self.code = grpc.StatusCode.INTERNAL
         log.error("unhandled error in %s/%s", self.grpc_service, self.method, exc_info=exc)
         await context.abort(

@@ -1,0 +1,115 @@
+"""`soriflow up`: the whole stack as local processes, ready line, clean stop, dead services reported."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import boto3
+import psutil
+import pytest
+
+from soriflow.client import check_health, open_channel
+from soriflow.stack import PORTS
+from tests.test_demo import _ports_free
+
+pytestmark = pytest.mark.slow
+
+
+def start_up(workdir: Path, aws_port: int) -> subprocess.Popen[str]:
+    env = os.environ | {"HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
+    env.pop("SORIFLOW_S3_ENDPOINT_URL", None)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "soriflow.cli.main",
+            "up",
+            "--aws-port",
+            str(aws_port),
+            "--workdir",
+            str(workdir),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
+
+
+def read_until(proc: subprocess.Popen[str], needle: str, timeout: float) -> str:
+    assert proc.stdout is not None
+    seen = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line and proc.poll() is not None:
+            break
+        seen.append(line)
+        if needle in line:
+            return "".join(seen)
+    raise AssertionError(f"{needle!r} not printed within {timeout}s:\n{''.join(seen)}")
+
+
+async def _health(address: str) -> str:
+    async with open_channel(address) as channel:
+        return await check_health(channel)
+
+
+def test_up_reports_ready_serves_and_stops_cleanly(tmp_path: Path) -> None:
+    import asyncio
+
+    if not _ports_free():
+        pytest.fail("the stack's fixed ports are taken: is `soriflow up` already running?")
+    proc = start_up(tmp_path / "stack", 4577)
+    try:
+        printed = read_until(proc, "ready", 600)
+        printed += read_until(proc, "try:", 10)
+        assert "http://127.0.0.1:4577" in printed
+        for name, port in PORTS.items():
+            assert f"127.0.0.1:{port}" in printed
+            assert asyncio.run(_health(f"127.0.0.1:{port}")) == "SERVING", name
+        s3 = boto3.client(
+            "s3",
+            endpoint_url="http://127.0.0.1:4577",
+            region_name="us-east-1",
+            aws_access_key_id="any",
+            aws_secret_access_key="any",
+        )
+        assert {b["Name"] for b in s3.list_buckets()["Buckets"]} >= {"soriflow-input", "soriflow-output"}
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0, rest
+        assert "stopped" in rest
+        assert _ports_free(), "every service process is gone"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def test_a_service_that_dies_is_reported(tmp_path: Path) -> None:
+    if not _ports_free():
+        pytest.fail("the stack's fixed ports are taken: is `soriflow up` already running?")
+    proc = start_up(tmp_path / "stack", 4578)
+    try:
+        read_until(proc, "ready", 600)
+        [tts] = [
+            p
+            for p in psutil.Process(proc.pid).children(recursive=True)
+            if "serve" in p.cmdline() and "tts" in p.cmdline()
+        ]
+        tts.kill()
+        rest, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 1
+        assert "tts exited unexpectedly" in rest
+        assert _ports_free(), "the other services were stopped too"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
