@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -83,18 +84,28 @@ def _executor() -> concurrent.futures.ThreadPoolExecutor:
     return _EXECUTOR
 
 
-async def run_blocking(fn: Callable[[threading.Event], T]) -> T:
+async def run_blocking(
+    fn: Callable[[threading.Event], T],
+    *,
+    executor: concurrent.futures.Executor | None = None,
+    cancel: threading.Event | None = None,
+    wind_down_s: float = 60.0,
+) -> T:
     """Runs `fn(cancel_event)` in a worker thread; sets the event if the caller is cancelled.
 
     A thread cannot be killed, so cancellation is cooperative: engines check
-    `cancel_event.is_set()` between segments or chunks and stop early. The
-    awaiting coroutine returns at once on cancellation (the client is gone),
-    while the thread winds down on its own.
+    `cancel_event.is_set()` between segments or chunks and stop early. After a
+    cancellation this waits (up to `wind_down_s`) for the thread to notice
+    before re-raising, so the caller's `WorkQueue` slot stays held while the
+    CPU is still busy: otherwise a cancelled decode and the next request's
+    would run at once, beyond what the queue allows.
     """
-    cancel = threading.Event()
-    future = asyncio.get_running_loop().run_in_executor(_executor(), fn, cancel)
+    cancel = cancel or threading.Event()
+    future = asyncio.get_running_loop().run_in_executor(executor or _executor(), fn, cancel)
     try:
-        return await future
+        return await asyncio.shield(future)
     except asyncio.CancelledError:
         cancel.set()
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(asyncio.shield(future), wind_down_s)
         raise

@@ -1,19 +1,14 @@
-"""Running engine calls off the event loop, and stopping them when the caller goes away.
+"""Engine calls on the STT service's own thread pool, with every cancelled call counted.
 
-`soriflow.concurrency.run_blocking` returns the moment the caller is
-cancelled while the thread winds down on its own. For inference that is not
-enough: the request's `WorkQueue` slot would be handed to the next request
-while the cancelled decode still holds the CPU, so more decodes would run at
-once than the queue allows. Here the cancel event is set and the slot stays
-held until the engine has noticed it (one segment or window at most), and
-each stop is counted, which is how tests and dashboards see that cancelled
-work really stopped rather than ran to the end unseen.
+`soriflow.concurrency.run_blocking` sets the cancel event and keeps the
+request's queue slot until the engine has noticed (one segment or window at
+most). Here each such stop is also counted, which is how tests and dashboards
+see that cancelled work really stopped rather than ran to the end unseen.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +16,7 @@ from typing import TypeVar
 
 from prometheus_client import Counter
 
+from soriflow.concurrency import run_blocking
 from soriflow.errors import Cancelled
 
 T = TypeVar("T")
@@ -48,15 +44,19 @@ class EngineRunner:
         cancel: threading.Event | None = None,
     ) -> T:
         """`fn(cancel)` in a worker thread; `cancel` (made here unless given) is set if the caller goes."""
-        cancel = cancel or threading.Event()
-        future = asyncio.get_running_loop().run_in_executor(self._pool, fn, cancel)
+        stopped = threading.Event()
+
+        def call(event: threading.Event) -> T:
+            try:
+                return fn(event)
+            except Cancelled:  # the engine noticed the cancellation and stopped early
+                stopped.set()
+                raise
+
         try:
-            return await asyncio.shield(future)
+            return await run_blocking(call, executor=self._pool, cancel=cancel, wind_down_s=_WIND_DOWN_S)
         except asyncio.CancelledError:
-            cancel.set()
-            with contextlib.suppress(BaseException):
-                await asyncio.wait_for(asyncio.shield(future), _WIND_DOWN_S)
-            if future.done() and not future.cancelled() and isinstance(future.exception(), Cancelled):
+            if stopped.is_set():
                 CANCELLED.labels(path).inc()
             raise
 
