@@ -11,6 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from soriflow.scoring.report import print_score
+
 console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
@@ -50,41 +52,11 @@ def _name(enum: Any, value: int, prefix: str) -> str:
 
 def render_result(job: Any) -> None:
     """What a person wants to see when a job ends: the transcript, the summary, the score."""
-    from soriflow.v1 import gateway_pb2, scoring_pb2
+    from soriflow.v1 import gateway_pb2
 
     result = job.result
     if result.HasField("score"):
-        score = result.score
-        table = Table(title="Pronunciation")
-        for column in ("overall", "accuracy", "fluency", "completeness", "prosody", "speed ratio"):
-            table.add_column(column, justify="right")
-        table.add_row(
-            *(
-                f"{v:.1f}"
-                for v in (
-                    score.overall_score,
-                    score.accuracy_score,
-                    score.fluency_score,
-                    score.completeness_score,
-                    score.prosody_score,
-                )
-            ),
-            f"{score.speed_ratio:.2f}",
-        )
-        console.print(table)
-        words = Table(title="Words")
-        words.add_column("word")
-        words.add_column("heard")
-        words.add_column("error")
-        words.add_column("accuracy", justify="right")
-        for w in score.words:
-            error = _name(scoring_pb2.WordErrorType, w.error_type, "WORD_ERROR_TYPE_")
-            words.add_row(
-                w.word, w.recognized_word, "" if error == "NONE" else error, f"{w.accuracy_score:.0f}"
-            )
-        console.print(words)
-        for line in score.feedback:
-            console.print(f"• {line}")
+        print_score(result.score, console, title="Pronunciation")
     elif result.HasField("transcript"):
         console.print(result.transcript.text)
     if result.HasField("summary"):

@@ -20,12 +20,12 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from soriflow.audio import decode_audio, encode_wav_pcm16
 from soriflow.client import GatewayClient, open_channel
+from soriflow.scoring.report import print_score
 from soriflow.stack import LocalStack
-from soriflow.v1 import audio_pb2, gateway_pb2, scoring_pb2, tts_pb2, tts_pb2_grpc
+from soriflow.v1 import audio_pb2, gateway_pb2, tts_pb2, tts_pb2_grpc
 
 CALL_SCRIPT = [  # (channel, text): Amazon Connect records the customer left (0) and the agent right (1)
     (1, "Thank you for calling Soriflow Insurance. How can I help you today?"),
@@ -243,34 +243,7 @@ class Demo:
 
     def _check_pronunciation(self, item: DemoJob, result: Any, files: dict[str, Path]) -> None:
         score = result.score
-        table = Table(title=f"'{score.reference_text}'")
-        for column in ("overall", "accuracy", "fluency", "completeness", "prosody", "speed ratio"):
-            table.add_column(column, justify="right")
-        table.add_row(
-            *(
-                f"{v:.0f}"
-                for v in (
-                    score.overall_score,
-                    score.accuracy_score,
-                    score.fluency_score,
-                    score.completeness_score,
-                    score.prosody_score,
-                )
-            ),
-            f"{score.speed_ratio:.2f}",
-        )
-        self.console.print(table)
-        words = Table()
-        for column in ("word", "heard", "error", "accuracy"):
-            words.add_column(column)
-        for w in score.words:
-            error = scoring_pb2.WordErrorType.Name(w.error_type).removeprefix("WORD_ERROR_TYPE_")
-            words.add_row(
-                w.word, w.recognized_word, "" if error == "NONE" else error, f"{w.accuracy_score:.0f}"
-            )
-        self.console.print(words)
-        for line in score.feedback:
-            self.console.print(f"  • {line}")
+        print_score(score, self.console, title=f"'{score.reference_text}'")
         if "score.json" not in files:
             item.problems.append("score.json missing")
         plot = self.output_dir / item.pipeline / "pitch.png"

@@ -129,53 +129,9 @@ async def _score_with_local_stt(
 
 def print_table(response: scoring_pb2.ScoreResponse) -> None:
     """Scores, words, timing and feedback as readable tables on stdout."""
-    from rich.table import Table
+    from soriflow.scoring.report import print_score
 
-    from soriflow.scoring.messages import error_name
-
-    out = Console()
-    scores = Table(title="Pronunciation scores", show_header=True)
-    for name in ("overall", "accuracy", "fluency", "completeness", "prosody"):
-        scores.add_column(name, justify="right")
-    scores.add_row(
-        *(
-            f"{v:.0f}"
-            for v in (
-                response.overall_score,
-                response.accuracy_score,
-                response.fluency_score,
-                response.completeness_score,
-                response.prosody_score,
-            )
-        )
-    )
-    out.print(scores)
-    f = response.learner_fluency
-    out.print(
-        f"speed ratio {response.speed_ratio:.2f}  pause similarity {response.pause_similarity:.2f}  "
-        f"pitch similarity {response.pitch_similarity:.2f}  articulation "
-        f"{f.articulation_rate_syllables_per_second:.1f} syll/s  pauses {len(f.pauses)} "
-        f"(longest {f.longest_pause_ms} ms)  monotone {'yes' if response.prosody.monotone else 'no'}"
-    )
-    words = Table(show_header=True)
-    for name in ("word", "heard", "error", "accuracy", "start", "pause before"):
-        words.add_column(name, justify="right" if name in ("accuracy", "start", "pause before") else "left")
-    for w in response.words:
-        error = error_name(w.error_type)
-        style = "" if error == "none" else "red"
-        words.add_row(
-            w.word,
-            w.recognized_word,
-            f"[{style}]{error}[/{style}]" if style else error,
-            f"{w.accuracy_score:.0f}",
-            f"{w.start_ms / 1000:.2f}s" if w.end_ms else "",
-            f"{w.pause_before_ms} ms" if w.pause_before_ms else "",
-        )
-    out.print(words)
-    for line in response.feedback:
-        out.print(f"- {line}")
-    for note in response.notes:
-        out.print(f"[dim]note: {note}[/dim]")
+    print_score(response, Console())
 
 
 def register(app: typer.Typer, groups: Any = None) -> None:

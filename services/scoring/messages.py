@@ -8,6 +8,7 @@ from typing import Any
 from soriflow.errors import InvalidArgument
 from soriflow.scoring.model import Assessment, ErrorType, ProsodyResult, TimedWord
 from soriflow.scoring.pitch import Contour
+from soriflow.scoring.report import error_name
 from soriflow.scoring.timing import Fluency, Span
 from soriflow.v1 import audio_pb2, scoring_pb2
 
@@ -150,11 +151,6 @@ def to_proto(a: Assessment, *, processing_time_ms: int = 0) -> scoring_pb2.Score
             )
         )
     return response
-
-
-def error_name(value: int) -> str:
-    """WORD_ERROR_TYPE_MISPRONUNCIATION -> "mispronunciation"."""
-    return scoring_pb2.WordErrorType.Name(value).removeprefix("WORD_ERROR_TYPE_").lower()  # type: ignore[arg-type]
 
 
 def to_json(response: scoring_pb2.ScoreResponse) -> dict[str, Any]:
