@@ -54,12 +54,22 @@ def machine() -> dict[str, Any]:
     }
 
 
+def _invocation() -> str:
+    """How to rerun this benchmark from the repository root.
+
+    Benchmarks import `bench._common`, so they only run as modules
+    (`python -m bench.x`); a path in sys.argv[0] is turned back into that form.
+    """
+    module = Path(sys.argv[0]).stem
+    return " ".join(["python", "-m", f"bench.{module}", *sys.argv[1:]])
+
+
 def report(name: str, figures: dict[str, Any], *, summary: str, command: str | None = None) -> dict[str, Any]:
     """Prints the final JSON line and saves bench/results/<name>.json."""
     record = {
         "name": name,
         "summary": summary,
-        "command": command or "python " + " ".join(sys.argv),
+        "command": command or _invocation(),
         "figures": figures,
         "machine": machine(),
         "date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
