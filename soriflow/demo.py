@@ -205,9 +205,11 @@ class Demo:
         self.console.rule(f"{item.pipeline}: {item.title}")
         state = gateway_pb2.JobState.Name(item.job.state).removeprefix("JOB_STATE_")
         self.console.print(f"job {item.job.job_id} {state} for {item.uri}")
-        if item.job.state not in (gateway_pb2.JOB_STATE_SUCCEEDED, gateway_pb2.JOB_STATE_PARTIAL):
-            item.problems.append(f"job {state}: {item.job.error}")
-            return
+        if item.job.state != gateway_pb2.JOB_STATE_SUCCEEDED:
+            # PARTIAL means an optional stage failed: the demo exists to show every stage working.
+            item.problems.append(f"job {state}: {item.job.error or 'an optional stage failed'}")
+            if item.job.state != gateway_pb2.JOB_STATE_PARTIAL:
+                return
         files = self.download(item)
         result = item.job.result
         if item.pipeline == "call-summary":
@@ -230,6 +232,8 @@ class Demo:
         self.console.print(f"  [bold]summary:[/bold] {result.summary.summary}")
         if not result.summary.summary.strip():
             item.problems.append("the summary is empty")
+        elif "\n" in result.summary.summary.strip():
+            item.problems.append("the inquiry summary is not one line")
         self.console.print(f"  [bold]reply:[/bold] {result.reply_text}")
         reply = files.get("reply.wav")
         header = reply.read_bytes()[:44] if reply else b""
@@ -277,6 +281,7 @@ def report_all(demo: Demo, jobs: list[DemoJob]) -> int:
     output_dir = demo.output_dir.resolve()
     summary = {
         "jobs": {j.pipeline: j.job.job_id for j in jobs},
+        "states": {j.pipeline: gateway_pb2.JobState.Name(j.job.state) for j in jobs},
         "output_dir": str(output_dir),
         "problems": problems,
     }

@@ -34,6 +34,31 @@ METRICS_PORTS = {"gateway": 9150, "stt": 9151, "scoring": 9152, "summarizer": 91
 TRIGGER_PREFIXES = ("transcribe/", "voice-notes/", "connect/", "calls/", "users/")
 
 
+#: Set in each service's environment so it exits when `soriflow up`/`demo` is killed outright.
+PARENT_ENV = "SORIFLOW_STACK_PARENT_PID"
+
+
+def bind_to_parent() -> None:
+    """Asks Linux to SIGTERM this process when the stack that started it dies.
+
+    `soriflow up` stops its services itself on Ctrl-C or SIGTERM, but a SIGKILL
+    (an OOM kill, a CI timeout) gives it no chance: without this the services
+    would keep the fixed ports and the next `soriflow up` would fail. The
+    services run in their own session, so terminal signals never reach them
+    directly. A no-op outside a stack and on systems without prctl.
+    """
+    parent = os.environ.get(PARENT_ENV)
+    if not parent or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if str(os.getppid()) != parent:  # the stack died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 class StackError(RuntimeError):
     """A part of the local stack failed to start or died."""
 
@@ -168,6 +193,7 @@ class LocalStack:
                 "SORIFLOW_METRICS_PORT": str(METRICS_PORTS[name]),
                 "SORIFLOW_LOG_FORMAT": "text",
                 "SORIFLOW_GRACE_PERIOD_S": "10",
+                PARENT_ENV: str(os.getpid()),
             }
         )
         for peer in PORTS:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import soundfile as sf
 
 from soriflow.stack import METRICS_PORTS, PORTS
 
@@ -47,12 +48,15 @@ def test_demo_runs_the_three_jobs_and_its_outputs_are_real(tmp_path: Path) -> No
     summary = json.loads((out / "demo.json").read_text())
     assert summary["problems"] == []
     assert set(summary["jobs"]) == {"call-summary", "pronunciation", "transcribe"}
+    assert set(summary["states"].values()) == {"JOB_STATE_SUCCEEDED"}
 
     transcript = json.loads((out / "call-summary" / "transcript.json").read_text())
     words = [w["word"].lower().strip(".,") for w in transcript["words"]]
     assert {"car", "accident", "insurance"} <= set(words)
     assert {w["speaker"] for w in transcript["words"]} == {"customer", "agent"}
-    assert json.loads((out / "call-summary" / "summary.json").read_text())["summary"].strip()
+    one_line = json.loads((out / "call-summary" / "summary.json").read_text())["summary"].strip()
+    assert one_line
+    assert "\n" not in one_line
     header = (out / "call-summary" / "reply.wav").read_bytes()[:28]
     assert header[:4] == b"RIFF"
     assert header[8:12] == b"WAVE"
@@ -61,6 +65,11 @@ def test_demo_runs_the_three_jobs_and_its_outputs_are_real(tmp_path: Path) -> No
         int.from_bytes(header[22:24], "little"),
         int.from_bytes(header[24:28], "little"),
     ) == (7, 1, 8000)
+    reply = sf.info(out / "call-summary" / "reply.wav")
+    assert (reply.samplerate, reply.channels, reply.subtype) == (8000, 1, "ULAW")
+    assert reply.duration > 1.0, "the reply reads the summary back: more than a second of speech"
+    samples, _ = sf.read(out / "call-summary" / "reply.wav")
+    assert float(abs(samples).max()) > 0.05, "the reply is not silence"
 
     score = json.loads((out / "pronunciation" / "score.json").read_text())
     assert 0 <= score["overall_score"] <= 100

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -113,3 +114,55 @@ def test_a_service_that_dies_is_reported(tmp_path: Path) -> None:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def _stack_children(proc: subprocess.Popen[str], count: int, timeout: float) -> list[psutil.Process]:
+    """The `soriflow serve` processes `up` has started, once all `count` exist."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        children = [p for p in psutil.Process(proc.pid).children(recursive=True) if "serve" in p.cmdline()]
+        if len(children) == count:
+            return children
+        time.sleep(0.2)
+    raise AssertionError(f"expected {count} services to be started")
+
+
+def test_sigterm_while_models_load_stops_at_once(tmp_path: Path) -> None:
+    if not _ports_free():
+        pytest.fail("the stack's fixed ports are taken: is `soriflow up` already running?")
+    proc = start_up(tmp_path / "stack", 4577)
+    try:
+        read_until(proc, "starting moto", 60)
+        children = _stack_children(proc, len(PORTS), 60)
+        proc.send_signal(signal.SIGTERM)  # models are still loading: no "ready" yet
+        rest, _ = proc.communicate(timeout=60)
+        assert "stack ready" not in rest
+        assert "interrupted" in rest, rest
+        assert "stopped" in rest, rest
+        assert proc.returncode == 0
+        _, alive = psutil.wait_procs(children, timeout=5)
+        assert alive == []
+        assert _ports_free()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def test_services_exit_when_up_is_killed_outright(tmp_path: Path) -> None:
+    """SIGKILL (an OOM kill, a CI timeout) leaves `up` no chance to clean up; the services go anyway."""
+    if not _ports_free():
+        pytest.fail("the stack's fixed ports are taken: is `soriflow up` already running?")
+    proc = start_up(tmp_path / "stack", 4578)
+    children: list[psutil.Process] = []
+    try:
+        read_until(proc, "starting moto", 60)
+        children = _stack_children(proc, len(PORTS), 60)
+        proc.kill()
+        proc.wait()
+        _, alive = psutil.wait_procs(children, timeout=30)
+        assert alive == [], "services outlived the stack that started them"
+    finally:
+        for child in children:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.kill()

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import signal
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -29,6 +30,38 @@ async def _start(stack: Any) -> None:
     )
 
 
+#: Exit status after Ctrl-C or SIGTERM, as a shell reports a process ended by SIGINT.
+INTERRUPTED = 130
+
+
+async def _until_signal(work: Callable[[], Awaitable[int]]) -> int:
+    """Runs `work` until it returns or SIGINT/SIGTERM arrives, whichever is first.
+
+    Model loading can take minutes; Ctrl-C must stop it at once rather than
+    after the stack is healthy. On a signal the work is cancelled (the caller
+    then stops every process) and INTERRUPTED is returned.
+    """
+    loop = asyncio.get_running_loop()
+    signalled = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, signalled.set)
+    task = asyncio.ensure_future(work())
+    waiter = asyncio.ensure_future(signalled.wait())
+    try:
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+        waiter.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    console.print("interrupted")
+    return INTERRUPTED
+
+
 def register(app: typer.Typer, groups: Any) -> None:
     @app.command()
     def up(
@@ -46,15 +79,11 @@ def register(app: typer.Typer, groups: Any) -> None:
         stack = _stack(database, aws_port, workdir)
 
         async def run() -> int:
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(signum, stop.set)
             await _start(stack)
             console.print("[green]soriflow stack ready[/green]")
             for line in stack.describe():
                 console.print(line)
-            while not stop.is_set():
+            while True:
                 dead = stack.dead()
                 if dead:
                     for process in dead:
@@ -64,19 +93,19 @@ def register(app: typer.Typer, groups: Any) -> None:
                         )
                         console.print(process.tail(), markup=False)
                     return 1
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), 1.0)
-            console.print("stopping ...")
-            return 0
+                await asyncio.sleep(1.0)
 
         try:
-            code = asyncio.run(run())
+            code = asyncio.run(_until_signal(run))
         except StackError as exc:
             console.print(f"[red]error:[/red] {exc}", markup=True)
             code = 1
         finally:
+            console.print("stopping ...")
             stack.stop()
         console.print("stopped")
+        if code == INTERRUPTED:
+            code = 0  # Ctrl-C is how `up` is meant to end
         raise typer.Exit(code)
 
     @app.command()
@@ -107,7 +136,7 @@ def register(app: typer.Typer, groups: Any) -> None:
 
         started = time.monotonic()
         try:
-            code = asyncio.run(run())
+            code = asyncio.run(_until_signal(run))
         except StackError as exc:
             console.print(f"[red]error:[/red] {exc}")
             code = 1

@@ -106,7 +106,9 @@ def serve(
     from soriflow.logs import configure_logging
     from soriflow.registry import get_service
     from soriflow.server import serve as run_server
+    from soriflow.stack import bind_to_parent
 
+    bind_to_parent()
     try:
         entry = get_service(service)
         overrides = {
