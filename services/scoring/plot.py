@@ -11,8 +11,12 @@ audio the learner contour is drawn on its own time axis with its own words.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from soriflow.v1 import scoring_pb2
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 _WRONG = {
     scoring_pb2.WORD_ERROR_TYPE_OMISSION,
@@ -40,8 +44,11 @@ def _segments(
     return out
 
 
-def plot_contours(response: scoring_pb2.ScoreResponse, path: Path, *, title: str | None = None) -> Path:
-    """Writes a PNG of the learner and reference pitch contours (semitones re each speaker's median)."""
+def draw_contours(response: scoring_pb2.ScoreResponse, *, title: str | None = None) -> Figure:
+    """The figure of the learner and reference pitch contours (semitones re each speaker's median).
+
+    Returned open, so tests can inspect what was drawn; `plot_contours` saves and closes it.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -93,7 +100,17 @@ def plot_contours(response: scoring_pb2.ScoreResponse, path: Path, *, title: str
     )
     ax.legend(loc="lower right")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png")
-    plt.close(fig)
+    return fig
+
+
+def plot_contours(response: scoring_pb2.ScoreResponse, path: Path, *, title: str | None = None) -> Path:
+    """Writes a PNG of the learner and reference pitch contours, with the words marked."""
+    fig = draw_contours(response, title=title)  # selects the Agg backend before pyplot is imported here
+    import matplotlib.pyplot as plt
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, format="png")
+    finally:
+        plt.close(fig)
     return path

@@ -11,9 +11,11 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
+from soriflow.scoring.plot import draw_contours
 from soriflow.server import Server
+from soriflow.v1 import scoring_pb2, scoring_pb2_grpc
 
-from .speech import RATE, SENTENCE, piper
+from .speech import RATE, SENTENCE, piper, wav_input
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
@@ -58,6 +60,9 @@ async def test_json_against_the_service(scoring_server: Server, clips: tuple[Pat
     assert toy["error"] == "substitution"
     assert toy["recognized"] == "boat"
     assert {"word", "error"} <= set(result["words"][0])
+    bought = next(w for w in result["words"] if w["word"] == "bought")
+    assert [p["phone"] for p in bought["phones"]] == ["B", "AA", "T"]  # English: phone-level scores
+    assert all(0 <= p["accuracy"] <= 100 for p in bought["phones"])
 
 
 async def test_table_and_plot(scoring_server: Server, clips: tuple[Path, Path], tmp_path: Path) -> None:
@@ -83,6 +88,36 @@ async def test_table_and_plot(scoring_server: Server, clips: tuple[Path, Path], 
     data = png.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(data) > 20_000
+
+
+async def test_plot_draws_both_contours_and_marks_the_words(
+    scoring_stub: scoring_pb2_grpc.PronunciationScoringServiceStub,
+) -> None:
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import to_hex
+
+    request = scoring_pb2.ScoreRequest(
+        audio=wav_input(piper("I bought a new boat at the store yesterday.")),
+        reference_audio=wav_input(piper(SENTENCE)),
+        reference_text=SENTENCE,
+    )
+    response = await scoring_stub.Score(request, timeout=120)
+    fig = draw_contours(response)
+    try:
+        (ax,) = fig.axes
+        labels = {text.get_text(): to_hex(text.get_color()) for text in ax.texts}
+        assert list(labels) == SENTENCE.lower().rstrip(".").split()
+        assert labels["toy"] == "#d62728"  # the substituted word in red
+        assert labels["store"] == "#333333"
+        xs = {t.get_text(): t.get_position()[0] for t in ax.texts}
+        toy = next(w for w in response.words if w.word == "toy")
+        assert xs["toy"] == pytest.approx((toy.reference_start_ms + toy.reference_end_ms) / 2000)
+        assert xs["i"] < xs["toy"] < xs["yesterday"]  # on the reference's time axis, in order
+        lines = {line.get_label() for line in ax.get_lines()}
+        assert {"reference", "learner"} <= lines
+        assert ax.get_xlabel() == "time in the reference audio (s)"
+    finally:
+        plt.close(fig)
 
 
 async def test_in_process_with_an_stt_address(stt_server: Server, clips: tuple[Path, Path]) -> None:

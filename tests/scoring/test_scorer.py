@@ -207,10 +207,43 @@ def test_bad_references_and_languages(scorer: Scorer, native: Recording) -> None
 
 def test_other_languages_use_word_confidence(scorer: Scorer, native: Recording, tmp_path: Path) -> None:
     words = [dataclasses.replace(w, confidence=0.5) for w in native.words or []]
-    a = score(scorer, Recording(native.samples, RATE, words), None, SENTENCE, language="de")
+    learner = Recording(native.samples, RATE, words)
+    a = score(scorer, learner, None, SENTENCE, language="de")
     assert {w.method for w in a.words} == {"confidence"}
     assert a.accuracy == pytest.approx(50.0)
     assert all(not w.phones for w in a.words)
+    # confidence 0.5 -> accuracy 50, under the default threshold 60: every word is a Mispronunciation
+    assert {w.error for w in a.words} == {ErrorType.MISPRONUNCIATION}
+    assert a.completeness == 100  # a mispronounced word was still said
+    assert a.feedback == ["'i' sounded unclear.", "'bought' sounded unclear.", "'a' sounded unclear."]
+    lenient = score(scorer, learner, None, SENTENCE, language="de", mispronunciation_threshold=40)
+    assert {w.error for w in lenient.words} == {ErrorType.NONE}
+    assert not any("unclear" in line for line in lenient.feedback)
+    assert lenient.accuracy == a.accuracy
+
+
+def test_a_wrong_word_timed_as_the_right_one_is_a_phone_level_mispronunciation(scorer: Scorer) -> None:
+    """The recogniser "heard" 'toy' where 'boat' was said: GOP of its phones flags it (English)."""
+    samples = piper("I bought a new boat at the store yesterday.")
+    heard = aligned_words(samples, "i bought a new boat at the store yesterday")
+    heard[4] = dataclasses.replace(heard[4], text="toy")
+    a = score(scorer, Recording(samples, RATE, heard), None, SENTENCE)
+    toy = a.words[4]
+    assert (toy.word, toy.recognized, toy.method) == ("toy", "toy", "gop")
+    assert toy.error is ErrorType.MISPRONUNCIATION
+    assert [p.phone for p in toy.phones] == ["T", "OY"]
+    worst = min(toy.phones, key=lambda p: p.score)
+    assert worst.score < 60
+    assert toy.accuracy < 60
+    assert a.completeness == 100
+    for w in ("bought", "store", "yesterday"):
+        assert next(r for r in a.words if r.word == w).error is ErrorType.NONE
+    sound = {"T": "'t' sound, as in 'tea'", "OY": "'oy' sound, as in 'boy'"}[worst.phone]
+    assert a.feedback[0] == f"'toy' sounded unclear: check the {sound}."
+    assert a.accuracy < score(scorer, recording(piper(SENTENCE)), None, SENTENCE).accuracy
+    lenient = score(scorer, Recording(samples, RATE, heard), None, SENTENCE, mispronunciation_threshold=20)
+    assert lenient.words[4].error is ErrorType.NONE
+    assert lenient.words[4].accuracy == pytest.approx(toy.accuracy)
 
 
 def test_a_recogniser_contraction_matches_the_reference_words(scorer: Scorer) -> None:

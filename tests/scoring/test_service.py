@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import AsyncIterator
 
 import grpc
 import numpy as np
 import pytest
+import pytest_asyncio
 
 from soriflow.audio import resample
 from soriflow.client import open_channel
@@ -51,7 +53,20 @@ def all_finite(response: scoring_pb2.ScoreResponse) -> None:
     assert all(math.isfinite(v) for v in numbers)
 
 
-async def test_score_with_precomputed_words(scoring_stub: Stub) -> None:
+#: Nothing listens on the discard port: a server pointed there cannot reach any STT service.
+NO_STT = "127.0.0.1:9"
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def offline_stub() -> AsyncIterator[Stub]:
+    """A scoring server whose STT address is unreachable: it can only score precomputed words."""
+    settings = scoring_settings(stt_address=NO_STT, scoring_stt_timeout_s=5)
+    async with running(create_service(settings)) as server, open_channel(server.address) as channel:
+        yield Stub(channel)
+
+
+async def test_score_with_precomputed_words(offline_stub: Stub) -> None:
+    """Words and reference words in the request: scored without calling the (unreachable) STT."""
     samples = piper(SENTENCE)
     words = word_protos(aligned_words(samples, SENTENCE))
     request = scoring_pb2.ScoreRequest(
@@ -62,12 +77,16 @@ async def test_score_with_precomputed_words(scoring_stub: Stub) -> None:
         reference_words=words,
         pitch_contour_points=50,
     )
-    response = await scoring_stub.Score(request, timeout=60)
+    response = await offline_stub.Score(request, timeout=60)
     all_finite(response)
     assert response.overall_score >= 95
     assert [w.word for w in response.words] == SENTENCE.lower().rstrip(".").split()
     assert {w.error_type for w in response.words} == {scoring_pb2.WORD_ERROR_TYPE_NONE}
     assert {w.accuracy_method for w in response.words} == {scoring_pb2.ACCURACY_METHOD_PHONE_GOP}
+    toy = response.words[4]
+    assert [p.phone for p in toy.phones] == ["T", "OY"]  # English: phone scores in the response
+    assert all(0 <= p.accuracy_score <= 100 and p.end_ms > p.start_ms for p in toy.phones)
+    assert toy.start_ms <= toy.phones[0].start_ms < toy.phones[-1].end_ms <= toy.end_ms
     assert all(w.reference_end_ms > w.reference_start_ms for w in response.words)
     assert len(response.learner_pitch.times_ms) == 50 == len(response.learner_pitch.reference_times_ms)
     assert len(response.reference_pitch.semitones) == 50
@@ -162,11 +181,9 @@ async def test_invalid_requests(scoring_stub: Stub, change: dict[str, object], m
     assert message in (info.value.details() or "")
 
 
-async def test_unreachable_stt_is_unavailable_with_the_address() -> None:
-    settings = scoring_settings(stt_address="127.0.0.1:9", scoring_stt_timeout_s=5)
-    async with running(create_service(settings)) as server, open_channel(server.address) as channel:
-        request = scoring_pb2.ScoreRequest(audio=wav_input(piper(SENTENCE)), reference_text=SENTENCE)
-        with pytest.raises(grpc.aio.AioRpcError) as info:
-            await Stub(channel).Score(request, timeout=30)
+async def test_unreachable_stt_is_unavailable_with_the_address(offline_stub: Stub) -> None:
+    request = scoring_pb2.ScoreRequest(audio=wav_input(piper(SENTENCE)), reference_text=SENTENCE)
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await offline_stub.Score(request, timeout=30)
     assert info.value.code() == grpc.StatusCode.UNAVAILABLE
-    assert "STT service at 127.0.0.1:9" in (info.value.details() or "")
+    assert f"STT service at {NO_STT}" in (info.value.details() or "")
