@@ -152,14 +152,25 @@ class ObjectStore:
     def read_bytes(self, uri: S3Uri | str, *, max_bytes: int | None = None) -> bytes:
         """The whole object; sizes over `max_bytes` are refused before any byte is downloaded."""
         target = S3Uri.parse(uri) if isinstance(uri, str) else uri
-        if max_bytes is not None:
-            info = self.head(target)
-            if info.size > max_bytes:
-                raise ResourceExhausted(
-                    f"{target} is {info.size} bytes, over the limit of {max_bytes} bytes "
-                    "(SORIFLOW_AUDIO_MAX_BYTES)"
-                )
-        return b"".join(self.iter_chunks(target))
+        if max_bytes is None:
+            return b"".join(self.iter_chunks(target))
+
+        def too_big(size: str) -> ResourceExhausted:
+            return ResourceExhausted(
+                f"{target} is {size} bytes, over the limit of {max_bytes} bytes (SORIFLOW_AUDIO_MAX_BYTES)"
+            )
+
+        info = self.head(target)
+        if info.size > max_bytes:
+            raise too_big(str(info.size))
+        # The object can be replaced by a bigger one between HEAD and GET: count while reading too.
+        chunks, total = [], 0
+        for chunk in self.iter_chunks(target):
+            total += len(chunk)
+            if total > max_bytes:
+                raise too_big(f"more than {max_bytes}")
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     def iter_chunks(self, uri: S3Uri | str, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
         """Streams the object without holding it all in memory."""

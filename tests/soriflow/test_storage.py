@@ -50,8 +50,25 @@ def test_presigned_url_downloads_the_object(store: ObjectStore) -> None:
 
 def test_size_is_checked_before_download(store: ObjectStore) -> None:
     store.write_bytes("s3://bucket/big.bin", b"x" * 2048)
+    downloads = []
+    store.client.meta.events.register("before-call.s3.GetObject", lambda **_: downloads.append(1))
     with pytest.raises(ResourceExhausted, match="2048 bytes, over the limit of 1024"):
         store.read_bytes("s3://bucket/big.bin", max_bytes=1024)
+    assert downloads == [], "refused from HEAD alone, without a GetObject"
+    assert store.read_bytes("s3://bucket/big.bin", max_bytes=4096) == b"x" * 2048
+    assert downloads == [1]
+
+
+def test_an_object_replaced_by_a_bigger_one_after_head_is_still_capped(store: ObjectStore) -> None:
+    store.write_bytes("s3://bucket/grows.bin", b"x" * 100)
+
+    def replace_before_get(**_: object) -> None:
+        store.client.meta.events.unregister("before-call.s3.GetObject", replace_before_get)
+        store.write_bytes("s3://bucket/grows.bin", b"y" * (3 * 1024 * 1024))
+
+    store.client.meta.events.register("before-call.s3.GetObject", replace_before_get)
+    with pytest.raises(ResourceExhausted, match="more than 1024 bytes"):
+        store.read_bytes("s3://bucket/grows.bin", max_bytes=1024)
 
 
 def test_missing_object_and_bucket_are_not_found(store: ObjectStore) -> None:
