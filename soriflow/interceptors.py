@@ -26,9 +26,11 @@ from soriflow.security import TokenAuth
 
 log = logging.getLogger("soriflow.rpc")
 
-#: Methods that stay open without a token and while loading: probes must always get an answer.
-OPEN_PREFIXES = (
-    "/grpc.health.v1.Health/",
+#: Open without a token and while loading: probes must always get an answer.
+HEALTH_PREFIX = "/grpc.health.v1.Health/"
+#: Open while loading (grpcurl can list the API during start-up) but behind the token like the API:
+#: the schema of a private deployment is not for anonymous callers.
+REFLECTION_PREFIXES = (
     "/grpc.reflection.v1alpha.ServerReflection/",
     "/grpc.reflection.v1.ServerReflection/",
 )
@@ -165,12 +167,13 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(details)
         method: str = details.method  # type: ignore[attr-defined]
-        if handler is None or method.startswith(OPEN_PREFIXES):
+        if handler is None or method.startswith(HEALTH_PREFIX):
             return handler
         metadata = details.invocation_metadata  # type: ignore[attr-defined]
-        if self.auth is not None and not self.auth.check(metadata):
-            return _wrap(handler, lambda: _Call(self, method, metadata), unauthenticated=True)
-        return _wrap(handler, lambda: _Call(self, method, metadata), unauthenticated=False)
+        authorized = self.auth is None or self.auth.check(metadata)
+        if authorized and method.startswith(REFLECTION_PREFIXES):
+            return handler
+        return _wrap(handler, lambda: _Call(self, method, metadata), unauthenticated=not authorized)
 
 
 def _wrap(handler: grpc.RpcMethodHandler, new_call: Callable[[], _Call], *, unauthenticated: bool) -> Any:

@@ -191,18 +191,33 @@ async def test_metrics_endpoint_counts_requests_by_method_and_code() -> None:
     assert 'soriflow_service_ready{service="probe"} 1.0' in text
 
 
+async def list_services(channel: grpc.aio.Channel, metadata: tuple[tuple[str, str], ...] = ()) -> set[str]:
+    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+
+    async def ask() -> AsyncIterator[Any]:
+        yield reflection_pb2.ServerReflectionRequest(list_services="")
+
+    async for response in stub.ServerReflectionInfo(ask(), metadata=metadata):
+        return {s.name for s in response.list_services_response.service}
+    raise AssertionError("no reflection response")
+
+
 async def test_reflection_lists_the_service() -> None:
     async with running(ProbeService(settings())) as server, open_channel(server.address) as channel:
-        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
-
-        async def ask() -> AsyncIterator[Any]:
-            yield reflection_pb2.ServerReflectionRequest(list_services="")
-
-        async for response in stub.ServerReflectionInfo(ask()):
-            names = {s.name for s in response.list_services_response.service}
-            break
+        names = await list_services(channel)
     assert STT in names
     assert "grpc.health.v1.Health" in names
+
+
+async def test_reflection_needs_the_token_when_one_is_set() -> None:
+    async with (
+        running(ProbeService(settings(auth_token="s3cret"))) as server,
+        grpc.aio.insecure_channel(server.address) as channel,
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await list_services(channel)
+        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert STT in await list_services(channel, (("authorization", "Bearer s3cret"),))
 
 
 async def test_bearer_token_is_required_except_for_health() -> None:
