@@ -374,3 +374,53 @@ async def test_mutual_tls_requires_a_client_certificate(pki: dict[str, Path]) ->
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await list_models(address, settings=without_cert)
         assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_a_request_whose_deadline_passed_while_queued_is_not_run() -> None:
+    """A busy server must not start work nobody waits for any more.
+
+    gRPC core already drops most such calls before dispatch; the interceptor's
+    own check covers the ones dispatched just before their deadline. This pins
+    the behaviour users rely on, whichever layer provides it.
+    """
+    import time
+
+    from soriflow.server import ThreadedServer
+
+    calls: list[float] = []
+
+    def block_the_loop() -> Any:
+        calls.append(time.monotonic())
+        if len(calls) == 1:
+            time.sleep(1.5)  # stands in for a servicer hogging its event loop
+        return stt_pb2.ListModelsResponse()
+
+    server = ThreadedServer(lambda: ProbeService(settings(metrics_port=None)), name="probe").start(30)
+    server.service.servicer.behaviour = block_the_loop
+    try:
+        with grpc.insecure_channel(server.address) as channel:
+            stub = stt_pb2_grpc.SpeechToTextServiceStub(channel)
+            first = stub.ListModels.future(stt_pb2.ListModelsRequest(), timeout=10)
+            while not calls:
+                time.sleep(0.01)
+            with pytest.raises(grpc.RpcError) as err:
+                stub.ListModels(stt_pb2.ListModelsRequest(), timeout=0.3)
+            assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            first.result()
+            time.sleep(0.3)
+        assert len(calls) == 1, "the expired request reached the servicer"
+    finally:
+        server.stop()
+
+
+def test_caps_and_keepalive_come_from_settings() -> None:
+    server = Server(
+        ProbeService(settings(max_message_bytes=2048, keepalive_time_s=7.5, keepalive_timeout_s=2.0))
+    )
+    options = dict(server._grpc_options())
+    assert options["grpc.max_receive_message_length"] == 2048
+    assert options["grpc.max_send_message_length"] == 2048
+    assert options["grpc.keepalive_time_ms"] == 7500
+    assert options["grpc.keepalive_timeout_ms"] == 2000
+    # Our own clients ping every 30 s: well above what the server tolerates, so no GOAWAY.
+    assert options["grpc.http2.min_ping_interval_without_data_ms"] < 30_000
