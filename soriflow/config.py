@@ -54,7 +54,11 @@ class CommonSettings(BaseSettings):
 
     # Limits on audio any service accepts
     audio_max_bytes: int = Field(
-        200 * MIB, gt=0, description="Largest audio payload or object accepted, in bytes."
+        200 * MIB,
+        gt=0,
+        description="Largest audio payload or object accepted, in bytes. Inline audio is also "
+        "bounded by max_message_bytes (gRPC refuses bigger messages before Soriflow sees them): "
+        "send long recordings as s3:// URIs, which only this limit bounds.",
     )
     audio_max_duration_s: float = Field(
         4 * 3600.0, gt=0, description="Longest audio accepted, in seconds (checked after decoding)."
