@@ -14,7 +14,8 @@ bench.audio_decode`: 60 s of speech decoded to 16 kHz mono on a shared 2-CPU
 container). Throughput is seconds of audio per second of wall time from the
 quietest run (it swung 2-4x with the machine's load); the ratio is
 libsndfile's speed over the ffmpeg pipe's, end to end, measured alternately
-in the same run, over four runs:
+in the same run, over four runs (docs/benchmarks.md holds the latest run, taken
+under load: its absolute figures are 3-5x lower, its ratios the same):
 
 ======================  ==========  ==========  ======================
 format                  decoder     audio s/s   libsndfile / ffmpeg
