@@ -50,8 +50,9 @@ docs: setup  ## Regenerate docs/configuration.md, docs/api.md and docs/benchmark
 	$(PY) scripts/apidoc.py > docs/api.md
 	$(PY) scripts/benchmarks_doc.py > docs/benchmarks.md
 
-docs-check: setup  ## Fail when docs/configuration.md is stale
+docs-check: setup  ## Fail when docs/configuration.md or docs/benchmarks.md is stale
 	$(BIN)/soriflow config docs --check docs/configuration.md
+	$(PY) scripts/benchmarks_doc.py --check docs/benchmarks.md
 
 bench: setup  ## Run every benchmark and render docs/benchmarks.md
 	@set -e; for b in $(BENCHES); do echo "== bench.$$b"; HF_HUB_OFFLINE=1 $(PY) -m bench.$$b; done

@@ -69,5 +69,17 @@ def render() -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
-if __name__ == "__main__":
+def main() -> int:
+    if len(sys.argv) == 3 and sys.argv[1] == "--check":
+        target = Path(sys.argv[2])
+        if not target.exists() or target.read_text() != render():
+            print(f"{target} is stale: run `make docs` (it renders bench/results/*.json)")
+            return 1
+        print(f"{target} is current")
+        return 0
     sys.stdout.write(render())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
