@@ -3,25 +3,29 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import boto3
 import psutil
+import psycopg
 import pytest
 
-from soriflow.client import check_health, open_channel
+from soriflow.client import GatewayClient, check_health, open_channel
 from soriflow.stack import PORTS
+from soriflow.v1 import gateway_pb2
 from tests.test_demo import _ports_free
 
 pytestmark = pytest.mark.slow
 
 
-def start_up(workdir: Path, aws_port: int) -> subprocess.Popen[str]:
+def start_up(workdir: Path, aws_port: int, *extra: str) -> subprocess.Popen[str]:
     env = os.environ | {"HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
     env.pop("SORIFLOW_S3_ENDPOINT_URL", None)
     return subprocess.Popen(
@@ -34,6 +38,7 @@ def start_up(workdir: Path, aws_port: int) -> subprocess.Popen[str]:
             str(aws_port),
             "--workdir",
             str(workdir),
+            *extra,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -62,12 +67,13 @@ async def _health(address: str) -> str:
         return await check_health(channel)
 
 
-def test_up_reports_ready_serves_and_stops_cleanly(tmp_path: Path) -> None:
+def test_up_reports_ready_serves_and_stops_cleanly(tmp_path: Path, postgres_url: str) -> None:
+    """`up --database postgresql://...`: the stack, its queue with a dead-letter queue, a job end to end."""
     import asyncio
 
     if not _ports_free():
         pytest.fail("the stack's fixed ports are taken: is `soriflow up` already running?")
-    proc = start_up(tmp_path / "stack", 4577)
+    proc = start_up(tmp_path / "stack", 4577, "--database", postgres_url)
     try:
         printed = read_until(proc, "ready", 600)
         printed += read_until(proc, "try:", 10)
@@ -75,14 +81,30 @@ def test_up_reports_ready_serves_and_stops_cleanly(tmp_path: Path) -> None:
         for name, port in PORTS.items():
             assert f"127.0.0.1:{port}" in printed
             assert asyncio.run(_health(f"127.0.0.1:{port}")) == "SERVING", name
-        s3 = boto3.client(
-            "s3",
-            endpoint_url="http://127.0.0.1:4577",
-            region_name="us-east-1",
-            aws_access_key_id="any",
-            aws_secret_access_key="any",
-        )
+        aws = {
+            "endpoint_url": "http://127.0.0.1:4577",
+            "region_name": "us-east-1",
+            "aws_access_key_id": "any",
+            "aws_secret_access_key": "any",
+        }
+        s3, sqs = boto3.client("s3", **aws), boto3.client("sqs", **aws)
         assert {b["Name"] for b in s3.list_buckets()["Buckets"]} >= {"soriflow-input", "soriflow-output"}
+        queue = sqs.get_queue_url(QueueName="soriflow-jobs")["QueueUrl"]
+        redrive = json.loads(
+            sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["RedrivePolicy"])["Attributes"][
+                "RedrivePolicy"
+            ]
+        )
+        assert redrive["deadLetterTargetArn"].endswith(":soriflow-jobs-dlq")
+        assert int(redrive["maxReceiveCount"]) > 1
+
+        job = asyncio.run(_transcribe(espeak_wav("the quick brown fox")))
+        assert job.state == gateway_pb2.JOB_STATE_SUCCEEDED, job.error
+        assert "fox" in job.result.transcript.text.lower()
+        with psycopg.connect(postgres_url) as conn:
+            row = conn.execute("select state from jobs where id = %s", (job.job_id,)).fetchone()
+        assert row is not None, "the job is in PostgreSQL, not a SQLite file"
+
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=60)
         assert proc.returncode == 0, rest
@@ -92,6 +114,16 @@ def test_up_reports_ready_serves_and_stops_cleanly(tmp_path: Path) -> None:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def espeak_wav(text: str) -> bytes:
+    return subprocess.run(["espeak-ng", "--stdout", text], check=True, capture_output=True).stdout
+
+
+async def _transcribe(wav: bytes) -> Any:
+    async with GatewayClient(f"127.0.0.1:{PORTS['gateway']}") as gateway:
+        job = await gateway.submit_bytes(wav, filename="fox.wav", pipeline="transcribe")
+        return await gateway.wait(job.job_id, timeout=120)
 
 
 def test_a_service_that_dies_is_reported(tmp_path: Path) -> None:
