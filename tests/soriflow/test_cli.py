@@ -66,14 +66,14 @@ def test_serve_reports_health_and_stops_gracefully_on_sigterm(tmp_path: Path) ->
 
     port = free_port()
     env = os.environ | {
-        "SORIFLOW_PORT": str(port),
+        "SORIFLOW_PORT": str(free_port()),  # --port wins over the environment
         "SORIFLOW_METRICS_PORT": "",
         "SORIFLOW_HOST": "127.0.0.1",
         "SORIFLOW_TTS_ENGINES": '["espeak-ng"]',
         "SORIFLOW_LOG_FORMAT": "json",
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "soriflow.cli.main", "serve", "tts"],
+        [sys.executable, "-m", "soriflow.cli.main", "serve", "tts", "--port", str(port)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -177,17 +177,57 @@ async def test_errors_in_a_stream_map_to_status_codes() -> None:
         assert "config first" in (err.value.details() or "")
 
 
+def sample(exposition: str, series: str) -> float:
+    """The value of one series in Prometheus text format (0 when absent)."""
+    for line in exposition.splitlines():
+        if line.startswith(series + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
 async def test_metrics_endpoint_counts_requests_by_method_and_code() -> None:
-    async with running(ProbeService(settings())) as server:
+    service = ProbeService(settings())
+    async with running(service) as server:
+
+        async def scrape() -> str:
+            url = f"http://127.0.0.1:{server.metrics_port}/metrics"
+            body = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read())
+            return body.decode()
+
         await list_models(server.address)
-        body = await asyncio.to_thread(
-            lambda: urllib.request.urlopen(
-                f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=5
-            ).read()
-        )
-    text = body.decode()
-    assert f'soriflow_grpc_requests_total{{code="OK",method="ListModels",service="{STT}"}}' in text
-    assert "soriflow_grpc_request_duration_seconds_bucket" in text
+        before = await scrape()
+
+        async def held() -> Any:
+            await service.servicer.release.wait()
+            return stt_pb2.ListModelsResponse()
+
+        service.servicer.behaviour = held
+        service.servicer.started.clear()
+        in_flight = asyncio.create_task(list_models(server.address))
+        await asyncio.wait_for(service.servicer.started.wait(), 5)
+        during = await scrape()
+        service.servicer.release.set()
+        await in_flight
+        service.servicer.behaviour = lambda: (_ for _ in ()).throw(NotFound("no such model"))
+        with pytest.raises(grpc.aio.AioRpcError):
+            await list_models(server.address)
+        text = await scrape()
+    labels = f'method="ListModels",service="{STT}"'
+    assert sample(during, f"soriflow_grpc_requests_in_flight{{{labels}}}") == 1
+    assert sample(text, f"soriflow_grpc_requests_in_flight{{{labels}}}") == 0
+    # Counters are per process and other tests call ListModels too: compare with the first scrape.
+    ok, not_found = f'{{code="OK",{labels}}}', f'{{code="NOT_FOUND",{labels}}}'
+    assert (
+        sample(text, f"soriflow_grpc_requests_total{ok}")
+        - sample(before, f"soriflow_grpc_requests_total{ok}")
+        == 1
+    )
+    assert (
+        sample(text, f"soriflow_grpc_requests_total{not_found}")
+        - sample(before, f"soriflow_grpc_requests_total{not_found}")
+        == 1
+    )
+    assert sample(text, f"soriflow_grpc_request_duration_seconds_count{not_found}") >= 1
     assert 'soriflow_service_ready{service="probe"} 1.0' in text
 
 
@@ -291,7 +331,14 @@ async def test_message_size_cap_is_enforced() -> None:
         with pytest.raises(grpc.aio.AioRpcError) as err:
             async for _ in stub.StreamingRecognize(big()):
                 pass
-    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        # The cap applies to what the server sends too, not only to what it receives.
+        service.servicer.behaviour = lambda: stt_pb2.ListModelsResponse(
+            models=[stt_pb2.SpeechModel(name="m" * 4096)]
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.ListModels(stt_pb2.ListModelsRequest(), timeout=5)
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
 # --- TLS -------------------------------------------------------------------------------------------
