@@ -175,6 +175,9 @@ CONTAINERS = [
     ("ogg-opus", "ogg", ["-c:a", "libopus", "-b:a", "48k"], "ogg", ENC.AUDIO_ENCODING_OGG_OPUS, "lossy"),
     ("ogg-vorbis", "ogg", ["-c:a", "libvorbis", "-q:a", "4"], "ogg", ENC.AUDIO_ENCODING_OGG_OPUS, "lossy"),
     ("webm-opus", "webm", ["-c:a", "libopus", "-b:a", "48k"], "webm", ENC.AUDIO_ENCODING_WEBM_OPUS, "lossy"),
+    # What a browser's MediaRecorder uploads: live WebM, clusters of unknown size, no cues, no duration.
+    ("webm-live", "webm", ["-c:a", "libopus", "-b:a", "32k", "-live", "1", "-cluster_time_limit", "100"],
+     "webm", ENC.AUDIO_ENCODING_WEBM_OPUS, "lossy"),
     ("mp3-22k-vbr-noxing", "mp3", ["-ar", "22050", "-q:a", "4", "-write_xing", "0"], "mp3",
      ENC.AUDIO_ENCODING_MP3, "lossy"),
     ("opus-16k", "opus", ["-ar", "16000", "-c:a", "libopus"], "ogg", ENC.AUDIO_ENCODING_OGG_OPUS, "lossy"),
