@@ -13,6 +13,8 @@ fi
 
 VERSION=${VERSION:-$(sed -n 's/^__version__ = "\(.*\)"/\1/p' soriflow/__init__.py)}
 PREFIX=${REGISTRY:+${REGISTRY%/}/}
+# The CPU variants of the GPU images start from the slim Python base the CPU images use.
+CPU_BASE_IMAGE=$(sed -n 's/^ARG PYTHON_IMAGE=//p' gateway/Dockerfile)
 export DOCKER_BUILDKIT=1
 
 build() {  # build NAME DOCKERFILE TAG [docker build args...]
@@ -28,5 +30,6 @@ for name in scoring tts stt summarizer; do
 done
 for name in stt summarizer; do  # what the chart runs with <name>.gpu.enabled=false
   build "$name" "services/$name/Dockerfile" "$VERSION-cpu" \
-    --build-arg BASE_IMAGE=ubuntu:22.04 --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+    --build-arg BASE_IMAGE="$CPU_BASE_IMAGE" --build-arg UV_PYTHON_PREFERENCE=only-system \
+    --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 done

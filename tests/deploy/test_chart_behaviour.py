@@ -24,6 +24,15 @@ from tests.deploy.conftest import (
 )
 
 GPU_RESOURCE_PREFIX = "nvidia.com/"
+CACHE_OWNER_SECURITY = {
+    "runAsUser": 0,
+    "runAsGroup": 0,
+    "runAsNonRoot": False,
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "privileged": False,
+    "capabilities": {"drop": ["ALL"], "add": ["CHOWN"]},
+}
 
 
 def env_names(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -136,6 +145,14 @@ def test_pods_run_non_root_with_a_read_only_root(rendered_set: tuple[str, Render
         mounts_by_container = {}
         for container in [*spec.get("initContainers", []), *spec["containers"]]:
             csc = container["securityContext"]
+            if container["name"] == "model-cache-owner":  # the one root step: chown of the node cache
+                assert csc == CACHE_OWNER_SECURITY, pod_name
+                assert container["command"] == ["chown", "10001:10001", "/var/cache/soriflow"]
+                assert {m["name"] for m in container["volumeMounts"]} == {"tmp", "model-cache"}
+                assert {v["name"]: v for v in spec["volumes"]}["model-cache"]["hostPath"]["type"] == (
+                    "DirectoryOrCreate"
+                )
+                continue
             assert csc["readOnlyRootFilesystem"] is True, (pod_name, container["name"])
             assert csc["allowPrivilegeEscalation"] is False
             assert csc["capabilities"] == {"drop": ["ALL"]}
@@ -146,9 +163,9 @@ def test_pods_run_non_root_with_a_read_only_root(rendered_set: tuple[str, Render
         volumes = {v["name"]: v for v in spec["volumes"]}
         assert "emptyDir" in volumes["tmp"]
         for volume in volumes.values():
-            if "hostPath" in volume:  # only the opt-in node model cache
+            if "hostPath" in volume:  # only the node model cache: opted into, or s3 models by default
                 assert volume["name"] == "model-cache"
-                assert name == "tls"
+                assert name in {"tls", "s3-models"} or rendered.values.get("models", {}).get("source") == "s3"
 
 
 def test_services_write_only_to_mounted_volumes(rendered_set: tuple[str, Rendered]) -> None:
@@ -446,11 +463,54 @@ def test_models_from_s3_are_pulled_once_into_a_shared_cache(chart: ChartRenderer
     ]
 
 
-def test_s3_models_into_pod_caches_are_flagged(chart: ChartRenderer) -> None:
+S3_MODELS = {"models": {"source": "s3", "s3": {"prefix": "s3://acme-models/soriflow/"}}}
+
+
+def test_s3_models_default_to_one_download_per_node(chart: ChartRenderer) -> None:
+    """Without a cache choice, components that pull s3:// models share a node cache (hostPath,
+    created and handed to the pods' user first); the others keep a pod emptyDir, not a hostPath."""
+    rendered = chart.render(S3_MODELS)
+    for component in COMPONENTS:
+        spec = rendered.pod_spec(component)
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        inits = [c["name"] for c in spec.get("initContainers", [])]
+        if component in GPU_COMPONENTS:  # stt.model and summarizer.model resolve under the prefix
+            assert volumes["model-cache"]["hostPath"] == {
+                "path": "/var/cache/soriflow",
+                "type": "DirectoryOrCreate",
+            }
+            assert inits == ["model-cache-owner", "models-pull"]  # owned before the pull writes
+            pull = spec["initContainers"][1]
+            assert pull["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+            assert {m["mountPath"] for m in pull["volumeMounts"]} >= {"/var/cache/soriflow"}
+        else:
+            assert "hostPath" not in volumes["model-cache"]
+            assert "emptyDir" in volumes["model-cache"]
+            assert inits == []
+    assert "cached per node in /var/cache/soriflow (hostPath)" in rendered.notes
+    assert "every new replica downloads them again" not in rendered.notes
+
+
+def test_a_bootstrapped_node_cache_needs_no_root_step(chart: ChartRenderer) -> None:
+    rendered = chart.render(
+        merged(S3_MODELS, {"models": {"cache": {"hostPath": {"path": "/data/soriflow", "prepare": False}}}})
+    )
+    spec = rendered.pod_spec("stt")
+    assert [c["name"] for c in spec["initContainers"]] == ["models-pull"]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes["model-cache"]["hostPath"] == {"path": "/data/soriflow", "type": "Directory"}
+
+
+def test_s3_models_into_pod_caches_only_when_chosen_and_flagged(chart: ChartRenderer) -> None:
     values = merged(value_set("s3-models"), {"models": {"cache": {"type": "emptyDir"}}})
     rendered = chart.render(values)
-    assert "every new replica downloads them" in rendered.notes
+    for component in GPU_COMPONENTS:
+        volumes = {v["name"]: v for v in rendered.pod_spec(component)["volumes"]}
+        assert "emptyDir" in volumes["model-cache"]
+    assert "every new replica downloads them again" in rendered.notes
+    assert "(stt, summarizer)" in rendered.notes
     assert "every new replica" not in chart.render(value_set("s3-models")).notes
+    assert "every new replica" not in chart.render(S3_MODELS).notes
 
 
 # --- secrets ---------------------------------------------------------------------------------

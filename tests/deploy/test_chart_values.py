@@ -63,9 +63,15 @@ def test_bad_values_are_rejected_with_the_key_named(
     assert expected in rejection(chart, values)
 
 
+# Relations between values are checked by templates/validate.yaml, whose refusals say what to
+# set and why (a JSON-schema `minLength: got 0, want 1` at some path says neither).
+
+
 def test_keda_needs_the_queue_url(chart: ChartRenderer) -> None:
     message = rejection(chart, {"gateway": {"keda": {"enabled": True}, "database": {"existingSecret": "db"}}})
-    assert "at '/gateway/queueUrl': minLength: got 0, want 1" in message
+    assert "gateway.keda.enabled needs gateway.queueUrl" in message
+    assert "KEDA scales the gateway on the depth of that SQS queue" in message
+    assert "minLength" not in message
 
 
 def test_keda_and_hpa_exclude_each_other(chart: ChartRenderer) -> None:
@@ -80,7 +86,8 @@ def test_keda_and_hpa_exclude_each_other(chart: ChartRenderer) -> None:
             }
         },
     )
-    assert "at '/gateway/autoscaling/enabled': value must be false" in message
+    assert "gateway.keda.enabled and gateway.autoscaling.enabled exclude each other" in message
+    assert "Set gateway.autoscaling.enabled=false" in message
 
 
 @pytest.mark.parametrize(
@@ -89,27 +96,51 @@ def test_keda_and_hpa_exclude_each_other(chart: ChartRenderer) -> None:
     ids=["replicas", "hpa", "keda"],
 )
 def test_several_gateways_need_a_shared_job_store(chart: ChartRenderer, gateway: dict[str, Any]) -> None:
-    assert "at '/gateway/database/existingSecret': minLength: got 0, want 1" in rejection(
-        chart, {"gateway": gateway}
-    )
-    chart.validate_schema({"gateway": merged(gateway, {"database": {"existingSecret": "soriflow-db"}})})
+    message = rejection(chart, {"gateway": gateway})
+    assert "more than one gateway replica" in message
+    assert "set gateway.database.existingSecret to a Secret holding a postgresql:// URL" in message
+    assert "replicas would not see each other's jobs" in message
+    chart.render({"gateway": merged(gateway, {"database": {"existingSecret": "soriflow-db"}})})
 
 
 @pytest.mark.parametrize(
     ("values", "expected"),
     [
-        ({"models": {"source": "pvc"}}, "at '/models/pvc/claimName'"),
-        ({"models": {"source": "s3"}}, "at '/models/s3/prefix'"),
-        ({"models": {"source": "s3", "s3": {"prefix": "https://bucket/models"}}}, "at '/models/s3/prefix'"),
-        ({"models": {"cache": {"type": "pvc"}}}, "at '/models/cache/pvc"),
-        ({"tls": {"enabled": True}}, "at '/tls/existingSecret'"),
-        ({"gateway": {"ingress": {"enabled": True}}}, "at '/gateway/ingress/hosts'"),
+        (
+            {"models": {"source": "pvc"}},
+            "models.source=pvc needs models.pvc.claimName: the name of an existing PersistentVolumeClaim",
+        ),
+        (
+            {"models": {"source": "s3"}},
+            "models.source=s3 needs models.s3.prefix (s3://bucket/path/): relative model names",
+        ),
+        (
+            {"models": {"cache": {"type": "pvc"}}},
+            "models.cache.type=pvc needs a claim: set models.cache.pvc.claimName",
+        ),
+        (
+            {"tls": {"enabled": True}},
+            "tls.enabled needs tls.existingSecret: a Secret with tls.crt, tls.key and ca.crt",
+        ),
+        (
+            {"gateway": {"ingress": {"enabled": True}}},
+            "gateway.ingress.enabled needs at least one entry in gateway.ingress.hosts",
+        ),
     ],
+    ids=["models-pvc", "models-s3", "cache-pvc", "tls", "ingress"],
 )
 def test_a_feature_needs_its_companion_value(
     chart: ChartRenderer, values: dict[str, Any], expected: str
 ) -> None:
-    assert expected in rejection(chart, values)
+    message = rejection(chart, values)
+    assert expected in message
+    assert "minLength" not in message
+    assert "minItems" not in message
+
+
+def test_a_malformed_model_prefix_is_still_refused_by_the_schema(chart: ChartRenderer) -> None:
+    message = rejection(chart, {"models": {"source": "s3", "s3": {"prefix": "https://bucket/models"}}})
+    assert "at '/models/s3/prefix'" in message
 
 
 @pytest.mark.parametrize(

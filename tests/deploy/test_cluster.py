@@ -10,8 +10,10 @@ kind). docs/deploy.md ("Testing on a cluster") has the commands. Knobs:
 - SORIFLOW_E2E_TIMEOUT: seconds for the install and each wait (default 1200);
 - SORIFLOW_E2E_KEEP=1: leave the namespace for inspection.
 
-The cluster needs no AWS: an S3-compatible moto server (from the gateway image)
-runs in the test namespace, with throwaway credentials in a Secret.
+The cluster needs no AWS: an S3-compatible moto server runs in the test namespace,
+with throwaway credentials in a Secret. It comes from moto's own image
+(SORIFLOW_E2E_MOTO_IMAGE, default MOTO_IMAGE below; load it into kind beside the
+Soriflow images), not from the gateway image, which does not ship moto.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ pytestmark = [
 ]
 
 TIMEOUT = int(os.environ.get("SORIFLOW_E2E_TIMEOUT", "1200"))
+# moto's published server image, at the moto version the dev extra installs here.
+MOTO_IMAGE = os.environ.get("SORIFLOW_E2E_MOTO_IMAGE", "docker.io/motoserver/moto:5.2.5")
 RELEASE = "e2e"
 FULLNAME = f"{RELEASE}-soriflow"
 BUCKETS = ["s3://soriflow-e2e-input/submissions/", "s3://soriflow-e2e-output/results/"]
@@ -244,7 +248,7 @@ def installed() -> Iterator[tuple[Cluster, Any, dict[str, Any]]]:
                             "containers": [
                                 {
                                     "name": "moto",
-                                    "image": gateway_image,
+                                    "image": MOTO_IMAGE,
                                     "command": ["moto_server", "-H", "0.0.0.0", "-p", "5000"],
                                     "ports": [{"containerPort": 5000, "name": "s3"}],
                                     "readinessProbe": {"tcpSocket": {"port": 5000}, "periodSeconds": 2},

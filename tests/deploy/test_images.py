@@ -321,3 +321,132 @@ def test_the_context_builds_the_distribution(tmp_path: Path, context_files: list
     assert "soriflow/cli/main.py" in names
     assert any(n.startswith("soriflow/v1/") and n.endswith("_pb2.py") for n in names)
     assert not [n for n in names if n.startswith("tests/") or "__pycache__" in n]
+
+
+# --- make images, the CPU variants, what the gateway image ships -------------------------------
+
+BUILD_SCRIPT = REPO / "scripts" / "build_images.sh"
+
+
+def _run_build_script(path: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["/bin/bash", str(BUILD_SCRIPT)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={"PATH": path, "HOME": os.environ.get("HOME", "/tmp")},
+    )
+
+
+def test_make_images_without_docker_says_so_and_fails(tmp_path: Path) -> None:
+    """No Docker engine here: `make images` must stop with a message, not pass silently."""
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    for tool in ("dirname", "sed"):
+        (bare / tool).symlink_to(shutil.which(tool) or f"/usr/bin/{tool}")
+    result = _run_build_script(str(bare))
+    assert result.returncode != 0
+    assert "make images needs a running Docker engine" in result.stderr
+    assert "docs/deploy.md" in result.stderr
+    assert "==" not in result.stdout  # nothing was attempted
+
+
+def test_make_images_with_a_docker_cli_but_no_engine_fails(tmp_path: Path) -> None:
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    for tool in ("dirname", "sed"):
+        (bare / tool).symlink_to(shutil.which(tool) or f"/usr/bin/{tool}")
+    docker = bare / "docker"  # the CLI is there, the daemon is not: `docker info` fails
+    docker.write_text("#!/bin/sh\necho 'Cannot connect to the Docker daemon' >&2\nexit 1\n")
+    docker.chmod(0o755)
+    result = _run_build_script(str(bare))
+    assert result.returncode != 0
+    assert "make images needs a running Docker engine" in result.stderr
+
+
+def test_make_images_builds_every_image_and_cpu_variant(tmp_path: Path) -> None:
+    """With an engine, each image is built once, and the CPU variants of the GPU images start
+    from the slim Python base of the CPU images, using that base's interpreter."""
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    for tool in ("dirname", "sed"):
+        (bare / tool).symlink_to(shutil.which(tool) or f"/usr/bin/{tool}")
+    calls = tmp_path / "calls"
+    docker = bare / "docker"
+    docker.write_text(f'#!/bin/sh\necho "$*" >> {calls}\nexit 0\n')
+    docker.chmod(0o755)
+    result = _run_build_script(str(bare))
+    assert result.returncode == 0, result.stderr
+    builds = [line for line in calls.read_text().splitlines() if line.startswith("build ")]
+    tags = [line.split(" -t ")[1].split()[0] for line in builds]
+    assert tags == [
+        "soriflow-gateway:0.1.0",
+        "soriflow-scoring:0.1.0",
+        "soriflow-tts:0.1.0",
+        "soriflow-stt:0.1.0",
+        "soriflow-summarizer:0.1.0",
+        "soriflow-stt:0.1.0-cpu",
+        "soriflow-summarizer:0.1.0-cpu",
+    ]
+    slim = parse_dockerfile(DOCKERFILES["gateway"]).args["PYTHON_IMAGE"]
+    for line in builds[-2:]:
+        assert f"--build-arg BASE_IMAGE={slim} " in line, line
+        assert "--build-arg UV_PYTHON_PREFERENCE=only-system" in line
+        assert "--build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu" in line
+    for line in builds[:-2]:
+        assert "BASE_IMAGE" not in line
+
+
+@pytest.mark.parametrize("name", GPU_IMAGES)
+def test_gpu_images_take_their_interpreter_from_the_build_args(name: str) -> None:
+    builder = parse_dockerfile(DOCKERFILES[name]).stage("builder")
+    assert "UV_PYTHON_PREFERENCE=only-managed" in builder.all("ARG")  # the CUDA base has no Python
+    assert stage_env(builder)["UV_PYTHON_PREFERENCE"] == "${UV_PYTHON_PREFERENCE}"
+    run = " ".join(builder.all("RUN"))
+    assert 'if [ "${UV_PYTHON_PREFERENCE}" = only-managed ]; then uv python install' in run
+    assert "mkdir -p /opt/python" in run  # the runtime stage copies it in either variant
+
+
+def test_the_gateway_extra_does_not_ship_moto() -> None:
+    """moto (the local stand-in for AWS) is for `soriflow up` and the tests, not production."""
+    import tomllib
+
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    for name in ("gateway", "stt", "scoring", "summarizer", "tts"):
+        assert not any(dep.startswith("moto") for dep in extras[name]), name
+    assert any(dep.startswith("moto[server]") for dep in extras["local"])
+    assert any(dep.startswith("moto[server]") for dep in extras["dev"])
+    assert "local" in extras["all"][0]  # `make setup` (.[all,dev]) keeps `soriflow up` working
+
+
+def test_only_the_local_stack_imports_moto() -> None:
+    """Nothing a service image runs imports moto: only soriflow/stack.py, inside the function
+    that starts the local endpoint (so importing the module without moto works)."""
+    import ast
+
+    def moto_imports(node: ast.AST) -> list[ast.AST]:
+        found = []
+        for child in ast.walk(node):
+            names = []
+            if isinstance(child, ast.Import):
+                names = [a.name for a in child.names]
+            elif isinstance(child, ast.ImportFrom) and child.module:
+                names = [child.module]
+            if any(n == "moto" or n.startswith("moto.") for n in names):
+                found.append(child)
+        return found
+
+    anywhere: list[str] = []
+    in_functions: list[str] = []
+    for folder in ("soriflow", "services", "gateway"):
+        for path in (REPO / folder).rglob("*.py"):
+            tree = ast.parse(path.read_text(), str(path))
+            name = path.relative_to(REPO).as_posix()
+            anywhere += [name] * len(moto_imports(tree))
+            for func in ast.walk(tree):
+                if isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    in_functions += [name] * len(moto_imports(func))
+    assert anywhere
+    assert set(anywhere) == {"soriflow/stack.py"}, anywhere
+    assert sorted(in_functions) == sorted(anywhere), "moto must be imported lazily, not at module level"

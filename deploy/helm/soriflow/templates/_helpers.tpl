@@ -188,6 +188,7 @@ Takes dict root, spec.
 {{- $env := dict
   "SORIFLOW_PORT" (include "soriflow.grpcPort" $name)
   "SORIFLOW_METRICS_PORT" (include "soriflow.metricsPort" $name)
+  "SORIFLOW_GRACE_PERIOD_S" (include "soriflow.envValue" $c.gracePeriodSeconds)
 }}
 {{- if eq $name "gateway" }}
 {{- if $c.queueUrl }}{{ $_ := set $env "SORIFLOW_GATEWAY_QUEUE_URL" $c.queueUrl }}{{ end }}
@@ -257,5 +258,49 @@ grpc:
       {{- include "soriflow.selectorLabels" $ | nindent 6 }}
   matchLabelKeys: [pod-template-hash]
 {{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Shutdown grace of a component (dict root, name): how long in-flight work may finish on
+SIGTERM (SORIFLOW_GRACE_PERIOD_S); `settings.grace_period_s` overrides gracePeriodSeconds.
+*/}}
+{{- define "soriflow.gracePeriod" -}}
+{{- $c := index .root.Values .name }}
+{{- $settings := $c.settings | default dict }}
+{{- if hasKey $settings "grace_period_s" }}
+{{- get $settings "grace_period_s" | float64 }}
+{{- else }}
+{{- $c.gracePeriodSeconds | float64 }}
+{{- end }}
+{{- end }}
+
+{{/* Seconds a pod needs after its grace period to close clients and hand work back. */}}
+{{- define "soriflow.shutdownMargin" -}}
+10
+{{- end }}
+
+{{/*
+The least terminationGracePeriodSeconds that lets a component finish its shutdown (dict root,
+name): stage services drain RPCs for one grace period; the gateway drains RPCs, then its
+consumer and running jobs, each for up to one grace period.
+*/}}
+{{- define "soriflow.terminationNeeded" -}}
+{{- $grace := include "soriflow.gracePeriod" . | float64 }}
+{{- $phases := ternary 2 1 (eq .name "gateway") }}
+{{- addf (mulf $grace $phases) (include "soriflow.shutdownMargin" . | float64) }}
+{{- end }}
+
+{{/*
+The model cache of a component (dict root, name): models.cache.type, where `auto` means a
+node-level hostPath cache for components that pull s3:// models (downloaded once per node,
+not once per replica) and a pod emptyDir for the others (nothing is downloaded there).
+*/}}
+{{- define "soriflow.cacheType" -}}
+{{- $type := .root.Values.models.cache.type }}
+{{- if eq $type "auto" }}
+{{- ternary "hostPath" "emptyDir" (ne (include "soriflow.s3Specs" . | trim) "") }}
+{{- else }}
+{{- $type }}
 {{- end }}
 {{- end }}
