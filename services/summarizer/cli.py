@@ -325,7 +325,8 @@ def train_summarizer(
         str, typer.Option(help="Style whose prompt causal LMs learn (inquiry, bullets, abstract)")
     ] = ("inquiry"),
     select_by: Annotated[
-        str, typer.Option(help="loss, rougeL_chars, rouge1_chars or semantic_similarity")
+        str,
+        typer.Option(help="loss, rougeL_chars, rouge1_chars, semantic_similarity or bertscore_f1"),
     ] = "loss",
     quantize: Annotated[
         str, typer.Option(help="auto (4-bit on CUDA with bitsandbytes), 4bit or none")
@@ -336,6 +337,13 @@ def train_summarizer(
         str, typer.Option(help="Comma-separated module names, or all-linear (default: peft's per model)")
     ] = "",
     similarity: Annotated[bool, typer.Option(help="Score sentence similarity during validation")] = True,
+    bertscore_model: Annotated[
+        str | None,
+        typer.Option(
+            help="Local encoder (folder, s3://, pkg:) for BERTScore during validation "
+            "(default: SORIFLOW_SUMMARIZER_BERTSCORE_MODEL; unset: skipped)"
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the split and the shuffles")] = 42,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
 ) -> None:
@@ -348,8 +356,8 @@ def train_summarizer(
 
     if style not in STYLES[:3]:
         _fail("--style must be inquiry, bullets or abstract")
-    if select_by not in ("loss", "rougeL_chars", "rouge1_chars", "semantic_similarity"):
-        _fail("--select-by must be loss, rougeL_chars, rouge1_chars or semantic_similarity")
+    if select_by not in ("loss", "rougeL_chars", "rouge1_chars", "semantic_similarity", "bertscore_f1"):
+        _fail("--select-by must be loss, rougeL_chars, rouge1_chars, semantic_similarity or bertscore_f1")
     if quantize not in ("auto", "4bit", "none") or device not in ("auto", "cpu", "cuda"):
         _fail("--quantize must be auto, 4bit or none; --device auto, cpu or cuda")
     config = TrainConfig(
@@ -372,6 +380,7 @@ def train_summarizer(
         max_target_tokens=max_target_tokens,
         target_modules=tuple(m.strip() for m in target_modules.split(",") if m.strip()),
         similarity=similarity,
+        bertscore_model=bertscore_model,
         seed=seed,
         device=device,  # type: ignore[arg-type]
     )

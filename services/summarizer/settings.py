@@ -103,13 +103,21 @@ class Settings(ServiceSettings):
     )
     summarizer_prompts: dict[str, str] = Field(
         default_factory=dict,
-        description="System prompts of causal LMs by style (`inquiry`, `bullets`, `abstract`), replacing the "
-        'built-in ones; `{language}` is replaced by the language name. JSON: `{"inquiry": "..."}`.',
+        description="Instruction templates of causal LMs by style (`inquiry`, `bullets`, `abstract`), "
+        "replacing the built-in ones; `{text}` marks the text, `{label}` its label, `{language}` a "
+        "hint to write in the input's language (`{language_name}`: its bare name). "
+        'JSON: `{"inquiry": "...\\n\\n{label}: {text}"}`.',
+    )
+    summarizer_prompt_role: Literal["user", "system"] = Field(
+        "user",
+        description="Turn that carries the style's instruction for causal LMs: `user` (with the text; the "
+        "model's default system prompt stays; small models such as SmolLM2-135M follow it best) or "
+        "`system` (the instruction as system prompt, the text as user turn; for Llama 3.2, Qwen, ...).",
     )
 
     # Evaluation
     summarizer_bertscore_model: str | None = Field(
         None,
-        description="Local encoder (HF folder, `s3://`, `pkg:`) for BERTScore in `soriflow eval summarize`; "
-        "unset: BERTScore is skipped.",
+        description="Local encoder (HF folder, `s3://`, `pkg:`) for BERTScore in `soriflow eval summarize` "
+        "and in the validation of `soriflow train summarizer`; unset: BERTScore is skipped.",
     )

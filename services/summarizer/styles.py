@@ -45,7 +45,7 @@ PARTIAL_PROMPT = (
 FOCUS_HINT = " Focus on what {speaker} says and asks."
 
 
-def user_prompt(
+def prompt_parts(
     style: Style,
     language: str,
     text: str,
@@ -55,8 +55,13 @@ def user_prompt(
     focus_speaker: str = "",
     partial: bool = False,
     transcript: bool = False,
-) -> str:
-    """The user turn for `style`: instruction and text.
+) -> tuple[str, str]:
+    """(instruction, text part) for `style`; joined they are the user turn (see `user_prompt`).
+
+    The instruction is the template before `{text}` up to its last blank line; the text part is
+    the rest (the label line, e.g. "Customer: ", the text and what follows it). With
+    `SORIFLOW_SUMMARIZER_PROMPT_ROLE=system` the instruction becomes the system turn and the
+    text part the user turn.
 
     Templates may use `{text}`, `{language}` (" Write the summary in Korean." for languages other
     than English, else nothing; a bare language name where the template wants it is
@@ -85,7 +90,36 @@ def user_prompt(
         .replace("{label}", label)
     )
     body = f"\n{text}" if transcript else text  # one "speaker: words" line per turn
-    return instruction + sep.replace("{text}", body) + rest.replace("{label}", label)
+    head, brk, tail = instruction.rpartition("\n\n")
+    if not brk:
+        head, tail = instruction, ""
+    return head + brk, tail + sep.replace("{text}", body) + rest.replace("{label}", label)
+
+
+def user_prompt(
+    style: Style,
+    language: str,
+    text: str,
+    *,
+    custom: str = "",
+    overrides: dict[str, str] | None = None,
+    focus_speaker: str = "",
+    partial: bool = False,
+    transcript: bool = False,
+) -> str:
+    """The user turn for `style`: instruction and text (arguments as for `prompt_parts`)."""
+    return "".join(
+        prompt_parts(
+            style,
+            language,
+            text,
+            custom=custom,
+            overrides=overrides,
+            focus_speaker=focus_speaker,
+            partial=partial,
+            transcript=transcript,
+        )
+    )
 
 
 class OutputShaper:

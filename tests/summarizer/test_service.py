@@ -13,7 +13,9 @@ from prometheus_client import REGISTRY
 
 from soriflow.client import open_channel
 from soriflow.server import Server, running
+from soriflow.summarizer.engines import Task
 from soriflow.summarizer.service import create_service
+from soriflow.summarizer.styles import Style
 from soriflow.v1 import audio_pb2, summarizer_pb2, summarizer_pb2_grpc
 from tests.summarizer.conftest import MODEL_CACHE, summarizer_settings
 from tests.summarizer.test_text import KO_CALL
@@ -180,16 +182,24 @@ async def test_transcript_with_speakers_focuses_on_the_customer(stub: Stub) -> N
     )
 
 
-async def test_custom_prompt_on_the_lm_and_the_fallback(stub: Stub) -> None:
+async def test_custom_prompt_on_the_lm_and_the_fallback(stub: Stub, server: Server) -> None:
     custom = summarizer_pb2.SUMMARY_STYLE_CUSTOM
+    question = "Which part of the car was damaged?"
     response = await stub.Summarize(
-        summarizer_pb2.SummarizeRequest(
-            text=EN_CLAIM, style=custom, prompt="Which part of the car was damaged?", max_output_tokens=12
-        ),
+        summarizer_pb2.SummarizeRequest(text=EN_CLAIM, style=custom, prompt=question, max_output_tokens=12),
         timeout=300,
     )
     assert response.engine == "causal-lm"
     assert response.summary.strip()
+    # The model read the custom prompt: the prompt rendered for it holds the question and the text,
+    # and the request's input token count is that prompt's (not the built-in abstract prompt's).
+    engine = server.service.summarizer.engines["causal-lm"]  # type: ignore[attr-defined]
+    rendered = engine.prompt(Task(EN_CLAIM, Style.CUSTOM, "en", 12, prompt=question))
+    assert f"{question}\n\n{EN_CLAIM}" in rendered
+    assert "Summarize" not in rendered
+    assert response.input_tokens == engine.count_tokens(rendered)
+    abstract = engine.prompt(Task(EN_CLAIM, Style.ABSTRACT, "en", 12))
+    assert engine.count_tokens(abstract) != response.input_tokens
     # Extractive cannot follow prompts: ABSTRACT instead, as the API documents.
     fallback = await stub.Summarize(
         summarizer_pb2.SummarizeRequest(text=EN_CLAIM, style=custom, prompt="anything", engine="extractive"),
@@ -200,7 +210,7 @@ async def test_custom_prompt_on_the_lm_and_the_fallback(stub: Stub) -> None:
     assert fallback.summary in EN_CLAIM
 
 
-async def test_long_input_is_summarized_map_reduce_by_extractive(stub: Stub) -> None:
+async def test_long_input_within_the_extractive_window_is_read_in_one_chunk(stub: Stub) -> None:
     text = " ".join(
         f"Sentence number {i} talks about topic {i % 7} and the insurance claim." for i in range(60)
     )

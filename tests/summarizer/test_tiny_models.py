@@ -14,10 +14,14 @@ from soriflow.client import open_channel
 from soriflow.errors import Cancelled, InvalidArgument
 from soriflow.server import Server, running
 from soriflow.summarizer.engines import Task, load_model_engine
+from soriflow.summarizer.engines.causal import CausalLmEngine
+from soriflow.summarizer.pipeline import SummaryRequest, SummaryResult, build_summarizer
 from soriflow.summarizer.service import create_service
+from soriflow.summarizer.settings import Settings
 from soriflow.summarizer.styles import Style
 from soriflow.v1 import summarizer_pb2, summarizer_pb2_grpc
 from tests.summarizer.conftest import summarizer_settings
+from tests.summarizer.tiny import build_bart, build_causal
 
 pytestmark = pytest.mark.slow
 
@@ -84,6 +88,96 @@ def test_lora_adapter_changes_the_causal_output(tiny_causal: Path, tmp_path: Pat
     assert [g.text for g in tuned.generate(TASKS, threading.Event())] != [
         g.text for g in base.generate(TASKS, threading.Event())
     ]
+
+
+def test_lora_adapter_changes_the_seq2seq_output(tiny_bart: Path, tmp_path: Path) -> None:
+    adapter = make_adapter(tiny_bart, tmp_path / "lora", seq2seq=True)
+    settings = {"summarizer_engine": "seq2seq", "summarizer_model": str(tiny_bart)}
+    base = load_model_engine(summarizer_settings(**settings))
+    tuned = load_model_engine(summarizer_settings(**settings, summarizer_adapter=str(adapter)))
+    assert (base.info.engine, tuned.info.engine) == ("seq2seq", "seq2seq")
+    assert tuned.info.adapter == str(adapter.resolve())
+    assert base.info.adapter in (None, "")
+    before = [g.text for g in base.generate(TASKS, threading.Event())]
+    after = [g.text for g in tuned.generate(TASKS, threading.Event())]
+    assert after != before
+
+
+def test_seq2seq_defaults_are_the_teams_beam_search(tmp_path: Path) -> None:
+    """4 beams and at most 128 new tokens unless configured (the original team's KoBART settings)."""
+    assert Settings.model_fields["summarizer_max_output_tokens"].default == 128
+    bart = build_bart(tmp_path / "bart-256", context=256)  # room for 128 new tokens
+    engine = load_model_engine(summarizer_settings(summarizer_engine="seq2seq", summarizer_model=str(bart)))
+    assert engine.num_beams == 4  # type: ignore[attr-defined]
+    kwargs = engine._kwargs(summarizer_settings().summarizer_max_output_tokens)  # type: ignore[attr-defined]
+    assert (kwargs["num_beams"], kwargs["max_new_tokens"], kwargs["early_stopping"]) == (4, 128, True)
+    assert kwargs["no_repeat_ngram_size"] == 3
+    configured = load_model_engine(
+        summarizer_settings(summarizer_engine="seq2seq", summarizer_model=str(bart), summarizer_num_beams=2)
+    )
+    assert configured.num_beams == 2  # type: ignore[attr-defined]
+
+
+def test_prompt_role_puts_the_instruction_in_the_user_or_the_system_turn(tiny_causal: Path) -> None:
+    task = Task("My package did not arrive.", Style.ABSTRACT, "en", 8)
+    instruction = "Summarize the following text in two or three sentences."
+    user = load_model_engine(summarizer_settings(summarizer_model=str(tiny_causal)))
+    assert isinstance(user, CausalLmEngine)
+    assert user.prompt(task) == (
+        f"<|im_start|>user\n{instruction}\n\nText: My package did not arrive.<|im_end|>\n"
+        "<|im_start|>assistant\n"
+    )
+    system = load_model_engine(
+        summarizer_settings(summarizer_model=str(tiny_causal), summarizer_prompt_role="system")
+    )
+    assert isinstance(system, CausalLmEngine)
+    assert system.prompt(task) == (
+        f"<|im_start|>system\n{instruction}<|im_end|>\n"
+        "<|im_start|>user\nText: My package did not arrive.<|im_end|>\n<|im_start|>assistant\n"
+    )
+    # A custom prompt without {text} is the whole system turn; operator templates split at the
+    # last blank line before {text}.
+    custom = Task("Text here.", Style.CUSTOM, "ko", 8, prompt="Give it a title.")
+    assert system.prompt(custom).startswith(
+        "<|im_start|>system\nGive it a title.<|im_end|>\n<|im_start|>user\nText here.<|im_end|>"
+    )
+    generated = system.generate([task], threading.Event())[0]
+    assert generated.input_tokens == system.count_tokens(system.prompt(task))
+    assert generated.input_tokens != user.count_tokens(user.prompt(task))
+    assert system.input_budget(task) != user.input_budget(task)  # the budget counts the real template
+
+
+@pytest.fixture(scope="module")
+def causal_128(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny causal LM with a 128-token context, so an ordinary text must be split."""
+    return build_causal(tmp_path_factory.mktemp("tiny-causal-128"), context=128)
+
+
+async def test_causal_map_reduce_on_a_small_context(causal_128: Path) -> None:
+    settings = summarizer_settings(
+        summarizer_model=str(causal_128), summarizer_languages=["en"], summarizer_max_wait_ms=0
+    )
+    summarizer = build_summarizer(settings)
+    try:
+        engine = summarizer.engines["causal-lm"]
+        assert engine.context == 128  # type: ignore[attr-defined]
+        assert engine.count_tokens(LONG_TEXT) > 128
+        request = SummaryRequest(text=LONG_TEXT, language="en", max_output_tokens=8)
+        result = await summarizer.summarize(request)
+        assert result.engine == "causal-lm"
+        assert result.chunk_count > 1
+        # every chunk's prompt was read, plus the final prompt over the joined partial summaries
+        assert result.input_tokens > engine.count_tokens(LONG_TEXT) > 128
+        assert result.output_tokens > 0
+        assert result.summary
+        events = [e async for e in summarizer.stream(request)]
+        final = events[-1]
+        assert isinstance(final, SummaryResult)
+        assert all(isinstance(e, str) for e in events[:-1])
+        assert "".join(str(e) for e in events[:-1]) == final.summary == result.summary
+        assert final.chunk_count == result.chunk_count
+    finally:
+        await summarizer.close()
 
 
 def test_engine_must_match_the_model(tiny_bart: Path, tiny_causal: Path, tmp_path: Path) -> None:

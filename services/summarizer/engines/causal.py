@@ -1,10 +1,13 @@
 """Instruction-tuned causal LMs (Llama 3.2, SmolLM2, Qwen, ...) prompted through their chat template.
 
-Each style has an instruction (see `styles.py`, replaceable by settings)
-that goes with the text into the user turn; the model's own default system
-prompt stays. Batches are left-padded so every row continues from its own
-last token. A model without a chat template gets a plain
-"instruction, text, Summary:" prompt.
+Each style has an instruction (see `styles.py`, replaceable by settings).
+By default (`SORIFLOW_SUMMARIZER_PROMPT_ROLE=user`) it goes with the text
+into the user turn and the model's own default system prompt stays: small
+models such as SmolLM2-135M follow it there and misbehave with it as a
+system prompt. With `system` the instruction is the system turn and the
+text the user turn, as Llama 3.2 and Qwen are tuned for. Batches are
+left-padded so every row continues from its own last token. A model without
+a chat template gets a plain "instruction, text, Summary:" prompt.
 """
 
 from __future__ import annotations
@@ -13,9 +16,11 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
+from soriflow.errors import InvalidArgument
+
 from ..models import ModelFiles
 from ..settings import Settings
-from ..styles import user_prompt
+from ..styles import prompt_parts
 from .base import Task
 from .hf import CONTEXT_MARGIN, HfEngine, load_hf
 
@@ -28,8 +33,9 @@ class CausalLmEngine(HfEngine):
     batched = True
     default_beams = 1
 
-    def user_turn(self, task: Task) -> str:
-        return user_prompt(
+    def prompt_parts(self, task: Task) -> tuple[str, str]:
+        """(instruction, text part) of the style's prompt for `task`."""
+        return prompt_parts(
             task.style,
             task.language,
             task.text,
@@ -42,11 +48,26 @@ class CausalLmEngine(HfEngine):
 
     def prompt(self, task: Task) -> str:
         """The full prompt text, special tokens included, ending where the answer starts."""
-        user = self.user_turn(task)
+        instruction, text = self.prompt_parts(task)
         if not getattr(self.tokenizer, "chat_template", None):
-            return f"{user}\n\nSummary:"
-        messages = [{"role": "user", "content": user}]
-        return str(self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
+            return f"{instruction}{text}\n\nSummary:"
+        if self.settings.summarizer_prompt_role == "system":
+            messages = [
+                {"role": "system", "content": instruction.strip()},
+                {"role": "user", "content": text.strip()},
+            ]
+        else:
+            messages = [{"role": "user", "content": instruction + text}]
+        try:
+            rendered = self.tokenizer.apply_chat_template(
+                messages, tokenize=False, add_generation_prompt=True
+            )
+        except Exception as exc:  # jinja2 TemplateError: e.g. a template that refuses a system turn
+            raise InvalidArgument(
+                f"the chat template of {self.info.model} cannot render the prompt ({exc}); "
+                "with SORIFLOW_SUMMARIZER_PROMPT_ROLE=system try user"
+            ) from exc
+        return str(rendered)
 
     def _encode(self, tasks: Sequence[Task]) -> dict[str, Any]:
         templated = bool(getattr(self.tokenizer, "chat_template", None))
