@@ -18,6 +18,7 @@ from soriflow.gateway.outputs import JOB_ID_KEY
 from soriflow.gateway.pipelines import PipelineRegistry
 from soriflow.gateway.scheduler import Scheduler
 from soriflow.gateway.settings import Settings
+from soriflow.gateway.stages import audio_format_metadata
 from soriflow.gateway.store import JobStore
 from soriflow.gateway.views import JobViews, pipeline_message
 from soriflow.storage import ObjectStore, S3Uri
@@ -66,6 +67,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         if source is None:
             raise InvalidArgument("no audio: set audio.uri (s3://bucket/key) or audio.content")
         job_id = str(uuid.uuid4())
+        metadata = dict(request.metadata) | audio_format_metadata(request.audio)
         if source == "content":
             uri, info = await self._store_submission(request, job_id)
         else:
@@ -82,7 +84,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             uri=uri,
             info=info,
             origin="api",
-            metadata=dict(request.metadata),
+            metadata=metadata,
             parameters=dict(request.parameters),
             idempotency_key=request.idempotency_key,
             job_id=job_id,
@@ -115,18 +117,16 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
                 "audio.content is not a recognized audio file (WAV, FLAC, MP3, Ogg, WebM); "
                 "for headerless PCM set audio.encoding and audio.sample_rate_hz"
             )
+        if kind is None and request.audio.sample_rate_hz <= 0:
+            raise InvalidArgument(
+                f"audio.encoding {audio_pb2.AudioEncoding.Name(request.audio.encoding)} is headerless: "
+                "set audio.sample_rate_hz (and audio.channel_count when it is not mono)"
+            )
         name = PurePosixPath(request.filename).name if request.filename else ""
         if not name:
             name = "audio" + EXTENSIONS.get(kind or "", ".raw")
         uri = S3Uri.parse(self.settings.gateway_submissions_uri).join(job_id, name)
-        metadata = {JOB_ID_KEY: job_id}
-        if headerless:
-            metadata.update(
-                {
-                    "soriflow-encoding": audio_pb2.AudioEncoding.Name(request.audio.encoding),
-                    "soriflow-sample-rate-hz": str(request.audio.sample_rate_hz),
-                }
-            )
+        metadata = {JOB_ID_KEY: job_id} | (audio_format_metadata(request.audio) if kind is None else {})
         info = await asyncio.to_thread(
             self.objects.write_bytes,
             uri,
@@ -166,7 +166,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             raise FailedPrecondition(f"job {job.id} already ended ({job.state}); nothing to cancel")
         job = await asyncio.to_thread(self.store.request_cancel, job.id)
         if not self.scheduler.cancel_local(job.id) and job.state == "CANCELLED":
-            await self.events.job_state(job.id, "CANCELLED", "cancelled by a caller")
+            # Queued, or its worker is gone: no run will end it, so the final state is announced here.
+            await self.scheduler.runner.announce_final(job.id, "cancelled by a caller")
         for _ in range(100):  # wait briefly for the run to wind down so the answer shows the final state
             job = await asyncio.to_thread(self.store.require_job, job.id)
             if job.terminal:

@@ -6,8 +6,12 @@ meanwhile); the message deleted only after the job's outputs are durable and
 its final state is stored; a retryable failure leaves the message to come back
 after a delay, and the queue's redrive policy moves it to the dead-letter
 queue after maxReceiveCount receives — the failed job and its reason stay in
-the store. `s3:TestEvent` messages are acknowledged and skipped; a message
-with several records runs each; keys are URL-decoded as S3 encodes them.
+the store (the last receive's failure is final: it is notified and runs the
+pipeline's failure path). A message whose job another worker holds under a
+live lease is not deleted but comes back after that lease would have expired,
+so a job whose worker died is taken over, never stranded. `s3:TestEvent`
+messages are acknowledged and skipped; a message with several records runs
+each; keys are URL-decoded as S3 encodes them.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +31,7 @@ from soriflow.gateway.intake import create_job, parameters_from_metadata, route
 from soriflow.gateway.outputs import JOB_ID_KEY, OUTPUT_MARKER
 from soriflow.gateway.pipelines import PipelineRegistry
 from soriflow.gateway.scheduler import Scheduler
-from soriflow.gateway.store import JobStore
+from soriflow.gateway.store import JobStore, utcnow
 from soriflow.storage import ObjectStore, S3Uri, key_from_event
 
 log = logging.getLogger("soriflow.gateway.consumer")
@@ -108,10 +113,32 @@ class SqsConsumer:
         self.retry_delay_s = retry_delay_s
         self._in_flight: set[asyncio.Task[None]] = set()
         self._free = asyncio.Semaphore(scheduler.concurrency)
+        #: The queue's redrive maxReceiveCount (None: no redrive, a failing message returns forever).
+        self.max_receive_count: int | None = None
+
+    async def _read_redrive_policy(self) -> None:
+        try:
+            attrs = await asyncio.to_thread(
+                self.sqs.get_queue_attributes, QueueUrl=self.queue_url, AttributeNames=["RedrivePolicy"]
+            )
+            policy = json.loads(attrs.get("Attributes", {}).get("RedrivePolicy", "") or "{}")
+            self.max_receive_count = int(policy["maxReceiveCount"]) if "maxReceiveCount" in policy else None
+        except Exception as exc:  # not fatal: every retryable failure then counts as not final
+            log.warning("could not read the redrive policy of %s: %s", self.queue_url, exc)
+        if self.max_receive_count is None:
+            log.warning(
+                "%s has no redrive policy: a message that keeps failing returns forever", self.queue_url
+            )
+
+    def _last_receive(self, message: dict[str, Any]) -> bool:
+        """True when the queue moves this message to the dead-letter queue instead of returning it."""
+        count = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1") or 1)
+        return self.max_receive_count is not None and count >= self.max_receive_count
 
     async def run(self, stop: asyncio.Event) -> None:
         """Receives until `stop` is set; then lets in-flight messages finish (see `drain`)."""
         log.info("consuming %s with concurrency %d", self.queue_url, self.scheduler.concurrency)
+        await self._read_redrive_policy()
         while not stop.is_set():
             await self._free.acquire()
             free = 1
@@ -152,10 +179,11 @@ class SqsConsumer:
                 self._in_flight.add(task)
                 task.add_done_callback(self._in_flight.discard)
 
-    async def drain(self, grace_s: float) -> None:
-        """Graceful shutdown: in-flight messages finish within the grace period or are released."""
+    async def drain(self, deadline: float) -> None:
+        """Graceful shutdown: in-flight messages finish by `deadline` (loop time) or are released."""
         if self._in_flight:
-            _, still = await asyncio.wait(self._in_flight, timeout=grace_s)
+            timeout = max(0.0, deadline - asyncio.get_running_loop().time())
+            _, still = await asyncio.wait(self._in_flight, timeout=timeout)
             for task in still:
                 task.cancel()
             for task in still:
@@ -189,13 +217,15 @@ class SqsConsumer:
                 MESSAGES.labels("test_event").inc()
                 await self._delete(receipt)
                 return
-            outcomes = [await self._handle_event(e) for e in events]
-            if all(outcomes):
+            last = self._last_receive(message)
+            delays = [await self._handle_event(e, last_attempt=last) for e in events]
+            wanted = [d for d in delays if d is not None]
+            if not wanted:
                 await self._delete(receipt)
                 MESSAGES.labels("done").inc()
             else:
                 MESSAGES.labels("retry").inc()
-                await self._release(message, self.retry_delay_s)
+                await self._release(message, max(wanted))
         except asyncio.CancelledError:  # shutdown: make the message visible to another consumer now
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._release(message, 0))
@@ -203,22 +233,22 @@ class SqsConsumer:
         finally:
             heartbeat.cancel()
 
-    async def _handle_event(self, event: ObjectEvent) -> bool:
-        """Processes one object event; True when the message need not come back for it."""
+    async def _handle_event(self, event: ObjectEvent, *, last_attempt: bool = False) -> int | None:
+        """Processes one object event; None when done with it, else seconds until the message returns."""
         if not event.event_name.startswith("ObjectCreated"):
             log.info("ignoring %s for s3://%s/%s", event.event_name, event.bucket, event.key)
-            return True
+            return None
         uri = S3Uri(event.bucket, event.key)
         if event.bucket == self.output.bucket and event.key.startswith(self.output.key):
             log.warning("ignoring %s: it is under the output prefix %s (loop guard)", uri, self.output)
-            return True
+            return None
         try:
             info = await asyncio.to_thread(self.objects.head, uri)
         except NotFound:
             info = None
         if info is not None and (OUTPUT_MARKER in info.metadata or JOB_ID_KEY in info.metadata):
             log.info("ignoring %s: written by Soriflow (job %s)", uri, info.metadata.get(JOB_ID_KEY, "?"))
-            return True
+            return None
         metadata = dict(info.metadata) if info else {}
         try:
             if info is None:
@@ -240,7 +270,7 @@ class SqsConsumer:
                 error_code=exc.code.name,
             )
             log.warning("job %s for %s failed at intake: %s", job.id, uri, exc.message)
-            return True
+            return None
         intake = await create_job(
             store=self.store,
             objects=self.objects,
@@ -256,12 +286,23 @@ class SqsConsumer:
         if not intake.created:
             log.info("%s: job %s already exists (%s)", uri, job.id, job.state)
         if job.terminal and not (job.state == "FAILED" and job.retryable):
-            return True
-        state = await self.scheduler.run_job(job.id)
-        if state is None:  # running elsewhere under a live lease (a duplicate delivery): that run finishes it
-            return True
+            return None
+        state = await self.scheduler.run_job(job.id, last_attempt=last_attempt)
         final = await asyncio.to_thread(self.store.get_job, job.id)
-        return not (final is not None and final.state == "FAILED" and final.retryable)
+        if final is None or (final.terminal and not (final.state == "FAILED" and final.retryable)):
+            return None
+        if final.state == "FAILED":  # retryable: the message comes back, or goes to the dead-letter queue
+            return self.retry_delay_s
+        if state is None and final.state == "RUNNING":
+            # Another worker holds the job under a live lease (a duplicate delivery, or a worker that
+            # died moments ago). Deleting the message would strand the job if that worker is dead:
+            # let it come back once the lease would have expired; by then the job is finished (the
+            # message is deleted) or free to take over.
+            expires = final.lease_expires_at or utcnow()
+            remaining = max(0.0, (expires - utcnow()).total_seconds())
+            log.info("%s: job %s is held by %s; the message returns later", uri, job.id, final.lease_owner)
+            return min(43200, max(self.visibility_s, math.ceil(remaining) + 1))
+        return self.retry_delay_s  # handed back (shutdown) or still queued: try again later
 
     async def _keep_invisible(self, receipt: str) -> None:
         while True:

@@ -31,6 +31,8 @@ def job_summary(job: JobRecord, outputs: list[dict[str, Any]]) -> dict[str, Any]
         "metadata": job.metadata,
         "error": job.error,
         "error_code": job.error_code,
+        # A transient failure: resubmitting (or redriving the dead letter) may succeed.
+        "retryable": job.retryable,
         "outputs": outputs,
         "created_at": job.created_at.isoformat(),
         "ended_at": job.ended_at.isoformat() if job.ended_at else None,

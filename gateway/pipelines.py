@@ -5,6 +5,9 @@ which stages it `needs` (stages whose needs are met run in parallel), its
 deadline and retry policy, whether the job may finish without it
 (`optional`), and a `when` parameter that must be set for it to run. Jobs
 are routed to a pipeline by the object key's prefix, or named by the caller.
+`on_failure:` stages are the failure path (Step Functions' Catch): they run,
+in dependency order, when the job fails for good (e.g. a spoken apology or
+a transcript of what did work); the job stays FAILED whatever they do.
 
 Values in `with:` and parameter defaults are templates: `{name}` is replaced
 by a job parameter, a variable captured from the key by `key_pattern`, or
@@ -21,6 +24,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+import grpc
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -28,6 +32,7 @@ from soriflow.errors import InvalidArgument
 
 StageKind = Literal["stt.recognize", "summarizer.summarize", "tts.synthesize", "scoring.score"]
 RETRYABLE_DEFAULT = ["UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED"]
+STATUS_NAMES = frozenset(code.name for code in grpc.StatusCode if code is not grpc.StatusCode.OK)
 
 
 class RetryPolicy(BaseModel):
@@ -41,6 +46,18 @@ class RetryPolicy(BaseModel):
     multiplier: float = Field(2.0, ge=1)
     jitter: float = Field(0.2, ge=0, le=1, description="Fraction of each delay drawn at random (full +/-).")
     retry_on: list[str] = Field(default_factory=lambda: list(RETRYABLE_DEFAULT))
+
+    @field_validator("retry_on")
+    @classmethod
+    def _known_codes(cls, codes: list[str]) -> list[str]:
+        names = [str(c).strip().upper() for c in codes]
+        unknown = [c for c, n in zip(codes, names, strict=True) if n not in STATUS_NAMES]
+        if unknown:
+            raise ValueError(
+                f"unknown gRPC status codes {unknown}; use names such as {', '.join(RETRYABLE_DEFAULT)} "
+                f"(all: {', '.join(sorted(STATUS_NAMES))})"
+            )
+        return names
 
     def delay_s(self, attempt: int, rand: float) -> float:
         """Delay before attempt `attempt + 1` (attempt counts from 1); `rand` is uniform in [0, 1)."""
@@ -83,6 +100,11 @@ class PipelineDef(BaseModel):
     )
     parameters: dict[str, ParameterDef] = Field(default_factory=dict)
     stages: list[StageDef]
+    on_failure: list[StageDef] = Field(
+        default_factory=list,
+        description="Stages run when the job fails for good; they may use the results of stages "
+        "that succeeded (`needs`), and never change the job's state.",
+    )
     source_yaml: str = Field("", exclude=True)
 
     @field_validator("stages")
@@ -94,22 +116,26 @@ class PipelineDef(BaseModel):
 
     @model_validator(mode="after")
     def _check_graph(self) -> PipelineDef:
-        names = [s.name for s in self.stages]
+        names = [s.name for s in (*self.stages, *self.on_failure)]
         duplicates = {n for n in names if names.count(n) > 1}
         if duplicates:
             raise ValueError(f"duplicate stage names: {sorted(duplicates)}")
-        known = set(names)
-        for stage in self.stages:
+        main = {s.name for s in self.stages}
+        for stage in (*self.stages, *self.on_failure):
+            known = main | ({s.name for s in self.on_failure} if stage in self.on_failure else set())
             missing = [n for n in stage.needs if n not in known]
             if missing:
                 raise ValueError(f"stage {stage.name!r} needs unknown stages {missing}")
             if stage.when is not None and stage.when not in self.parameters:
                 raise ValueError(f"stage {stage.name!r}: `when: {stage.when}` is not a declared parameter")
         self.topological_order()  # raises on cycles
+        self.topological_order(self.on_failure)
         return self
 
-    def topological_order(self) -> list[StageDef]:
-        by_name = {s.name: s for s in self.stages}
+    def topological_order(self, stages: list[StageDef] | None = None) -> list[StageDef]:
+        """The stages (by default the main ones) ordered so that each comes after what it needs."""
+        stages = self.stages if stages is None else stages
+        by_name = {s.name: s for s in stages}
         order: list[StageDef] = []
         state: dict[str, int] = {}
 
@@ -120,11 +146,12 @@ class PipelineDef(BaseModel):
                 raise ValueError(f"stages form a cycle: {' -> '.join((*trail, name))}")
             state[name] = 1
             for need in by_name[name].needs:
-                visit(need, (*trail, name))
+                if need in by_name:  # a failure-path stage may need a main stage: already done
+                    visit(need, (*trail, name))
             state[name] = 2
             order.append(by_name[name])
 
-        for stage in self.stages:
+        for stage in stages:
             visit(stage.name, ())
         return order
 

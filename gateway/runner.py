@@ -6,6 +6,9 @@ hint), outputs stored before the stage counts as done, and its result saved
 so a re-run after a crash resumes from the last finished stage instead of
 repeating work. INVALID_ARGUMENT and other permanent errors fail the stage at
 once. Optional stages may fail without failing the job (it ends PARTIAL).
+When the job fails for good, the pipeline's `on_failure` stages run (the
+failure path), and only final states are notified: a retryable failure that
+the queue will deliver again is not the end of the job.
 """
 
 from __future__ import annotations
@@ -85,21 +88,30 @@ class JobRunner:
         self.rng = rng or random.Random()
         self.running: dict[str, asyncio.Task[str]] = {}
 
-    async def run(self, job: JobRecord) -> str:
-        """Runs a job this worker has claimed; returns its final state ("RUNNING" if handed back)."""
+    async def run(self, job: JobRecord, *, last_attempt: bool = True) -> str:
+        """Runs a job this worker has claimed; returns its final state ("RUNNING" if handed back).
+
+        `last_attempt`: nothing runs the job again after a retryable failure (an API job, or an SQS
+        message's last receive before the dead-letter queue), so such a failure is final.
+        """
         task = asyncio.current_task()
         assert task is not None
         self.running[job.id] = task
         heartbeat = asyncio.create_task(self._heartbeat(job.id, task))
         try:
-            return await self._run(job)
+            return await self._run(job, last_attempt)
         except SoriflowError as exc:  # e.g. the job's pipeline was removed from the configuration
-            await self._finish(job, "FAILED", exc.message, exc.code.name, False)
+            await self._finish(job, "FAILED", exc.message, exc.code.name, False, last_attempt=last_attempt)
             return "FAILED"
         except Exception as exc:  # a bug must fail the job with a reason, never leave it hanging
             log.exception("job %s: unexpected error in the runner", job.id)
             await self._finish(
-                job, "FAILED", f"internal error in the gateway: {type(exc).__name__}: {exc}", "INTERNAL", True
+                job,
+                "FAILED",
+                f"internal error in the gateway: {type(exc).__name__}: {exc}",
+                "INTERNAL",
+                True,
+                last_attempt=last_attempt,
             )
             return "FAILED"
         except asyncio.CancelledError:
@@ -122,7 +134,7 @@ class JobRunner:
                 task.cancel()
                 return
 
-    async def _run(self, job: JobRecord) -> str:
+    async def _run(self, job: JobRecord, last_attempt: bool) -> str:
         pipeline = self.registry.get(job.pipeline)
         order = pipeline.topological_order()
         await asyncio.to_thread(
@@ -140,9 +152,10 @@ class JobRunner:
         )
         done: dict[str, str] = {}  # stage -> SUCCEEDED / FAILED / SKIPPED / NA
         failures: dict[str, StageFailure] = {}
+        main = {s.name: s for s in pipeline.stages}
         for record in await asyncio.to_thread(self.store.stages, job.id):  # resume after a crash
-            if record.state == "SUCCEEDED" and record.result is not None:
-                stage = next(s for s in pipeline.stages if s.name == record.name)
+            if record.state == "SUCCEEDED" and record.result is not None and record.name in main:
+                stage = main[record.name]
                 kind = KINDS[stage.uses]
                 ctx.results[stage.name] = kind.result_type.FromString(record.result)
                 done[stage.name] = "SUCCEEDED"
@@ -176,14 +189,16 @@ class JobRunner:
                 done[name] = state
                 if failure is not None:
                     failures[name] = failure
-        return await self._conclude(job, pipeline, done, failures)
+        return await self._conclude(job, pipeline, ctx, done, failures, last_attempt)
 
     async def _conclude(
         self,
         job: JobRecord,
         pipeline: PipelineDef,
+        ctx: StageContext,
         done: Mapping[str, str],
         failures: Mapping[str, StageFailure],
+        last_attempt: bool,
     ) -> str:
         required_bad = [
             s for s in pipeline.stages if not s.optional and done.get(s.name) in ("FAILED", "SKIPPED")
@@ -194,12 +209,11 @@ class JobRunner:
         if required_bad:
             first = next((s for s in required_bad if s.name in failures), required_bad[0])
             failure = failures.get(first.name) or StageFailure("ABORTED", "a stage it needs failed", False)
+            error = f"stage {first.name} failed: {failure.code}: {failure.message}"
+            if pipeline.on_failure and (last_attempt or not failure.retryable):
+                error += f" ({await self._failure_path(job, pipeline, ctx, done)})"
             await self._finish(
-                job,
-                "FAILED",
-                f"stage {first.name} failed: {failure.code}: {failure.message}",
-                failure.code,
-                failure.retryable,
+                job, "FAILED", error, failure.code, failure.retryable, last_attempt=last_attempt
             )
             return "FAILED"
         if optional_bad:
@@ -216,17 +230,60 @@ class JobRunner:
         await self._finish(job, "SUCCEEDED", "", "", False)
         return "SUCCEEDED"
 
-    async def _finish(self, job: JobRecord, state: str, error: str, code: str, retryable: bool) -> None:
+    async def _failure_path(
+        self, job: JobRecord, pipeline: PipelineDef, ctx: StageContext, done: Mapping[str, str]
+    ) -> str:
+        """Runs the `on_failure` stages (in order, each once); returns what became of them."""
+        stages = [*pipeline.stages, *pipeline.on_failure]
+        await asyncio.to_thread(
+            self.store.init_stages,
+            job.id,
+            [(s.name, s.service, s.optional or s in pipeline.on_failure) for s in stages],
+        )
+        states = dict(done)
+        for stage in pipeline.topological_order(pipeline.on_failure):
+            blocked = [n for n in stage.needs if states.get(n) not in ("SUCCEEDED", "NA")]
+            if blocked:
+                states[stage.name] = "SKIPPED"
+                reason = f"skipped: {', '.join(blocked)} did not succeed"
+                await self._stage_update(job.id, stage.name, "SKIPPED", error=reason)
+            elif stage.when is not None and not job.parameters.get(stage.when):
+                states[stage.name] = "SKIPPED"
+                await self._stage_update(
+                    job.id, stage.name, "SKIPPED", error=f"not applicable: no {stage.when}"
+                )
+            else:
+                _, states[stage.name], _ = await self._run_stage(job, pipeline, stage, ctx)
+        return "failure path: " + ", ".join(f"{s.name} {states[s.name].lower()}" for s in pipeline.on_failure)
+
+    async def _finish(
+        self, job: JobRecord, state: str, error: str, code: str, retryable: bool, *, last_attempt: bool = True
+    ) -> None:
         await asyncio.to_thread(
             self.store.finish, job.id, state, error=error, error_code=code, retryable=retryable
         )
         message = error or f"job {state.lower()}"
+        final = not (state == "FAILED" and retryable) or last_attempt
         if state == "FAILED" and retryable:
-            message += " (transient: the job will be retried)"
-        final = await asyncio.to_thread(self.store.get_job, job.id)
-        note = await self.notifier.job_finished(final) if final is not None else ""
-        await self.events.job_state(job.id, state, f"{message}; {note}" if note else message)
+            if not final:
+                message += " (transient: the message will be delivered again and the job retried)"
+            elif job.origin == "sqs":
+                message += " (transient, but that was the queue's last delivery: the message goes to the DLQ)"
+            else:
+                message += " (transient: submit it again, with the same idempotency key, to retry)"
         log.info("job %s %s %s", job.id, state, error)
+        if not final:  # not the end of the job: the next delivery runs it again, and notifies then
+            await self.events.job_state(job.id, state, message)
+            return
+        await self.announce_final(job.id, message)
+
+    async def announce_final(self, job_id: str, message: str) -> None:
+        """The final state's event and notifications (a failed notification is noted, never raised)."""
+        final = await asyncio.to_thread(self.store.get_job, job_id)
+        if final is None:
+            return
+        note = await self.notifier.job_finished(final)
+        await self.events.job_state(job_id, final.state, f"{message}; {note}" if note else message)
 
     async def _stage_update(
         self,
@@ -381,7 +438,7 @@ def job_result(
     """The JobResult of a job, rebuilt from its stored stage results."""
     out = gateway_pb2.JobResult()
     results: dict[str, Message] = {}
-    for stage in pipeline.topological_order():
+    for stage in [*pipeline.topological_order(), *pipeline.topological_order(pipeline.on_failure)]:
         raw = stages.get(stage.name)
         if raw is None:
             continue

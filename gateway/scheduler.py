@@ -24,19 +24,24 @@ class Scheduler:
     def busy(self) -> int:
         return len(self.runner.running)
 
-    async def run_job(self, job_id: str) -> str | None:
-        """Claims and runs a job in a slot; None when another worker has it or it needs no run."""
+    async def run_job(self, job_id: str, *, last_attempt: bool = True) -> str | None:
+        """Claims and runs a job in a slot; None when another worker has it or it needs no run.
+
+        `last_attempt`: nothing will run the job again if it fails retryably (an API job, or the
+        last receive before the queue's redrive), so such a failure is final.
+        """
         async with self.slots:
             if not await asyncio.to_thread(
                 self.store.claim, job_id, self.runner.worker_id, self.runner.lease_s
             ):
+                await self._end_abandoned_cancels()  # cancelled while its worker was gone
                 return None
             job = await asyncio.to_thread(self.store.get_job, job_id)
             assert job is not None
-            return await self.runner.run(job)
+            return await self.runner.run(job, last_attempt=last_attempt)
 
     def submit(self, job_id: str) -> asyncio.Task[str | None]:
-        """Runs a job in the background (API submissions)."""
+        """Runs a job in the background (API submissions, recovered jobs)."""
         task = asyncio.create_task(self.run_job(job_id), name=f"job-{job_id}")
         self._background.add(task)
         task.add_done_callback(self._background.discard)
@@ -49,26 +54,45 @@ class Scheduler:
         task.cancel()
         return True
 
-    async def recover(self, stop: asyncio.Event, interval_s: float = 10.0) -> None:
-        """Re-runs API jobs whose worker died (no SQS message would bring them back)."""
+    async def _end_abandoned_cancels(self) -> None:
+        for job_id in await asyncio.to_thread(self.store.cancel_abandoned):
+            log.info("job %s: cancelled while no worker held it; now CANCELLED", job_id)
+            await self.runner.announce_final(job_id, "cancelled by a caller (its worker had stopped)")
+
+    async def recover(
+        self, stop: asyncio.Event, interval_s: float = 10.0, sqs_stale_s: float = 120.0
+    ) -> None:
+        """Takes over jobs whose worker died, and ends cancelled jobs nobody holds.
+
+        API jobs have no message to bring them back, so they are re-run as soon as their lease
+        expires. SQS jobs normally come back with their message (the visibility timeout outlasts
+        the lease); one still abandoned `sqs_stale_s` after its lease expired has lost its
+        message and is re-run here too.
+        """
         while not stop.is_set():
             try:
-                for job in await asyncio.to_thread(self.store.orphaned_jobs, origin="api"):
+                await self._end_abandoned_cancels()
+                orphans = await asyncio.to_thread(self.store.orphaned_jobs, origin="api")
+                orphans += await asyncio.to_thread(
+                    self.store.orphaned_jobs, origin="sqs", stale_s=sqs_stale_s
+                )
+                for job in orphans:
                     if job.id not in self.runner.running:
-                        log.info("recovering orphaned job %s (%s)", job.id, job.state)
+                        log.info("recovering orphaned %s job %s (%s)", job.origin, job.id, job.state)
                         self.submit(job.id)
             except Exception:
                 log.exception("orphan recovery failed; will try again")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval_s)
 
-    async def shutdown(self, grace_s: float) -> None:
-        """Lets running jobs finish within the grace period, then hands the rest back."""
+    async def shutdown(self, deadline: float) -> None:
+        """Lets running jobs finish until `deadline` (event loop time), then hands the rest back."""
         tasks = [t for t in self._background if not t.done()]
         tasks += [t for t in self.runner.running.values() if t not in tasks and not t.done()]
         if not tasks:
             return
-        _, still = await asyncio.wait(tasks, timeout=grace_s)
+        timeout = max(0.0, deadline - asyncio.get_running_loop().time())
+        _, still = await asyncio.wait(tasks, timeout=timeout)
         for task in still:
             task.cancel()
         for task in still:

@@ -89,7 +89,12 @@ class GatewayService(GrpcService[Settings]):
         await asyncio.to_thread(
             loopguard.check_bucket_notifications, self.objects.client, s.gateway_output_uri
         )
-        self._tasks.append(asyncio.create_task(self.scheduler.recover(self._stop), name="gateway-recover"))
+        self._tasks.append(
+            asyncio.create_task(
+                self.scheduler.recover(self._stop, sqs_stale_s=s.gateway_visibility_timeout_s),
+                name="gateway-recover",
+            )
+        )
         if s.gateway_queue_url:
             self.consumer = SqsConsumer(
                 sqs=s3_client(s, "sqs"),
@@ -111,10 +116,11 @@ class GatewayService(GrpcService[Settings]):
     async def stop(self) -> None:
         """Stop receiving, let in-flight jobs finish within the grace period, hand back the rest."""
         self._stop.set()
-        grace = self.settings.grace_period_s
+        # One grace period for everything: the consumer's messages and the API jobs share it.
+        deadline = asyncio.get_running_loop().time() + self.settings.grace_period_s
         if self.consumer is not None:
-            await self.consumer.drain(grace)
-        await self.scheduler.shutdown(grace)
+            await self.consumer.drain(deadline)
+        await self.scheduler.shutdown(deadline)
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(BaseException):

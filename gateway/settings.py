@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 
 from soriflow.config import ServiceSettings
 
@@ -40,7 +40,11 @@ class Settings(ServiceSettings):
     gateway_concurrency: int = Field(4, ge=1, description="Jobs run at once by this replica.")
     gateway_receive_wait_s: int = Field(20, ge=0, le=20, description="SQS long-poll wait, in seconds.")
     gateway_visibility_timeout_s: int = Field(
-        120, ge=5, le=43200, description="Visibility timeout of received messages; renewed while a job runs."
+        120,
+        ge=5,
+        le=43200,
+        description="Visibility timeout of received messages; renewed while a job runs. Must be longer "
+        "than the job lease, so a crashed worker's message comes back only after its job can be taken over.",
     )
     gateway_retry_delay_s: int = Field(
         30,
@@ -50,7 +54,10 @@ class Settings(ServiceSettings):
         "(the queue's redrive policy sends it to the dead-letter queue after maxReceiveCount).",
     )
     gateway_lease_s: float = Field(
-        60.0, ge=2, description="Job lease; renewed while running, so a crashed worker's job is taken over."
+        60.0,
+        ge=2,
+        description="Job lease; renewed while running, so a crashed worker's job is taken over. "
+        "Shorter than the visibility timeout.",
     )
     gateway_presign_expiry_s: int = Field(
         3600, ge=1, le=604800, description="Validity of presigned output URLs in job results, in seconds."
@@ -60,3 +67,15 @@ class Settings(ServiceSettings):
     gateway_webhook_secret: SecretStr | None = Field(
         None, description="Signs webhook bodies: header `X-Soriflow-Signature: sha256=<hex HMAC>`."
     )
+
+    @model_validator(mode="after")
+    def _visibility_outlasts_lease(self) -> Settings:
+        # A crashed worker's message comes back after the visibility timeout; if the job's lease
+        # were still live then, the redelivery would find the job held and could not take it over.
+        if self.gateway_visibility_timeout_s <= self.gateway_lease_s:
+            raise ValueError(
+                f"SORIFLOW_GATEWAY_VISIBILITY_TIMEOUT_S ({self.gateway_visibility_timeout_s}) must be "
+                f"greater than SORIFLOW_GATEWAY_LEASE_S ({self.gateway_lease_s}): a crashed worker's "
+                "message must come back only after its job's lease has expired"
+            )
+        return self

@@ -54,6 +54,63 @@ class StageContext:
         return result if isinstance(result, kind) else None
 
 
+#: Job metadata (and object metadata, for S3 uploads) that describes headerless audio.
+ENCODING_KEY = "soriflow-encoding"
+SAMPLE_RATE_KEY = "soriflow-sample-rate-hz"
+CHANNELS_KEY = "soriflow-channel-count"
+HEADERLESS = frozenset(
+    {
+        audio_pb2.AUDIO_ENCODING_LINEAR16,
+        audio_pb2.AUDIO_ENCODING_MULAW,
+        audio_pb2.AUDIO_ENCODING_ALAW,
+        audio_pb2.AUDIO_ENCODING_FLOAT32,
+    }
+)
+
+
+def audio_format_metadata(audio: audio_pb2.AudioInput) -> dict[str, str]:
+    """The declared format of headerless audio, as job metadata (empty for containers)."""
+    if audio.encoding not in HEADERLESS:
+        return {}
+    values = {
+        ENCODING_KEY: audio_pb2.AudioEncoding.Name(audio.encoding),
+        SAMPLE_RATE_KEY: str(audio.sample_rate_hz),
+    }
+    if audio.channel_count:
+        values[CHANNELS_KEY] = str(audio.channel_count)
+    return values
+
+
+def source_audio(ctx: StageContext) -> audio_pb2.AudioInput:
+    """The job's source audio with its declared format, so headerless PCM can be decoded.
+
+    The format comes from the job's metadata: set by SubmitJob from `audio.encoding` and
+    `audio.sample_rate_hz`, or taken from the uploaded object's metadata
+    (`x-amz-meta-soriflow-encoding: LINEAR16`, `x-amz-meta-soriflow-sample-rate-hz: 8000`).
+    """
+    audio = audio_pb2.AudioInput(uri=ctx.source_uri)
+    name = ctx.metadata.get(ENCODING_KEY, "").strip().upper()
+    if not name:
+        return audio
+    full = name if name.startswith("AUDIO_ENCODING_") else f"AUDIO_ENCODING_{name}"
+    if full not in audio_pb2.AudioEncoding.DESCRIPTOR.values_by_name:
+        raise InvalidArgument(
+            f"{ENCODING_KEY} {name!r} is not an encoding; choose one of {sorted(HEADERLESS_NAMES)}"
+        )
+    try:
+        audio.encoding = audio_pb2.AudioEncoding.Value(full)
+        audio.sample_rate_hz = int(ctx.metadata.get(SAMPLE_RATE_KEY, "0") or 0)
+        audio.channel_count = int(ctx.metadata.get(CHANNELS_KEY, "0") or 0)
+    except ValueError as exc:
+        raise InvalidArgument(f"{SAMPLE_RATE_KEY} and {CHANNELS_KEY} must be whole numbers: {exc}") from None
+    return audio
+
+
+HEADERLESS_NAMES = frozenset(
+    audio_pb2.AudioEncoding.Name(e).removeprefix("AUDIO_ENCODING_") for e in HEADERLESS
+)
+
+
 class StageKind(abc.ABC):
     """One kind of stage: the call it makes, the files it stores, its part of the job result."""
 
@@ -101,11 +158,12 @@ class Recognize(StageKind):
     async def call(self, ctx: StageContext, args: Mapping[str, Any]) -> Message:
         which = args.get("audio", "source")
         if which == "source":
-            uri = ctx.source_uri
+            audio = source_audio(ctx)
         elif which == "reference":
             uri = ctx.params.get("reference_uri", "")
             if not uri:
                 raise InvalidArgument("no reference audio for this job (reference_uri is empty)")
+            audio = audio_pb2.AudioInput(uri=uri)
         else:
             raise InvalidArgument(f"stt.recognize: audio must be 'source' or 'reference', not {which!r}")
         separate = args.get("channel_mode") == "separate"
@@ -117,7 +175,7 @@ class Recognize(StageKind):
         )
         if "beam_size" in args:
             config.beam_size = int(args["beam_size"])
-        request = stt_pb2.RecognizeRequest(audio=audio_pb2.AudioInput(uri=uri), config=config)
+        request = stt_pb2.RecognizeRequest(audio=audio, config=config)
         response: Message = await ctx.clients.stub("stt").Recognize(request, timeout=ctx.timeout_s)
         return response
 
@@ -322,7 +380,7 @@ class Score(StageKind):
                 "where the pipeline's key pattern expects it"
             )
         request = scoring_pb2.ScoreRequest(
-            audio=audio_pb2.AudioInput(uri=ctx.source_uri),
+            audio=source_audio(ctx),
             reference_text=reference_text,
             language_code=str(args.get("language_code", "en") or "en"),
             feedback_language_code=str(args.get("feedback_language_code", "en") or "en"),

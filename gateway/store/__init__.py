@@ -172,6 +172,25 @@ def _stage(row: Any) -> StageRecord:
     )
 
 
+def _unheld(now: dt.datetime) -> Any:
+    """A running job whose lease has expired: its worker is gone or gave it back."""
+    j = schema.jobs.c
+    return and_(j.state == "RUNNING", or_(j.lease_expires_at.is_(None), j.lease_expires_at < now))
+
+
+def _cancelled(now: dt.datetime) -> dict[str, Any]:
+    return dict(
+        state="CANCELLED",
+        ended_at=now,
+        updated_at=now,
+        error="cancelled by a caller",
+        error_code="CANCELLED",
+        retryable=False,
+        lease_owner=None,
+        lease_expires_at=None,
+    )
+
+
 def encode_page_token(created_at: dt.datetime, job_id: str) -> str:
     raw = json.dumps({"t": created_at.isoformat(), "id": job_id}).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
@@ -374,7 +393,12 @@ class JobStore:
             )
 
     def request_cancel(self, job_id: str) -> JobRecord:
-        """Marks a job for cancellation; queued jobs become CANCELLED at once."""
+        """Marks a job for cancellation; queued jobs, and running ones no worker holds, end CANCELLED now.
+
+        A running job whose lease is live is stopped by its worker (the lease renewal fails). If that
+        worker died, nobody would finish the job: with its lease expired it is cancelled here at once
+        (and by `cancel_abandoned` when the lease runs out later).
+        """
         now = utcnow()
         j = schema.jobs.c
         with self.engine.begin() as conn:
@@ -385,28 +409,45 @@ class JobStore:
             )
             conn.execute(
                 update(schema.jobs)
-                .where(j.id == job_id, j.state == "QUEUED")
-                .values(
-                    state="CANCELLED", ended_at=now, error="cancelled by a caller", error_code="CANCELLED"
-                )
+                .where(j.id == job_id, or_(j.state == "QUEUED", _unheld(now)))
+                .values(_cancelled(now))
             )
         return self.require_job(job_id)
 
-    def orphaned_jobs(self, *, origin: str = "api") -> list[JobRecord]:
-        """Jobs that no worker holds any more: queued or running with an expired lease."""
+    def cancel_abandoned(self) -> list[str]:
+        """Ends as CANCELLED the cancel-requested running jobs whose worker let the lease expire."""
         now = utcnow()
         j = schema.jobs.c
+        with self.engine.begin() as conn:
+            rows = conn.execute(
+                select(j.id).where(j.cancel_requested.is_(True), or_(j.state == "QUEUED", _unheld(now)))
+            ).scalars()
+            ids = [str(i) for i in rows]
+            if ids:
+                conn.execute(
+                    update(schema.jobs)
+                    .where(
+                        j.id.in_(ids), j.cancel_requested.is_(True), or_(j.state == "QUEUED", _unheld(now))
+                    )
+                    .values(_cancelled(now))
+                )
+        return ids
+
+    def orphaned_jobs(self, *, origin: str = "api", stale_s: float = 0.0) -> list[JobRecord]:
+        """Jobs that no worker holds any more: running with a lease expired `stale_s` ago, or queued.
+
+        Queued jobs count only for API submissions (an SQS job is queued until its message's
+        consumer claims it; the message brings it back if that consumer dies).
+        """
+        now = utcnow()
+        j = schema.jobs.c
+        abandoned = [and_(j.state == "RUNNING", j.lease_expires_at < now - dt.timedelta(seconds=stale_s))]
+        if origin == "api":
+            abandoned.append(and_(j.state == "QUEUED", j.created_at < now - dt.timedelta(seconds=5)))
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(schema.jobs)
-                .where(
-                    j.origin == origin,
-                    j.cancel_requested.is_(False),
-                    or_(
-                        and_(j.state == "QUEUED", j.created_at < now - dt.timedelta(seconds=5)),
-                        and_(j.state == "RUNNING", j.lease_expires_at < now),
-                    ),
-                )
+                .where(j.origin == origin, j.cancel_requested.is_(False), or_(*abandoned))
                 .limit(100)
             ).all()
         return [_job(r) for r in rows]

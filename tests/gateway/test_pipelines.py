@@ -73,11 +73,36 @@ stages:
         ("[not, a, mapping]", "must be a YAML mapping"),
         ("name: x\n  bad: indentation: here", "not valid YAML"),
         (BASE + "    colour: red\n", "colour"),
+        (BASE + "    retry: {retry_on: [UNAVAILBLE]}\n", r"unknown gRPC status codes \['UNAVAILBLE'\]"),
+        (BASE + "on_failure:\n  - {name: a, uses: tts.synthesize}\n", "duplicate stage names"),
+        (BASE + "on_failure:\n  - {name: sorry, uses: tts.synthesize, needs: [zz]}\n", "needs unknown"),
     ],
 )
 def test_invalid_definitions_are_refused_with_the_reason(text: str, message: str) -> None:
     with pytest.raises(InvalidArgument, match=message):
         parse_pipeline(text, "test.yaml")
+
+
+def test_retry_codes_are_normalized_and_failure_stages_may_need_main_stages() -> None:
+    pipeline = parse_pipeline(
+        BASE + "    retry: {retry_on: [unavailable, ' INTERNAL']}\n"
+        "on_failure:\n  - {name: sorry, uses: tts.synthesize, needs: [a]}\n"
+        "  - {name: later, uses: tts.synthesize, needs: [sorry]}\n",
+        "test.yaml",
+    )
+    assert pipeline.stages[0].retry.retry_on == ["UNAVAILABLE", "INTERNAL"]
+    assert [s.name for s in pipeline.topological_order()] == ["a"]
+    assert [s.name for s in pipeline.topological_order(pipeline.on_failure)] == ["sorry", "later"]
+
+
+def test_visibility_timeout_must_outlast_the_lease() -> None:
+    from pydantic import ValidationError
+
+    from soriflow.gateway.settings import Settings
+
+    with pytest.raises(ValidationError, match="must be greater than SORIFLOW_GATEWAY_LEASE_S"):
+        Settings(gateway_visibility_timeout_s=60, gateway_lease_s=60)
+    assert Settings(gateway_visibility_timeout_s=61, gateway_lease_s=60).gateway_lease_s == 60
 
 
 def test_pipelines_file_adds_and_overrides(tmp_path: Path) -> None:

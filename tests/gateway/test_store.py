@@ -104,6 +104,34 @@ def test_cancel_marks_queued_jobs_and_stops_renewals(store: JobStore) -> None:
     assert not store.claim(queued, "w", 10)
 
 
+def test_cancel_ends_jobs_whose_worker_is_gone(store: JobStore) -> None:
+    dead, alive, later = new_job(store), new_job(store), new_job(store)
+    assert store.claim(dead, "crashed", lease_s=0.2)
+    assert store.claim(alive, "w", lease_s=30)
+    assert store.claim(later, "crashing", lease_s=0.5)
+    time.sleep(0.3)
+    job = store.request_cancel(dead)  # nobody renews its lease: cancelled at once
+    assert (job.state, job.error_code, job.lease_owner) == ("CANCELLED", "CANCELLED", None)
+    assert store.request_cancel(alive).state == "RUNNING"  # its worker sees the request and stops it
+    assert store.request_cancel(later).state == "RUNNING"  # its lease is still live
+    assert store.cancel_abandoned() == []
+    time.sleep(0.4)
+    assert store.cancel_abandoned() == [later]  # ...until the lease runs out
+    assert store.require_job(later).state == "CANCELLED"
+    assert store.require_job(alive).state == "RUNNING"
+    assert not store.claim(later, "w", 10)
+
+
+def test_orphans_sqs_jobs_only_after_the_message_had_its_chance(store: JobStore) -> None:
+    sqs_job = new_job(store)  # origin sqs
+    assert store.claim(sqs_job, "crashed", lease_s=0.2)
+    time.sleep(0.3)
+    assert [j.id for j in store.orphaned_jobs(origin="sqs")] == [sqs_job]
+    assert store.orphaned_jobs(origin="sqs", stale_s=30) == []  # its message brings it back first
+    queued = new_job(store)
+    assert queued not in [j.id for j in store.orphaned_jobs(origin="sqs")]  # queued: its message runs it
+
+
 def test_events_are_numbered_in_order(store: JobStore) -> None:
     job_id = new_job(store)
     for stage in ("stt", "summarize"):
