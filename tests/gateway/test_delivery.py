@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -52,6 +54,7 @@ def test_test_events_unroutable_keys_and_our_outputs(
     assert job.source_uri.endswith("/misc/notes.wav")
     assert "no pipeline handles key 'misc/notes.wav'" in job.error
     wait_until(lambda: aws.queue_depth() == 0, 30, "every message to be handled")
+    assert aws.queue_depth(aws.dlq_url) == 0, "handled, not left to the dead-letter queue"
     jobs, _ = store_of(gateway).list_jobs(page_size=10)
     assert len(jobs) == 1, "the test event and our own output started no job"
 
@@ -72,15 +75,22 @@ def test_shutdown_hands_running_jobs_back_to_another_replica(
 
     wait_until(running, 60, "the job to start")
     first.stop(grace=0.5)  # SIGTERM-like stop: the job cannot finish within the grace period
+    stopped = time.monotonic()
     [job] = store.list_jobs(page_size=1)[0]
     assert job.state == "RUNNING"
+    assert job.lease_expires_at is not None
+    assert job.lease_expires_at <= dt.datetime.now(dt.UTC), "the lease was given back"
+    # The message was released, not left invisible for the rest of its 60 s visibility timeout.
+    visible = aws.sqs.get_queue_attributes(
+        QueueUrl=aws.queue_url, AttributeNames=["ApproximateNumberOfMessages"]
+    )
+    assert visible["Attributes"]["ApproximateNumberOfMessages"] == "1"
     second = start_gateway(settings)  # a new replica, same store and queue
-    [done] = finished_jobs(second, 1, timeout=180)
+    [done] = finished_jobs(second, 1, timeout=50)
     assert done.state == "SUCCEEDED"
     assert done.runs == 2
-    assert aws.queue_depth() == 0 or wait_until(
-        lambda: aws.queue_depth() == 0, 30, "the message to be deleted"
-    )
+    wait_until(lambda: aws.queue_depth() == 0, 10, "the message to be deleted")
+    assert time.monotonic() - stopped < 60, "taken over well within the visibility timeout"
 
 
 class _Hook(BaseHTTPRequestHandler):

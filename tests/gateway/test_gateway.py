@@ -23,7 +23,7 @@ import pytest
 from soriflow.client import GatewayClient, wait_for_serving
 from soriflow.gateway.store import JobRecord, JobStore
 from soriflow.server import ThreadedServer
-from soriflow.v1 import gateway_pb2
+from soriflow.v1 import audio_pb2, gateway_pb2
 from tests.conftest import free_port
 from tests.gateway.conftest import AwsWorld, gateway_settings, make_world
 from tests.gateway.speech import silence, speak, stereo_call, wav
@@ -495,13 +495,53 @@ def test_pronunciation_pipeline_scores_against_the_derived_reference(
         wav(np_concat(speak("I went to the store"), silence(0.3))),
         metadata={"reference-text": sentence},
     )
-    jobs = {j.source_uri.split("/", 3)[3]: j for j in finished_jobs(gateway, 2, timeout=300)}
+    # The reference named by object metadata instead of the derived location (where nothing is).
+    elsewhere = aws.upload("natives/toys-line-2.wav", wav(speak(sentence, "en-us")))
+    named = "users/park/book/level_3/toys/audio_line_2.wav"
+    aws.upload(named, wav(speak(sentence, "en-us+m3")), metadata={"reference-uri": elsewhere})
+    # Headerless PCM submitted inline: the declared format reaches STT and scoring.
+    pcm = (np_concat(speak(sentence, "en-us+m3"), silence(0.3)) * 32767).astype("<i2").tobytes()
+
+    async def submit_raw() -> str:
+        async with GatewayClient(gateway.address) as client:
+            response = await client.stub.SubmitJob(
+                gateway_pb2.SubmitJobRequest(
+                    audio=audio_pb2.AudioInput(
+                        content=pcm, encoding=audio_pb2.AUDIO_ENCODING_LINEAR16, sample_rate_hz=16000
+                    ),
+                    pipeline="pronunciation",
+                    parameters={"reference_text": sentence},
+                    metadata={"user": "raw"},
+                )
+            )
+            return str(response.job.job_id)
+
+    raw_id = run(submit_raw())
+    jobs = {j.source_uri.split("/", 3)[3]: j for j in finished_jobs(gateway, 4, timeout=300)}
     assert jobs[learner].state == "SUCCEEDED", jobs[learner].error
     assert jobs[text_only].state == "SUCCEEDED", jobs[text_only].error
+    assert jobs[named].state == "SUCCEEDED", jobs[named].error
+    [raw] = [j for j in jobs.values() if j.id == raw_id]
+    assert raw.state == "SUCCEEDED", raw.error
     stages = {s.name: s.state for s in store_of(gateway).stages(jobs[text_only].id)}
     assert stages == {"stt-learner": "SUCCEEDED", "stt-reference": "SKIPPED", "score": "SUCCEEDED"}
+    runs = {s.name: s for s in store_of(gateway).stages(jobs[learner].id)}
+    learner_stt, reference_stt = runs["stt-learner"], runs["stt-reference"]
+    assert learner_stt.started_at is not None
+    assert learner_stt.ended_at is not None
+    assert reference_stt.started_at is not None
+    assert reference_stt.ended_at is not None
+    assert learner_stt.started_at < reference_stt.ended_at, "the two transcriptions ran in parallel"
+    assert reference_stt.started_at < learner_stt.ended_at, "the two transcriptions ran in parallel"
+    assert runs["score"].started_at is not None
+    assert runs["score"].started_at >= max(learner_stt.ended_at, reference_stt.ended_at)
     rows = {r["user_id"]: r for r in store_of(gateway).pronunciation_results()}
-    assert set(rows) == {"kim", "lee"}
+    assert set(rows) == {"kim", "lee", "park", "raw"}
+    assert rows["park"]["reference_uri"] == elsewhere
+    named_stages = {s.name: s.state for s in store_of(gateway).stages(jobs[named].id)}
+    assert named_stages["stt-reference"] == "SUCCEEDED"
+    assert rows["raw"]["job_id"] == raw_id
+    assert rows["raw"]["overall_score"] > 0
     assert rows["kim"]["reference_uri"].endswith("reference/book/level_1/toys/audio_line_2.wav")
     assert (rows["kim"]["level"], rows["kim"]["title"], rows["kim"]["line"]) == ("1", "toys", "2")
     assert rows["kim"]["speed_ratio"] < 1.0, "the learner spoke slower than the reference"
