@@ -145,21 +145,43 @@ async def stream_file(
             yield response
 
 
+async def _model_name(address: str) -> str:
+    """The model a server runs, as ListModels says."""
+    from soriflow.client import open_channel
+    from soriflow.v1 import stt_pb2, stt_pb2_grpc
+
+    async with open_channel(address) as channel:
+        response = await stt_pb2_grpc.SpeechToTextServiceStub(channel).ListModels(
+            stt_pb2.ListModelsRequest(), timeout=30
+        )
+    return response.models[0].name if response.models else ""
+
+
 async def _stream(
     address: str | None, data: bytes, config: stt_pb2.RecognitionConfig, settings: Settings, fmt: str
 ) -> None:
+    """Streams the file; prints interims on stderr, finals on stdout (text) or the whole
+    transcript at the end (json/srt/vtt) with what the stream gave: each final's words with
+    their channel and speaker, the language and its probability, the audio the server
+    processed, the model, and the stream's wall time as `processing_time_ms`."""
     from soriflow.stt.engines.base import Segment, Transcript, Word
 
     segments: list[Segment] = []
     language = ""
+    language_probability = 0.0
+    processed_ms = 0
+    model_name = ""
     tty = sys.stderr.isatty()
 
     async def consume(target: str) -> None:
-        nonlocal language
+        nonlocal language, language_probability, processed_ms, model_name
         shown = ""
+        model_name = await _model_name(target)
         async for response in stream_file(target, data, config):
+            processed_ms = max(processed_ms, response.audio_processed_ms)
             for result in response.results:
-                language = result.language_code or language
+                if result.language_code:
+                    language, language_probability = result.language_code, result.language_probability
                 if not result.is_final:
                     if result.text != shown:
                         shown = result.text
@@ -171,7 +193,8 @@ async def _stream(
                     sys.stderr.write("\r\033[K")
                 shown = ""
                 words = tuple(
-                    Word(w.word, w.start_ms / 1000, w.end_ms / 1000, w.confidence) for w in result.words
+                    Word(w.word, w.start_ms / 1000, w.end_ms / 1000, w.confidence, w.channel, w.speaker)
+                    for w in result.words
                 )
                 segments.append(
                     Segment(
@@ -180,11 +203,14 @@ async def _stream(
                         end=result.end_ms / 1000,
                         text=result.text,
                         words=words,
+                        channel=words[0].channel if words else 0,
+                        speaker=words[0].speaker if words else "",
                     )
                 )
                 if fmt == "text":
                     print(result.text, flush=True)
 
+    started = time.perf_counter()
     if address:
         await consume(address)
     else:
@@ -193,13 +219,16 @@ async def _stream(
 
         local = settings.model_copy(update={"host": "127.0.0.1", "port": 0, "metrics_port": None})
         async with running(create_service(local)) as server:
+            started = time.perf_counter()  # the model load is not the stream's
             await consume(server.address)
+    elapsed_ms = round((time.perf_counter() - started) * 1000)
     if fmt != "text":
         from soriflow.stt.formats import render
 
-        duration = segments[-1].end if segments else 0.0
-        transcript = Transcript(tuple(segments), language, 1.0, duration)
-        sys.stdout.write(render(transcript, fmt))  # type: ignore[arg-type]
+        duration = max(processed_ms / 1000, segments[-1].end if segments else 0.0)
+        transcript = Transcript(tuple(segments), language, language_probability, duration)
+        extra = {"processing_time_ms": elapsed_ms, "model": model_name} if fmt == "json" else {}
+        sys.stdout.write(render(transcript, fmt, **extra))  # type: ignore[arg-type]
 
 
 def register(app: typer.Typer, groups: Groups) -> None:

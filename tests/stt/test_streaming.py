@@ -38,6 +38,12 @@ SENTENCES = (
     "Please send the quarterly report to the finance team before Friday.",
     "The children played football in the park after school.",
 )
+#: One long sentence, spoken without a pause.
+MONOLOGUE = (
+    "The weather today is sunny with a light breeze from the west and the children played "
+    "football in the park after school while their parents sent the quarterly report to the "
+    "finance team before Friday"
+)
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +105,12 @@ async def expect_invalid(stub: Stub, messages: AsyncIterator[stt_pb2.StreamingRe
         await collect(stub, messages)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
     return str(err.value.details())
+
+
+def audible(samples: np.ndarray) -> np.ndarray:
+    """The clip from its first to its last audible sample (espeak-ng pads both ends)."""
+    loud = np.flatnonzero(np.abs(samples) > 0.01)
+    return samples[loud[0] : loud[-1] + 1]
 
 
 def words_of(text: str) -> str:
@@ -251,3 +263,58 @@ async def test_mulaw_8k_stream(stt_stub: Stub, utterances: list[Audio]) -> None:
         finals[0].text,
     )
     assert "west" in words_of(finals[0].text)
+
+
+async def test_half_close_mid_speech_gives_one_final_with_the_last_words(
+    stt_stub: Stub, utterances: list[Audio]
+) -> None:
+    """No trailing silence: the stream ends right after the last word, so no silence can end the
+    utterance and its final can only come from the half-close (`StreamingTranscriber.finish`)."""
+    samples = concat(silence(0.5), audible(utterances[2].samples))  # ends in "school"
+    responses = await collect(stt_stub, requests([config()], pcm16(samples), 3200, 0.05))
+    results = [r for response in responses for r in response.results]
+    finals = [r for r in results if r.is_final]
+    assert len(finals) == 1, [r.text for r in results]
+    assert responses[-1].results[-1].is_final  # the final is the last thing sent
+    final = finals[0]
+    assert final.utterance_index == 0
+    assert words_of(final.text).split()[-1] == "school", final.text
+    assert jiwer.wer(words_of(SENTENCES[2]), words_of(final.text)) <= 0.35, final.text
+    assert final.words
+    assert final.end_ms == pytest.approx(len(samples) / 16, abs=300)
+    assert final.language_code == "en"
+    assert final.language_probability == 1.0  # given by the English-only model, not detected
+
+
+async def test_interims_come_at_least_every_second_while_speech_goes_on(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Issue 3: "interim hypotheses at least every second while speech continues", with the
+    default interim cadence (`stt_stream_min_chunk_s` 0.5 s) and real-time paced 0.1 s chunks.
+
+    One ~11 s sentence without pauses; the gaps measured are, in wall time, from the moment
+    speech starts to the first interim and between consecutive interims, until the final.
+    """
+    speech = audible(espeak(MONOLOGUE, tmp_path_factory.mktemp("monologue"), speed=160).samples)
+    samples = concat(silence(0.5), speech, silence(1.5))
+    settings = stt_settings(stt_beam_size=1)
+    async with running(create_service(settings)) as server, open_channel(server.address) as channel:
+        stub = stt_pb2_grpc.SpeechToTextServiceStub(channel)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        arrivals: list[float] = []
+        finals = []
+        async for response in stub.StreamingRecognize(
+            requests([config()], pcm16(samples), 3200, 0.1), timeout=120
+        ):
+            for result in response.results:
+                if result.is_final:
+                    finals.append(result)
+                elif not finals:
+                    arrivals.append(loop.time() - started)
+    assert len(finals) == 1, [f.text for f in finals]
+    speech_start = 0.5 + 0.1  # the first chunk goes out after one gap
+    gaps = np.diff([speech_start, *arrivals])
+    assert len(arrivals) >= 10, arrivals
+    assert float(np.max(gaps)) <= 1.0, str([round(float(g), 2) for g in gaps])
+    assert arrivals[-1] >= speech_start + len(speech) / 16000 - 1.0  # on to the end of the speech

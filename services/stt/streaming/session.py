@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from soriflow.errors import InvalidArgument
+from soriflow.errors import Cancelled, InvalidArgument
 from soriflow.stt.engines.base import SAMPLE_RATE, Engine
 from soriflow.stt.messages import options_from_config, word_to_proto
 from soriflow.stt.metrics import AUDIO_SECONDS, STREAM_FINAL_LATENCY, STREAMS_ACTIVE
@@ -64,6 +64,7 @@ def result_to_proto(result: StreamResult, *, with_words: bool) -> stt_pb2.Stream
         end_ms=round(result.end * 1000),
         utterance_index=result.utterance_index,
         language_code=result.language,
+        language_probability=result.language_probability,
     )
 
 
@@ -185,11 +186,20 @@ async def serve_stream(
     transcriber = StreamingTranscriber(engine, policy, vad)
     reader = _Reader(requests, decoder, vad)
     interrupt: list[threading.Event] = []
+    moot = threading.Event()
 
     def interrupt_moot_decode() -> None:
         """Speech has just ended while an interim decode runs: stop it, the final's decode is next."""
         if interrupt and transcriber.decoding_interim and vad.trailing_silence() >= _INTERRUPT_S:
+            moot.set()
             interrupt[0].set()
+
+    def step(cancel: threading.Event, *, decode: bool) -> list[StreamResult]:
+        """One policy step; an interim decode stopped by the client (not as moot) counts as cancelled."""
+        results = transcriber.step(cancel, decode=decode)
+        if transcriber.interim_stopped and not moot.is_set():
+            raise Cancelled("the client cancelled or its deadline passed during an interim decode")
+        return results
 
     reader.on_audio = interrupt_moot_decode
     slice_samples = int(min(policy.min_chunk_s, 0.5) * SAMPLE_RATE)
@@ -225,10 +235,11 @@ async def serve_stream(
                 last_step = transcriber.received
                 latest = not reader.backlog
                 event = threading.Event()
+                moot.clear()
                 interrupt[:] = [event]
                 try:
                     results = await service.runner.run(
-                        functools.partial(transcriber.step, decode=latest), path="stream", cancel=event
+                        functools.partial(step, decode=latest), path="stream", cancel=event
                     )
                 finally:
                     interrupt.clear()

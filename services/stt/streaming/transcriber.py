@@ -84,6 +84,7 @@ class StreamResult:
     end: float
     utterance_index: int
     language: str
+    language_probability: float = 0.0
     words: tuple[Word, ...] = ()
 
 
@@ -99,6 +100,9 @@ class StreamingTranscriber:
         self._feeds_vad = vad is None
         #: True while an interim decode runs: the caller may interrupt it when speech ends.
         self.decoding_interim = False
+        #: True when the last step's interim decode was stopped by its cancel event (the step
+        #: still returns normally: the caller tells a moot decode from a departed client).
+        self.interim_stopped = False
         self.agreement = LocalAgreement()
         self.buffer: FloatArray = np.zeros(0, np.float32)
         #: Stream time of buffer[0], seconds.
@@ -225,6 +229,7 @@ class StreamingTranscriber:
             end=self._decoded_until,
             utterance_index=self.utterance_index,
             language=self.language or "",
+            language_probability=self.language_probability,
         )
 
     def _finalize(self, words: list[Word] | None, end: float) -> StreamResult | None:
@@ -242,6 +247,7 @@ class StreamingTranscriber:
                 end=end,
                 utterance_index=self.utterance_index,
                 language=self.language or "",
+                language_probability=self.language_probability,
                 words=tuple(committed),
             )
             self.utterance_index += 1
@@ -262,6 +268,7 @@ class StreamingTranscriber:
         but interim decodes are left to the latest audio, so a backlog is worked off instead of
         growing by one decode per slice.
         """
+        self.interim_stopped = False
         self._update_vad()
         now = self.received
         if not self._speech_seen:
@@ -282,6 +289,7 @@ class StreamingTranscriber:
             except Cancelled:
                 # Interrupted because speech ended meanwhile (or the client left): the decode of
                 # the speech up to its end comes next and makes this one moot.
+                self.interim_stopped = True
                 return out
             finally:
                 self.decoding_interim = False
