@@ -92,3 +92,35 @@ def test_usage_errors_exit_1(tmp_path: Path) -> None:
     result = runner.invoke(app, ["synthesize", "-o", str(tmp_path / "a.wav")])
     assert result.exit_code == 1
     assert "give the text" in result.output
+
+
+@in_module_loop
+async def test_synthesize_ogg_opus_and_linear16_with_a_chosen_voice(
+    tts_server: Server, tmp_path: Path
+) -> None:
+    """--encoding ogg-opus and linear16 (checked with ffprobe), and --voice picking a voice that
+    is not the default (an espeak-ng variant in-process, the piper voice through the server)."""
+    opus = tmp_path / "reply.ogg"
+    code, _, err = await run(
+        "synthesize", "Your order has shipped.", "-o", str(opus), "--encoding", "ogg-opus",
+        "--voice", "en_US-joe-medium", "--server", tts_server.address,
+    )  # fmt: skip
+    assert code == 0, err
+    assert "voice en_US-joe-medium (piper)" in err
+    info = probe(opus.read_bytes())
+    assert (info["codec"], info["format"], info["channels"]) == ("opus", "ogg", 1)
+    assert opus.read_bytes()[:4] == b"OggS"
+    assert_speech(*decode(opus.read_bytes()), min_s=0.8, max_s=4.0)
+
+    wav = tmp_path / "reply.wav"
+    code, _, err = await run(
+        "synthesize", "Your order has shipped.", "-o", str(wav), "--encoding", "linear16",
+        "--sample-rate", "16000", "--voice", "en-us+f3",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "voice en-us+f3 (espeak-ng)" in err
+    info = probe(wav.read_bytes())
+    assert (info["codec"], info["rate"], info["channels"], info["format"]) == ("pcm_s16le", 16000, 1, "wav")
+    samples, rate = decode(wav.read_bytes())
+    assert_speech(samples, rate, min_s=0.8, max_s=4.0)
+    assert info["duration"] == pytest.approx(len(samples) / rate, abs=0.01)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from typing import Any
 
 import grpc
 import numpy as np
@@ -92,6 +93,40 @@ async def test_piper_english(tts_stub: Stub) -> None:
     assert_speech(samples, rate, min_s=3.0, max_s=9.0)
     # piper's two sentences are joined with the service's pause (300 ms), not butted together
     assert longest_silence_s(samples, rate) >= 0.29
+
+
+@pytest.fixture(scope="module")
+def whisper() -> Any:
+    """The STT service's tiny.en engine in-process, to hear what a voice really said."""
+    from soriflow.stt.engines import load_engine
+    from soriflow.stt.settings import Settings as SttSettings
+
+    engine = load_engine(SttSettings(stt_model="tiny.en", stt_device="cpu"))
+    yield engine
+    engine.close()
+
+
+async def test_piper_speaks_the_lexicon_respelling(tts_stub: Stub, whisper: Any) -> None:
+    """The built-in English entry "Soriflow" -> "sorry flow" with the piper engine. piper's
+    output is stochastic (no byte comparison), so tiny.en listens: with the lexicon it hears
+    "sorry flow"; without it piper reads the word as spelled and tiny.en hears "Sorai Flow"
+    (3 of 3 runs when measured)."""
+    from soriflow.audio import decode_audio
+    from soriflow.stt.engines.base import TranscribeOptions
+
+    def heard(response: tts_pb2.SynthesizeResponse) -> str:
+        audio = decode_audio(response.audio_content)
+        text: str = whisper.transcribe(audio, TranscribeOptions(language="en")).text
+        return " ".join(text.lower().replace(".", "").replace(",", "").split())
+
+    fixed = await synth(tts_stub, request("Welcome to Soriflow.", engine="piper"))
+    assert (fixed.engine, fixed.prepared_text) == ("piper", "Welcome to sorry flow.")
+    assert "sorry flow" in heard(fixed)
+    raw_request = request("Welcome to Soriflow.", engine="piper")
+    raw_request.disable_lexicon = True
+    raw = await synth(tts_stub, raw_request)
+    assert raw.prepared_text == "Welcome to Soriflow."
+    assert "sorry" not in heard(raw)
 
 
 async def test_voice_name_picks_its_engine(tts_stub: Stub) -> None:
