@@ -301,7 +301,7 @@ class SqsConsumer:
             expires = final.lease_expires_at or utcnow()
             remaining = max(0.0, (expires - utcnow()).total_seconds())
             log.info("%s: job %s is held by %s; the message returns later", uri, job.id, final.lease_owner)
-            return min(43200, max(self.visibility_s, math.ceil(remaining) + 1))
+            return min(43200, math.ceil(remaining) + 1)
         return self.retry_delay_s  # handed back (shutdown) or still queued: try again later
 
     async def _keep_invisible(self, receipt: str) -> None:
