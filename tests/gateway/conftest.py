@@ -214,3 +214,13 @@ def start_gateway() -> Iterator[Callable[..., ThreadedServer]]:
     yield start
     for server in started:
         server.stop(grace=2)
+
+
+@pytest.fixture
+def api_gateway(
+    aws: AwsWorld, tmp_path: Path, stt_service: ThreadedServer, start_gateway: Callable[..., ThreadedServer]
+) -> ThreadedServer:
+    """A gateway taking jobs through its gRPC API only (no queue), with the real STT behind it."""
+    return start_gateway(
+        gateway_settings(aws, tmp_path, stt_address=stt_service.address, gateway_queue_url=None)
+    )

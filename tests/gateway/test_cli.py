@@ -5,13 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from soriflow.server import ThreadedServer
-from tests.gateway.conftest import AwsWorld, gateway_settings
 
 pytestmark = pytest.mark.slow
 
@@ -28,15 +26,9 @@ def soriflow(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str
 
 
 def test_submit_watch_jobs_and_failures(
-    aws: AwsWorld,
-    tmp_path: Path,
-    stt_service: ThreadedServer,
-    start_gateway: Callable[..., ThreadedServer],
-    speech_wav: Path,
+    tmp_path: Path, api_gateway: ThreadedServer, speech_wav: Path
 ) -> None:
-    gateway = start_gateway(
-        gateway_settings(aws, tmp_path, stt_address=stt_service.address, gateway_queue_url=None)
-    )
+    gateway = api_gateway
     env = os.environ | {"SORIFLOW_GATEWAY_ADDRESS": gateway.address, "COLUMNS": "200"}
 
     done = soriflow(

@@ -292,15 +292,9 @@ def test_a_hundred_uploads_at_concurrency_four_run_exactly_once(
 
 
 def test_job_api_submit_watch_list_cancel_and_bad_requests(
-    aws: AwsWorld,
-    tmp_path: Path,
-    stt_service: ThreadedServer,
-    start_gateway: Callable[..., ThreadedServer],
-    speech_wav: Path,
+    aws: AwsWorld, api_gateway: ThreadedServer, speech_wav: Path
 ) -> None:
-    gateway = start_gateway(
-        gateway_settings(aws, tmp_path, stt_address=stt_service.address, gateway_queue_url=None)
-    )
+    gateway = api_gateway
 
     async def api() -> None:
         async with GatewayClient(gateway.address) as client:

@@ -22,15 +22,9 @@ pytestmark = pytest.mark.slow
 
 
 def test_raw_pcm_and_s3_submissions_wait_and_list_by_state(
-    aws: AwsWorld,
-    tmp_path: Path,
-    stt_service: ThreadedServer,
-    start_gateway: Callable[..., ThreadedServer],
-    speech_wav: Path,
+    aws: AwsWorld, api_gateway: ThreadedServer, speech_wav: Path
 ) -> None:
-    gateway = start_gateway(
-        gateway_settings(aws, tmp_path, stt_address=stt_service.address, gateway_queue_url=None)
-    )
+    gateway = api_gateway
     samples = decode_audio(speech_wav.read_bytes(), target_rate=8000).samples
     pcm = (np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes()  # headerless LINEAR16, 8 kHz
     uri = aws.upload("manual/clip.wav", speech_wav.read_bytes())  # not a trigger prefix: no event
