@@ -58,7 +58,9 @@ if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
   log "installing torch==$TORCH_VERSION (CPU build) before anything that depends on it"
   # A wheel already on this machine (pip's find-links) first; otherwise PyTorch's CPU index,
   # since plain PyPI serves the multi-GB CUDA build on Linux.
-  if ! "${PIP[@]}" install --no-index "torch==$TORCH_VERSION" >/dev/null 2>&1; then
+  if "${PIP[@]}" install --no-index --no-deps "torch==$TORCH_VERSION" >/dev/null 2>&1; then
+    pip_install "torch==$TORCH_VERSION" # its dependencies, from the usual indexes
+  else
     pip_install "torch==$TORCH_VERSION" --index-url "${TORCH_INDEX_URL:-https://download.pytorch.org/whl/cpu}" \
       --extra-index-url https://pypi.org/simple
   fi
