@@ -258,10 +258,13 @@ async def test_mulaw_8k_stream(stt_stub: Stub, utterances: list[Audio]) -> None:
         ),
         timeout=120,
     )
-    assert jiwer.wer(words_of(unary.transcript.text), words_of(finals[0].text)) <= 0.35, (
-        unary.transcript.text,
-        finals[0].text,
-    )
+    # espeak at 8 kHz is hard for tiny.en either way (Recognize's WER is ~0.4, and which words it
+    # garbles shifts with the stream's timing), so each is scored against the sentence: the
+    # stream must read the mu-law as well as Recognize does. Misread mu-law decodes to noise.
+    reference = words_of(SENTENCES[0])
+    unary_wer = jiwer.wer(reference, words_of(unary.transcript.text))
+    stream_wer = jiwer.wer(reference, words_of(finals[0].text))
+    assert stream_wer <= max(unary_wer + 0.2, 0.35), (unary.transcript.text, finals[0].text)
     assert "west" in words_of(finals[0].text)
 
 
