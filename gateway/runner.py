@@ -339,8 +339,9 @@ class JobRunner:
                 result = await asyncio.wait_for(kind.call(stage_ctx, args), timeout=stage.timeout_s + 5)
                 service_ms += (time.perf_counter() - started) * 1000
                 files = kind.outputs(stage_ctx, args, result)
-                for file in files:
-                    record = await self.outputs.write(job.id, file)
+                # Written side by side: each is an S3 round trip, and a transcript has four.
+                records = await asyncio.gather(*(self.outputs.write(job.id, file) for file in files))
+                for record in records:
                     await self.events.emit(
                         job.id,
                         gateway_pb2.JobEvent(
