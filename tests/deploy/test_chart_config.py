@@ -220,6 +220,39 @@ def test_the_loop_guard_sees_settings_overrides(chart: ChartRenderer) -> None:
     assert "overlaps the ingest trigger s3://soriflow-output/" in message
 
 
+@pytest.mark.parametrize(
+    ("settings", "refused"),
+    [
+        ({}, False),  # 120 s > 60 s
+        ({"gateway_visibility_timeout_s": 900, "gateway_lease_s": 300}, False),
+        ({"gateway_visibility_timeout_s": 60}, True),  # equal to the default lease
+        ({"gateway_lease_s": 300}, True),
+    ],
+    ids=str,
+)
+def test_the_chart_refuses_a_visibility_timeout_the_lease_outlasts(
+    chart: ChartRenderer, settings: dict[str, Any], refused: bool
+) -> None:
+    """The same rule the gateway's settings enforce at start, so it fails at install, not in a CrashLoop."""
+    from pydantic import ValidationError
+
+    from soriflow.gateway.settings import Settings
+
+    try:
+        Settings(**settings)
+        gateway_refuses = False
+    except ValidationError:
+        gateway_refuses = True
+    assert gateway_refuses == refused
+    values = {"gateway": {"settings": settings}}
+    if refused:
+        message = rejection(chart, values)
+        assert "must be greater than gateway_lease_s" in message
+        assert "Raise the visibility timeout or lower the lease" in message
+    else:
+        chart.render(values)
+
+
 # --- shutdown: the pod's grace period covers the gateway's drain ------------------------------
 
 
