@@ -143,6 +143,22 @@ class GatewayClient:
     async def close(self) -> None:
         await self.channel.close()
 
+    @staticmethod
+    def _request(
+        audio: audio_pb2.AudioInput,
+        pipeline: str,
+        parameters: dict[str, str] | None,
+        metadata: dict[str, str] | None,
+        idempotency_key: str,
+    ) -> gateway_pb2.SubmitJobRequest:
+        return gateway_pb2.SubmitJobRequest(
+            audio=audio,
+            pipeline=pipeline,
+            parameters=parameters or {},
+            metadata=metadata or {},
+            idempotency_key=idempotency_key,
+        )
+
     async def submit_uri(
         self,
         uri: str,
@@ -152,12 +168,8 @@ class GatewayClient:
         metadata: dict[str, str] | None = None,
         idempotency_key: str = "",
     ) -> Any:
-        request = gateway_pb2.SubmitJobRequest(
-            audio=audio_pb2.AudioInput(uri=uri),
-            pipeline=pipeline,
-            parameters=parameters or {},
-            metadata=metadata or {},
-            idempotency_key=idempotency_key,
+        request = self._request(
+            audio_pb2.AudioInput(uri=uri), pipeline, parameters, metadata, idempotency_key
         )
         return (await self.stub.SubmitJob(request, timeout=60)).job
 
@@ -171,14 +183,10 @@ class GatewayClient:
         metadata: dict[str, str] | None = None,
         idempotency_key: str = "",
     ) -> Any:
-        request = gateway_pb2.SubmitJobRequest(
-            audio=audio_pb2.AudioInput(content=content),
-            pipeline=pipeline,
-            parameters=parameters or {},
-            metadata=metadata or {},
-            idempotency_key=idempotency_key,
-            filename=filename,
+        request = self._request(
+            audio_pb2.AudioInput(content=content), pipeline, parameters, metadata, idempotency_key
         )
+        request.filename = filename
         return (await self.stub.SubmitJob(request, timeout=120)).job
 
     async def submit_file(self, path: str, **kwargs: Any) -> Any:
