@@ -53,7 +53,10 @@ def test_batched_pipeline_matches_sequential_decoding(long_audio: tuple[Audio, s
 
 def test_cancel_event_stops_a_transcription(long_audio: tuple[Audio, str]) -> None:
     engine = load_engine(stt_settings())
-    audio, _ = long_audio
+    # Four times the long clip (about two minutes): one 30 s window's encoder pass is most of a
+    # single clip's time, so only a recording of several windows separates "stopped at the next
+    # pass" from "ran to the end" on a busy machine.
+    audio = Audio(np.tile(long_audio[0].samples, 4), long_audio[0].sample_rate)
     cancel = threading.Event()
     cancel.set()
     with pytest.raises(Cancelled):
