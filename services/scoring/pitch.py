@@ -9,7 +9,8 @@ in noise) are dropped.
 
 The track is made in two passes, as intonation research does (De Looze & Hirst
 2008; Hirst 2011): a first pass over the wide default range (60-500 Hz) finds
-the speaker's quartiles, and the second is restricted to 0.75 x Q1 .. 1.5 x Q3.
+the speaker's quartiles, and the second is restricted to 0.75 x Q1 .. 1.5 x Q3 (made only when some frame
+of the first lies outside that range, so clean tracks cost one pass).
 In the wide range, autocorrelation trackers jump an octave up on some frames
 and follow creak down to the floor at the end of a phrase (a neural voice
 reading "Front right" had a run of frames at +12 st, "Front center" ended at
@@ -126,7 +127,9 @@ def extract_pitch(
         q1, q3 = np.percentile(voiced, [25, 75])
         floor2 = max(floor_hz, _FLOOR_OF_Q1 * float(q1))
         ceiling2 = min(ceiling_hz, _CEILING_OF_Q3 * float(q3))
-        if ceiling2 > floor2 * 1.5:  # Praat needs room for its candidates; a degenerate range keeps pass one
+        strays = bool(((voiced < floor2) | (voiced > ceiling2)).any())
+        # only when pass one strayed (it costs a second Praat run); a degenerate range keeps pass one
+        if strays and ceiling2 > floor2 * 1.5:
             f0 = _praat_f0(sound, n_frames, floor2, ceiling2)
     return track_from_hz(f0)
 
