@@ -22,17 +22,22 @@ service (tiny.en) producing the learner's words, as in production. Figures:
 * the same sentence in other voices (espeak-ng; piper pitch-shifted with
   formants moved; piper slower) against a different sentence by the
   reference voice;
+* short real clips: the alsa-utils speaker's two-word clips ("Front
+  center", ...) against the piper voice reading the same words, as read, with
+  the pitch flattened and with the melody mirrored (a statement read as a
+  question): pitch similarity and its parts (shape, ending, range);
 * scoring time per second of audio: the scorer alone (words given) and the
   whole request (STT included), with the STT call's own time per audio
   second measured on the same clips as the same-run baseline.
 
-Run: `.venv/bin/python -m bench.scoring_eval [--sentences N]`.
+Run: `.venv/bin/python -m bench.scoring_eval [--sentences N] [--short-clips-only]`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
 import subprocess
@@ -56,6 +61,20 @@ SENTENCES = [
     "My brother wants to learn how to play the guitar this summer.",
     "Could you tell me the way to the nearest train station?",
 ]
+#: Debian alsa-utils' human speech clips; the words are the file name.
+ALSA_DIR = Path("/usr/share/sounds/alsa")
+SHORT_CLIPS = [
+    "Front_Center",
+    "Front_Left",
+    "Front_Right",
+    "Rear_Center",
+    "Rear_Left",
+    "Rear_Right",
+    "Side_Left",
+    "Side_Right",
+]
+#: Learner versions of each short clip: as read, intonation removed, intonation turned upside down.
+SHORT_VARIANTS = ["as read", "flattened", "mirrored"]
 REPLACEMENTS = ["banana", "purple", "window", "river", "seven", "jacket"]
 LEVELS = [0, 1, 2, 3, 4]
 SCORES = ["overall", "accuracy", "fluency", "completeness", "prosody"]
@@ -204,6 +223,48 @@ def make_defect(kind: str, level: int, ref: Reference, folder: Path) -> np.ndarr
     raise ValueError(kind)
 
 
+def short_variant(kind: str, samples: np.ndarray) -> np.ndarray:
+    from soriflow.scoring import defects
+
+    if kind == "flattened":
+        return defects.flatten_pitch(samples, RATE, 1.0)
+    if kind == "mirrored":
+        return defects.mirror_pitch(samples, RATE)
+    return samples
+
+
+def pitch_parts(learner: np.ndarray, reference: np.ndarray) -> dict[str, float]:
+    """Shape, ending and range of pitch similarity, computed as the scorer does (same functions)."""
+    from soriflow.scoring.features import energy_db
+    from soriflow.scoring.pitch import extract_pitch
+    from soriflow.scoring.prosody import compare_pitch, speech_path
+
+    path = speech_path(learner, RATE, energy_db(learner, RATE), reference, RATE, energy_db(reference, RATE))
+    parts = compare_pitch(extract_pitch(learner, RATE), extract_pitch(reference, RATE), path)
+    if parts is None:
+        return {"shape": 0.0, "ending": 0.0, "range": 0.0}
+    return {"shape": round(parts.shape, 3), "ending": round(parts.ending, 3), "range": round(parts.range, 3)}
+
+
+def summarize_short(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Means per variant and how often the reading as made beats its flattened and mirrored versions."""
+    out: dict[str, Any] = {"clips": len(SHORT_CLIPS), "reference": "piper en_US joe, the same words"}
+    for kind in SHORT_VARIANTS:
+        chosen = [r for r in rows if r["variant"] == kind]
+        out[kind] = {
+            key: round(statistics.mean(r[key] for r in chosen), 3)
+            for key in ("pitch_similarity", "prosody", "overall", "shape", "ending", "range")
+        }
+        out[kind]["pitch_similarity_min"] = round(min(r["pitch_similarity"] for r in chosen), 3)
+    by_clip = {(r["clip"], r["variant"]): r["pitch_similarity"] for r in rows}
+    for kind in SHORT_VARIANTS[1:]:
+        out[f"as_read_above_{kind}"] = (
+            f"{sum(by_clip[(c, 'as read')] > by_clip[(c, kind)] for c in SHORT_CLIPS)}/{len(SHORT_CLIPS)}"
+        )
+    out["per_clip"] = rows
+    return out
+
+
 def spearman(levels: list[int], values: list[float]) -> float:
     """Spearman's rho of score against severity, negated (1 = the score falls with every level)."""
     from scipy.stats import spearmanr
@@ -215,7 +276,7 @@ def spearman(levels: list[int], values: list[float]) -> float:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    from soriflow.audio import encode_wav_pcm16
+    from soriflow.audio import decode_audio, encode_wav_pcm16, resample
     from soriflow.client import open_channel
     from soriflow.scoring.messages import to_json
     from soriflow.scoring.model import Recording, ScoreInput
@@ -230,7 +291,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
     folder = Path(tempfile.mkdtemp(prefix="scoring-eval-"))
     voice = piper_voice()
-    sentences = SENTENCES[: args.sentences]
+    sentences = [] if args.short_clips_only else SENTENCES[: args.sentences]
     refs = []
     for text in sentences:
         samples = synthesize(voice, text)
@@ -283,6 +344,35 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     )
                 return to_json(response)
 
+            short_rows: list[dict[str, Any]] = []
+            for name in SHORT_CLIPS:
+                decoded = decode_audio((ALSA_DIR / f"{name}.wav").read_bytes())
+                human = resample(decoded.samples, decoded.sample_rate, RATE)
+                words = name.replace("_", " ")
+                ref = Reference(words, synthesize(voice, words), [])
+                for kind in SHORT_VARIANTS:
+                    learner = short_variant(kind, human)
+                    result = await score(learner, ref)
+                    short_rows.append(
+                        {
+                            "clip": name,
+                            "variant": kind,
+                            "pitch_similarity": result["pitch_similarity"],
+                            "prosody": result["prosody"],
+                            "overall": result["overall"],
+                            **pitch_parts(learner, ref.samples),
+                        }
+                    )
+            short = summarize_short(short_rows)
+            print(
+                "short clips, pitch similarity: "
+                + ", ".join(f"{kind} {short[kind]['pitch_similarity']:.2f}" for kind in SHORT_VARIANTS),
+                flush=True,
+            )
+            if args.short_clips_only:
+                await stt.close()
+                return {"short_clips": short}
+
             results: dict[str, dict[int, list[dict[str, Any]]]] = {
                 kind: {lv: [] for lv in LEVELS} for kind in TARGET
             }
@@ -313,7 +403,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 different_sentence.append((await score(other.samples, ref))["overall"])
             await stt.close()
 
-    figures: dict[str, Any] = {"sentences": len(refs), "levels": LEVELS, "clips_scored": 0}
+    figures: dict[str, Any] = {
+        "sentences": len(refs),
+        "levels": LEVELS,
+        "clips_scored": 0,
+        "short_clips": short,
+    }
     table: dict[str, Any] = {}
     for kind, by_level in results.items():
         row: dict[str, Any] = {"target_score": TARGET[kind]}
@@ -373,8 +468,16 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--sentences", type=int, default=len(SENTENCES), help="how many sentences to use")
+    parser.add_argument(
+        "--short-clips-only",
+        action="store_true",
+        help="only the short real clips (prints their figures, leaves the results file alone)",
+    )
     args = parser.parse_args()
     figures = asyncio.run(run(args))
+    if args.short_clips_only:
+        print(json.dumps(figures, indent=1))
+        return
     for kind, row in figures["defects"].items():
         print(
             f"{kind:13s} target={row['target_score']:12s} "
@@ -382,11 +485,15 @@ def main() -> None:
             + f"  {'PASS' if row['passes'] else 'FAIL'}"
         )
     verdict = "all" if figures["all_defect_types_pass"] else "not all"
+    short = figures["short_clips"]
     summary = (
         f"{figures['sentences']} piper sentences x 7 defect types x 4 levels through the service with real "
         f"STT: {verdict} defect types have Spearman >= 0.9 (overall and target score); self-score min "
         f"{figures['self_score_min']}; same sentence other voice {figures['same_sentence_other_voice_mean']} "
         f"vs different sentence {figures['different_sentence_mean']}; "
+        f"short real clips (alsa-utils vs piper) pitch similarity {short['as read']['pitch_similarity']}"
+        f" as read, {short['flattened']['pitch_similarity']} flattened, "
+        f"{short['mirrored']['pitch_similarity']} mirrored; "
         f"scorer {figures['seconds_per_audio_second']['scorer_alone_median']} s per audio s "
         f"({figures['seconds_per_audio_second']['scorer_over_stt_ratio']}x the STT call)"
     )

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pydantic import Field, SecretStr, model_validator
 
 from soriflow.config import ServiceSettings
+from soriflow.gateway.images.settings import ImageSettings
 
 
-class Settings(ServiceSettings):
-    """Gateway: queue, buckets, job store, pipelines, notifications."""
+class Settings(ServiceSettings, ImageSettings):
+    """Gateway: queue, buckets, job store, pipelines, notifications, image engines (`SORIFLOW_IMAGE_*`)."""
 
     port: int = Field(50050, ge=0, le=65535, description="gRPC port (0 picks a free one).")
     metrics_port: int | None = Field(9150, ge=0, le=65535, description="Prometheus port (empty disables).")

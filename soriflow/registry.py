@@ -66,7 +66,7 @@ SERVICES: dict[str, ServiceEntry] = {
             "summaries with seq2seq, instruction LMs or TextRank",
             "summarizer",
         ),
-        ServiceEntry("tts", "soriflow.tts", "speech synthesis (Google, espeak-ng, piper)", "tts"),
+        ServiceEntry("tts", "soriflow.tts", "speech synthesis (Google, Polly, espeak-ng, piper)", "tts"),
     )
 }
 

@@ -5,9 +5,9 @@ No human-scored learner corpus can be downloaded here, so the evaluation
 recordings with defects of known kind and severity: slowed or sped up
 (time-stretch without pitch change, Praat's PSOLA "Lengthen"), silences
 inserted between words, words cut out at word boundaries, pitch movements
-flattened toward the median (Praat manipulation), a word replaced by another
-voice's word, and, for robustness, whispering (the voice source replaced by
-noise), clipping and channel/rate changes.
+flattened toward the median or mirrored around it (Praat manipulation), a
+word replaced by another voice's word, and, for robustness, whispering (the
+voice source replaced by noise), clipping and channel/rate changes.
 """
 
 from __future__ import annotations
@@ -50,6 +50,20 @@ def flatten_pitch(samples: npt.ArrayLike, rate: int, amount: float) -> FloatArra
     In semitones: st' = (1 - amount) * st, i.e. f' = median * (f / median) ** (1 - amount),
     resynthesised with PSOLA so timing and voice quality stay the same.
     """
+    return scale_pitch(samples, rate, 1.0 - float(amount))
+
+
+def mirror_pitch(samples: npt.ArrayLike, rate: int) -> FloatArray:
+    """The melody turned upside down around the median (st' = -st): a final fall becomes a rise.
+
+    The intonation error of reading a statement as a question (or the
+    reverse), with the speaker's own range, timing and voice.
+    """
+    return scale_pitch(samples, rate, -1.0)
+
+
+def scale_pitch(samples: npt.ArrayLike, rate: int, factor: float) -> FloatArray:
+    """Semitones around the median multiplied by `factor` (PSOLA): 1 unchanged, 0 flat, -1 mirrored."""
     from parselmouth.praat import call
 
     sound = _sound(samples, rate)
@@ -61,7 +75,7 @@ def flatten_pitch(samples: npt.ArrayLike, rate: int, amount: float) -> FloatArra
     if voiced.size == 0:
         return np.asarray(samples, dtype=np.float32)
     median = float(np.median(voiced))
-    call(tier, "Formula", f"{median} * (self / {median}) ^ {1.0 - float(amount)}")
+    call(tier, "Formula", f"{median} * (self / {median}) ^ {float(factor)}")
     call([tier, manipulation], "Replace pitch tier")
     return _values(call(manipulation, "Get resynthesis (overlap-add)"))
 

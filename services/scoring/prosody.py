@@ -5,32 +5,72 @@ not on pitch itself: warping on the pitch contours would bend a flat reading
 onto the reference's melody and call it similar. Pitch and energy are then
 compared frame by frame along that path.
 
-Pitch similarity, 0-1, mixes shape and size (see docs/scoring.md):
-`0.5 * max(0, r) * min(sd_l, sd_r) / max(sd_l, sd_r) + 0.5 * max(0, 1 - MAD / 4 st)`,
-with r the Pearson correlation of the aligned, speaker-normalised semitone
-contours (the melody goes up and down in the same places), sd their standard
-deviations and MAD their mean absolute difference: r alone is blind to a
-flattened reading whose contour still moves the same way by a fifth of the
-amount, so it is scaled by the ratio of the spreads, and MAD measures how far
-apart the two melodies are in semitones.
+Pitch similarity, 0-1, is what a listener compares in two melodies (see
+docs/scoring.md): `range * (0.5 * shape + 0.5 * ending)`.
+
+* shape: max(0, Pearson r) of the aligned, speaker-normalised semitone
+  contours: the melody rises and falls in the same places;
+* ending: whether both end with the same movement (a statement's fall, a
+  question's or continuation's rise, level), from the pitch change over the
+  last 250 ms of voicing, each side squashed by tanh(change / 2 st);
+* range: whether the voice moves as much, `exp(-ln(sd_l / sd_r)^2 / (2 ln(2)^2))`,
+  1 for the same spread, 0.61 at half or twice, near 0 for a flat reading.
+
+Frame correlation alone was the measure before, with a mean absolute
+difference term. On a long sentence it works (many accents, a clear
+melody); on a two- or three-syllable clip the correlation only sees where the
+accent falls and the micro-movements inside each syllable, which two correct
+speakers place differently (the alsa-utils speaker reads "Front ... Center"
+with a continuation rise on the first word, a neural voice reads it with
+a high first word and a steady fall: r = -0.14), while the mean-difference
+term gave a flat reading more credit than a correct, more expressive one.
+The ending and the range carry what short clips have in common when they
+are read correctly, and both are 0-ish for a flat or inverted reading.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
+from soriflow.scoring.dtw import align_features
+from soriflow.scoring.features import mfcc, speech_bounds
 from soriflow.scoring.pitch import PitchTrack
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
-#: Semitone difference at which the size term of pitch similarity reaches 0.
-PITCH_MAD_SCALE_ST = 4.0
 #: Fewer aligned voiced frame pairs than this: intonation cannot be compared.
 MIN_VOICED_PAIRS = 10
+#: The final movement is measured over this many voiced frames (10 ms each) at the end.
+ENDING_FRAMES = 25
+#: A final movement of this many semitones counts as a clear fall or rise (tanh scale).
+ENDING_SCALE_ST = 2.0
+#: Ratio of pitch spreads at which the range term falls to exp(-1/2) = 0.61.
+RANGE_TOLERANCE_RATIO = 2.0
+
+
+def speech_path(
+    learner: npt.NDArray[np.floating],
+    learner_rate: int,
+    learner_levels_db: FloatArray,
+    reference: npt.NDArray[np.floating],
+    reference_rate: int,
+    reference_levels_db: FloatArray,
+) -> IntArray:
+    """DTW path (learner frame, reference frame) between the two recordings' speech, on MFCCs.
+
+    Leading and trailing silence is trimmed first, so the path starts and
+    ends on speech whatever silence each recording has around it.
+    """
+    lo_l, hi_l = speech_bounds(learner_levels_db)
+    lo_r, hi_r = speech_bounds(reference_levels_db)
+    path = align_features(mfcc(learner, learner_rate)[lo_l:hi_l], mfcc(reference, reference_rate)[lo_r:hi_r])
+    out: IntArray = path + np.array([lo_l, lo_r], dtype=np.int64)
+    return out
 
 
 def pearson(a: FloatArray, b: FloatArray) -> float:
@@ -44,8 +84,49 @@ def pearson(a: FloatArray, b: FloatArray) -> float:
     return float(np.clip(r, -1.0, 1.0))
 
 
-def pitch_similarity(learner: PitchTrack, reference: PitchTrack, path: IntArray) -> float | None:
-    """Similarity of the aligned semitone contours in [0, 1]; None when too few frames are voiced in both."""
+def final_movement_st(track: PitchTrack, last_frame: int) -> float:
+    """Pitch change in semitones over the last `ENDING_FRAMES` voiced frames up to `last_frame`.
+
+    A line fit rather than last minus first frame: the last voiced frames of a
+    phrase are the least reliable ones (creak, breathiness), and a fit over a
+    quarter of a second is not decided by any one of them.
+    """
+    frames = np.flatnonzero(track.voiced[: last_frame + 1])[-ENDING_FRAMES:]
+    if len(frames) < 5:
+        return 0.0
+    slope = float(np.polyfit(frames.astype(np.float64), track.semitones[frames], 1)[0])
+    return slope * float(frames[-1] - frames[0])
+
+
+def ending_agreement(learner_change_st: float, reference_change_st: float) -> float:
+    """1 when both endings move the same way (fall, level, rise), 0 for a fall against a rise; in [0, 1]."""
+    a = np.tanh(learner_change_st / ENDING_SCALE_ST)
+    b = np.tanh(reference_change_st / ENDING_SCALE_ST)
+    return float(np.clip(1.0 - abs(a - b) / 2.0, 0.0, 1.0))
+
+
+def range_agreement(learner_sd_st: float, reference_sd_st: float) -> float:
+    """1 for the same pitch spread, 0.61 at `RANGE_TOLERANCE_RATIO` times more or less, toward 0 when flat."""
+    ratio = (learner_sd_st + 1e-6) / (reference_sd_st + 1e-6)
+    return float(np.exp(-(np.log(ratio) ** 2) / (2.0 * np.log(RANGE_TOLERANCE_RATIO) ** 2)))
+
+
+@dataclass(frozen=True)
+class PitchComparison:
+    """The parts of pitch similarity, kept apart for the evaluation and for explaining a score."""
+
+    shape: float
+    ending: float
+    range: float
+    voiced_pairs: int
+
+    @property
+    def similarity(self) -> float:
+        return float(np.clip(self.range * (0.5 * self.shape + 0.5 * self.ending), 0.0, 1.0))
+
+
+def compare_pitch(learner: PitchTrack, reference: PitchTrack, path: IntArray) -> PitchComparison | None:
+    """Shape, ending and range of the melodies along the path; None with too few frames voiced in both."""
     if len(path) == 0:
         return None
     i, j = path[:, 0], path[:, 1]
@@ -55,12 +136,21 @@ def pitch_similarity(learner: PitchTrack, reference: PitchTrack, path: IntArray)
     if both.sum() < MIN_VOICED_PAIRS:
         return None
     a, b = learner.semitones[i[both]], reference.semitones[j[both]]
-    sa, sb = float(np.std(a)), float(np.std(b))
-    spread = min(sa, sb) / max(sa, sb) if max(sa, sb) > 1e-9 else 1.0
-    shape = max(0.0, pearson(a, b)) * spread
-    mad = float(np.mean(np.minimum(np.abs(a - b), 12.0)))
-    size = max(0.0, 1.0 - mad / PITCH_MAD_SCALE_ST)
-    return float(np.clip(0.5 * shape + 0.5 * size, 0.0, 1.0))
+    ending = ending_agreement(
+        final_movement_st(learner, int(i.max())), final_movement_st(reference, int(j.max()))
+    )
+    return PitchComparison(
+        shape=max(0.0, pearson(a, b)),
+        ending=ending,
+        range=range_agreement(float(np.std(a)), float(np.std(b))),
+        voiced_pairs=int(both.sum()),
+    )
+
+
+def pitch_similarity(learner: PitchTrack, reference: PitchTrack, path: IntArray) -> float | None:
+    """Similarity of the two melodies in [0, 1] (`compare_pitch`); None with too few frames voiced in both."""
+    comparison = compare_pitch(learner, reference, path)
+    return None if comparison is None else comparison.similarity
 
 
 def energy_similarity(learner_db: FloatArray, reference_db: FloatArray, path: IntArray) -> float:

@@ -31,16 +31,14 @@ import numpy as np
 from soriflow.errors import Cancelled, InvalidArgument, ResourceExhausted
 from soriflow.scoring import feedback as fb
 from soriflow.scoring import scores
-from soriflow.scoring.dtw import align_features, map_times
+from soriflow.scoring.dtw import map_times
 from soriflow.scoring.engines import AccuracyEngine, PhoneAccuracy, WordAccuracy, WordToAssess, build_engines
 from soriflow.scoring.features import (
     HOP_S,
     clipped_fraction,
     energy_db,
     has_speech,
-    mfcc,
     silence_model,
-    speech_bounds,
 )
 from soriflow.scoring.model import (
     Assessment,
@@ -59,6 +57,7 @@ from soriflow.scoring.prosody import (
     npvi,
     pitch_similarity,
     rhythm_similarity,
+    speech_path,
 )
 from soriflow.scoring.settings import Settings
 from soriflow.scoring.text import Token, match_contractions, normalize_words, syllable_count, tokenize
@@ -569,11 +568,10 @@ class Scorer:
         if inp.reference is None or pitch_r is None or levels_r is None:
             return ProsodyResult(0.0, learner_range, 0.0, monotone, l_npvi, 0.0, 0.0, 0.0), None
 
-        lo_l, hi_l = speech_bounds(levels_l)
-        lo_r, hi_r = speech_bounds(levels_r)
-        mf_l = mfcc(inp.learner.samples, inp.learner.sample_rate)
-        mf_r = mfcc(inp.reference.samples, inp.reference.sample_rate)
-        path = align_features(mf_l[lo_l:hi_l], mf_r[lo_r:hi_r]) + np.array([lo_l, lo_r])
+        learner, reference = inp.learner, inp.reference
+        path = speech_path(
+            learner.samples, learner.sample_rate, levels_l, reference.samples, reference.sample_rate, levels_r
+        )
         similarity = pitch_similarity(pitch_l, pitch_r, path)
         if similarity is None:
             similarity = 0.0

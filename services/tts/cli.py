@@ -128,7 +128,9 @@ def register(app: typer.Typer, groups: Any) -> None:
         file: Annotated[
             Path | None, typer.Option("-f", "--file", help="Read the text from this file")
         ] = None,
-        engine: Annotated[str, typer.Option(help="espeak-ng, piper or google (default: the server's)")] = "",
+        engine: Annotated[
+            str, typer.Option(help="espeak-ng, piper, google or polly (default: the server's)")
+        ] = "",
         voice: Annotated[str, typer.Option(help="Voice name (see `soriflow voices`)")] = "",
         language: Annotated[str, typer.Option(help="Language, e.g. en-US, ko-KR")] = "",
         encoding: Annotated[

@@ -3,25 +3,35 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from soriflow.config import ServiceSettings
 
+PollyEngineName = Literal["generative", "neural", "long-form", "standard"]
+
+
+def _default_polly_engines() -> list[PollyEngineName]:
+    return ["neural", "standard"]
+
+
 #: Engines this service knows, by the name requests and settings use.
-KNOWN_ENGINES = ("espeak-ng", "piper", "google")
+KNOWN_ENGINES = ("espeak-ng", "piper", "google", "polly")
 
 
 class Settings(ServiceSettings):
     """TTS: engines and defaults. Google credentials come from Google's standard mechanisms
-    (`GOOGLE_APPLICATION_CREDENTIALS`, workload identity), never from here."""
+    (`GOOGLE_APPLICATION_CREDENTIALS`, workload identity), Polly's from boto3's chain (IRSA,
+    instance role, `AWS_*`), never from here."""
 
     port: int = Field(50054, ge=0, le=65535, description="gRPC port (0 picks a free one).")
     metrics_port: int | None = Field(9154, ge=0, le=65535, description="Prometheus port (empty disables).")
 
     tts_engines: list[str] = Field(
         default_factory=lambda: ["espeak-ng", "piper"],
-        description="Engines to enable, in order of preference (`espeak-ng`, `piper`, `google`), JSON list.",
+        description="Engines to enable, in order of preference (`espeak-ng`, `piper`, `google`, `polly`), "
+        "JSON list.",
     )
     tts_default_engine: str = Field("espeak-ng", description="Engine used when a request names none.")
     tts_default_language: str = Field(
@@ -76,6 +86,43 @@ class Settings(ServiceSettings):
         30.0,
         gt=0,
         description="Retry hint sent with RESOURCE_EXHAUSTED when Google's quota error carries none.",
+    )
+
+    tts_polly_region: str | None = Field(
+        None, description="AWS region of Amazon Polly (empty: `SORIFLOW_AWS_REGION`)."
+    )
+    tts_polly_endpoint_url: str | None = Field(
+        None, description="Polly endpoint override (a VPC endpoint, or a local server for tests). Unset: AWS."
+    )
+    tts_polly_engines: list[PollyEngineName] = Field(
+        default_factory=_default_polly_engines,
+        description="Polly engines in order of preference, JSON list: each voice is spoken by the first "
+        "one it supports; voices supporting none are not offered.",
+    )
+    tts_polly_wideband_format: Literal["ogg_vorbis", "mp3", "pcm"] = Field(
+        "ogg_vorbis",
+        description="What Polly is asked for when the output is above 16 kHz (its PCM stops at 16 kHz; "
+        "`pcm` keeps 16 kHz and resamples).",
+    )
+    tts_polly_lexicon_names: list[str] = Field(
+        default_factory=list,
+        max_length=5,
+        description="Polly pronunciation lexicons (PutLexicon) applied to every request, JSON list "
+        "(at most 5).",
+    )
+    tts_polly_timeout_s: float = Field(30.0, gt=0, description="Read timeout of each call to Polly.")
+    tts_polly_max_attempts: int = Field(
+        3, ge=1, le=10, description="Attempts per Polly call, boto3's standard retries included."
+    )
+    tts_polly_max_request_bytes: int = Field(
+        3000,
+        ge=200,
+        le=6000,
+        description="Largest text or SSML of one Polly call, in UTF-8 bytes (Polly allows 3,000 billed "
+        "characters, 6,000 with SSML tags; bytes >= characters, so 3,000 is safe for every script).",
+    )
+    tts_polly_retry_after_s: float = Field(
+        5.0, gt=0, description="Retry hint sent with RESOURCE_EXHAUSTED when Polly throttles."
     )
 
     @field_validator("tts_engines")

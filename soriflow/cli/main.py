@@ -180,6 +180,7 @@ SERVICE_CLIS = (
     "soriflow.scoring.cli",
     "soriflow.summarizer.cli",
     "soriflow.gateway.cli",
+    "soriflow.gateway.images.cli",
     "soriflow.cli.local",
 )
 

@@ -8,11 +8,14 @@ import pytest
 from soriflow.scoring.dtw import accumulated_cost, align_features, euclidean_cost, map_times, warping_path
 from soriflow.scoring.pitch import PitchTrack, downsample, extract_pitch, track_from_hz
 from soriflow.scoring.prosody import (
+    compare_pitch,
+    ending_agreement,
     energy_similarity,
     is_monotone,
     npvi,
     pearson,
     pitch_similarity,
+    range_agreement,
     rhythm_similarity,
 )
 
@@ -120,7 +123,66 @@ def test_time_stretched_contour_still_similar_and_different_contour_lower() -> N
     assert flat is not None
     assert stretched > 0.9
     assert other < 0.5
-    assert flat < 0.8  # the melody moves the same way but a fifth as much: the size term sees it
+    assert flat < 0.2  # the melody moves the same way but a fifth as much: the range term sees it
+
+
+def test_range_and_ending_agreement() -> None:
+    assert range_agreement(2.0, 2.0) == pytest.approx(1.0)
+    assert range_agreement(4.0, 2.0) == pytest.approx(np.exp(-0.5))  # twice the movement
+    assert range_agreement(1.0, 2.0) == pytest.approx(np.exp(-0.5))  # half
+    assert range_agreement(0.05, 2.0) < 0.01  # flat
+    assert ending_agreement(-6.0, -3.0) > 0.9  # both fall, by different amounts: the same ending
+    assert ending_agreement(3.0, -3.0) < 0.1  # a question's rise against a statement's fall
+    assert 0.4 < ending_agreement(0.0, -3.0) < 0.6  # level against a fall: half way
+
+
+def short_phrase(first: float, second: float, end: float) -> np.ndarray:
+    """Two 'words' of 250 ms, 150 ms apart: levels `first`, `second` (semitones), then a move of `end`."""
+    word1 = np.full(25, first) + np.linspace(0, 0.5, 25)
+    word2 = np.concatenate([np.full(5, second), second + np.linspace(0, end, 20)])
+    return np.concatenate([word1, np.full(15, np.nan), word2])
+
+
+def st_track(st: np.ndarray, median_hz: float) -> PitchTrack:
+    return track_from_hz(np.where(np.isnan(st), 0.0, median_hz * 2 ** (np.nan_to_num(st) / 12)))
+
+
+def test_short_phrase_with_the_accent_elsewhere_still_scores() -> None:
+    """Two correct readings of a two-word label, accent on different words, both ending in a fall.
+
+    Frame correlation alone is negative here (the old score: 0); the ending and range keep a
+    real score, and a flat or question-like reading of the same words scores lower.
+    """
+    reference = st_track(short_phrase(2.0, -1.0, -3.0), 110)  # high first word, falling
+    learner = st_track(short_phrase(-2.0, 2.0, -5.0), 210)  # low first word, high second, falling
+    flat = st_track(0.05 * short_phrase(-2.0, 2.0, -5.0), 210)
+    question = st_track(short_phrase(-2.0, -1.0, 5.0), 210)  # ends rising
+    path = diagonal_path(65)
+    parts = compare_pitch(learner, reference, path)
+    assert parts is not None
+    assert parts.shape == 0.0
+    assert parts.ending > 0.9
+    correct = pitch_similarity(learner, reference, path)
+    assert correct is not None
+    assert correct > 0.3
+    for wrong in (flat, question):
+        similarity = pitch_similarity(wrong, reference, path)
+        assert similarity is not None
+        assert similarity < correct - 0.2
+
+
+def test_second_pass_drops_creak_under_the_speakers_range() -> None:
+    """A final stretch at a third of the voice's pitch (creak, or a tracker halving) is not kept as melody."""
+    t = np.arange(int(1.2 * RATE)) / RATE
+    f0 = 200 * 2 ** (2 * np.sin(2 * np.pi * 1.0 * t) / 12)
+    f0[t > 1.0] = 66.0  # the last 200 ms
+    phase = 2 * np.pi * np.cumsum(f0) / RATE
+    hum = (0.3 * (np.sin(phase) + 0.5 * np.sin(2 * phase) + 0.25 * np.sin(3 * phase))).astype(np.float32)
+    track = extract_pitch(hum, RATE)
+    kept = track.f0_hz[track.voiced]
+    assert kept.size > 60
+    assert kept.min() > 120  # nothing down at 66 Hz: 0.75 x the first quartile (~190 Hz) is the floor
+    assert track.range_semitones() < 6  # the melody's own +-2 st, not a -18 st plunge
 
 
 def test_too_few_voiced_frames_gives_none() -> None:

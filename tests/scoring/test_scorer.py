@@ -16,6 +16,7 @@ from soriflow.scoring.model import Assessment, ErrorType, Recording, ScoreInput
 from soriflow.scoring.scorer import Scorer
 from soriflow.scoring.settings import Settings
 from soriflow.scoring.timing import Span
+from tests.conftest import ALSA_DIR
 
 from .speech import OTHER_SENTENCE, RATE, SENTENCE, aligned_words, piper
 
@@ -150,6 +151,32 @@ def test_flattened_pitch_is_monotone(scorer: Scorer, native: Recording) -> None:
     assert a.prosody_metrics.pitch_similarity < 0.6
     assert a.prosody < 80
     assert any("intonation was flat" in line for line in a.feedback)
+
+
+def test_short_real_clip_gets_a_real_pitch_score(scorer: Scorer) -> None:
+    """alsa-utils' human "Front center" against piper's: a correct reading scored 0.00 before.
+
+    The two speakers put the accent on different words (frame correlation is
+    negative) but both end with a fall and move their voices about as much;
+    the same clip flattened or with its melody mirrored scores lower.
+    """
+    from soriflow.audio import decode_audio
+
+    human = decode_audio((ALSA_DIR / "Front_Center.wav").read_bytes()).samples
+    reference = recording(piper("Front center"), "front center")
+    similarity = {
+        name: score(
+            scorer, recording(samples, "front center"), reference, "Front center"
+        ).prosody_metrics.pitch_similarity
+        for name, samples in {
+            "as read": human,
+            "flattened": defects.flatten_pitch(human, RATE, 1.0),
+            "mirrored": defects.mirror_pitch(human, RATE),
+        }.items()
+    }
+    assert similarity["as read"] > 0.15
+    assert similarity["flattened"] < 0.05
+    assert similarity["mirrored"] < similarity["as read"]
 
 
 def test_different_sentence_scores_low(scorer: Scorer, native: Recording) -> None:

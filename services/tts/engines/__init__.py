@@ -37,4 +37,18 @@ def create_engine(name: str, settings: Settings) -> Engine:
             max_request_bytes=settings.tts_google_max_request_bytes,
             retry_after_s=settings.tts_google_retry_after_s,
         )
-    raise NotFound(f"unknown TTS engine {name!r}; choose espeak-ng, piper or google")
+    if name == "polly":
+        from soriflow.tts.engines.polly import PollyEngine
+
+        return PollyEngine(
+            region=settings.tts_polly_region or settings.aws_region,
+            endpoint_url=settings.tts_polly_endpoint_url,
+            engines=tuple(settings.tts_polly_engines),
+            wideband_format=settings.tts_polly_wideband_format,
+            lexicon_names=tuple(settings.tts_polly_lexicon_names),
+            timeout_s=settings.tts_polly_timeout_s,
+            max_attempts=settings.tts_polly_max_attempts,
+            max_request_bytes=settings.tts_polly_max_request_bytes,
+            retry_after_s=settings.tts_polly_retry_after_s,
+        )
+    raise NotFound(f"unknown TTS engine {name!r}; choose espeak-ng, piper, google or polly")

@@ -1,4 +1,4 @@
-"""The engine interface: what the service needs from espeak-ng, piper and Google alike.
+"""The engine interface: what the service needs from espeak-ng, piper, Google and Polly alike.
 
 An engine turns one chunk of text (plain, or SSML when it says it takes SSML)
 into mono float samples, for one voice. Everything around that (sentences,
