@@ -187,7 +187,8 @@ class BedrockImageEngine:
                 read_timeout=self.timeout_s,
                 retries={"total_max_attempts": self.max_attempts, "mode": "standard"},
             )
-            self._client = boto3.client(
+            # Its own session: boto3's default one is process-wide and keeps its first credentials.
+            self._client = boto3.session.Session().client(
                 "bedrock-runtime", endpoint_url=self.endpoint_url or None, config=config
             )
         return self._client

@@ -224,7 +224,10 @@ class PollyEngine:
             read_timeout=self.timeout_s,
             retries={"total_max_attempts": self.max_attempts, "mode": "standard"},
         )
-        return boto3.client("polly", endpoint_url=self.endpoint_url or None, config=config)
+        # A session of its own: boto3's default session is shared by the whole process and keeps the
+        # first credentials it resolved, so rotated keys (or another component's) would leak in.
+        session = boto3.session.Session()
+        return session.client("polly", endpoint_url=self.endpoint_url or None, config=config)
 
     def _get_client(self) -> Any:
         with self._lock:
