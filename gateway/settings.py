@@ -68,6 +68,10 @@ class Settings(ServiceSettings):
         None, description="Signs webhook bodies: header `X-Soriflow-Signature: sha256=<hex HMAC>`."
     )
 
+    def readable_uris(self) -> list[str]:
+        """`SORIFLOW_READ_URIS` plus what the gateway reads anyway: its inputs and its submissions."""
+        return [*self.read_uris, *self.gateway_input_uris, self.gateway_submissions_uri]
+
     @model_validator(mode="after")
     def _visibility_outlasts_lease(self) -> Settings:
         # A crashed worker's message comes back after the visibility timeout; if the job's lease

@@ -1,7 +1,9 @@
 """Turning an `AudioInput` message into samples: inline bytes or an `s3://` object.
 
-Every service that accepts audio goes through here, so limits, S3 errors and
-decoding errors read the same everywhere.
+Every service that accepts audio goes through here, so limits, S3 errors,
+decoding errors and the read allow-list (`SORIFLOW_READ_URIS`) are the same
+everywhere: a URI is checked (INVALID_ARGUMENT when it cannot name an object,
+PERMISSION_DENIED outside the allowed locations) before S3 is asked anything.
 """
 
 from __future__ import annotations
@@ -11,24 +13,38 @@ import asyncio
 from soriflow.audio import Audio, AudioLimits, decode_audio
 from soriflow.config import CommonSettings
 from soriflow.errors import InvalidArgument, ResourceExhausted
-from soriflow.storage import ObjectStore
+from soriflow.storage import ObjectStore, ReadAllowList, S3Uri
 from soriflow.v1 import audio_pb2
 
 
-async def fetch_audio_bytes(audio: audio_pb2.AudioInput, *, store: ObjectStore, limits: AudioLimits) -> bytes:
+def readable_uri(uri: str, allowed: ReadAllowList, what: str = "audio.uri") -> S3Uri:
+    """The object a request names, if this process may read it (see `ReadAllowList`)."""
+    target = S3Uri.parse_object(uri, what)
+    allowed.check(target, what)
+    return target
+
+
+async def fetch_audio_bytes(
+    audio: audio_pb2.AudioInput,
+    *,
+    store: ObjectStore,
+    limits: AudioLimits,
+    allowed: ReadAllowList,
+    what: str = "audio",
+) -> bytes:
     """The raw bytes of the input; S3 objects over the byte limit are refused before download."""
     source = audio.WhichOneof("source")
     if source == "content":
         if len(audio.content) > limits.max_bytes:
             raise ResourceExhausted(
-                f"audio is {len(audio.content)} bytes, over the limit of {limits.max_bytes} bytes "
+                f"{what} is {len(audio.content)} bytes, over the limit of {limits.max_bytes} bytes "
                 "(SORIFLOW_AUDIO_MAX_BYTES)"
             )
         return bytes(audio.content)
     if source == "uri":
-        uri = audio.uri
-        return await asyncio.to_thread(store.read_bytes, uri, max_bytes=limits.max_bytes)
-    raise InvalidArgument("no audio given: set audio.content (bytes) or audio.uri (s3://bucket/key)")
+        target = readable_uri(audio.uri, allowed, f"{what}.uri")
+        return await asyncio.to_thread(store.read_bytes, target, max_bytes=limits.max_bytes)
+    raise InvalidArgument(f"no {what} given: set {what}.content (bytes) or {what}.uri (s3://bucket/key)")
 
 
 async def load_audio(
@@ -38,10 +54,17 @@ async def load_audio(
     store: ObjectStore | None = None,
     target_rate: int | None = 16000,
     mono: bool = True,
+    what: str = "audio",
 ) -> Audio:
-    """Fetches and decodes the input off the event loop."""
+    """Fetches and decodes the input off the event loop; `what` names the field in messages."""
     limits = AudioLimits.from_settings(settings)
-    data = await fetch_audio_bytes(audio, store=store or ObjectStore(settings), limits=limits)
+    data = await fetch_audio_bytes(
+        audio,
+        store=store or ObjectStore(settings),
+        limits=limits,
+        allowed=ReadAllowList.parse(settings.readable_uris()),
+        what=what,
+    )
     return await asyncio.to_thread(
         decode_audio,
         data,

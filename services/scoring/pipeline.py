@@ -70,7 +70,7 @@ async def score_request(
     reference_audio = None
     if has_reference_audio:
         reference_audio = await load_audio(
-            request.reference_audio, settings=settings, store=store, target_rate=RATE
+            request.reference_audio, settings=settings, store=store, target_rate=RATE, what="reference_audio"
         )
         scorer.check_duration(reference_audio.duration_s, "reference audio")
 
