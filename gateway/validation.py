@@ -8,8 +8,8 @@ gateway's own role, so each field is bounded and checked here first:
   `.`/`..` segments or control characters: INVALID_ARGUMENT) inside
   `SORIFLOW_READ_URIS`, the input URIs or the submissions URI (else
   PERMISSION_DENIED);
-- `audio.sample_rate_hz` / `audio.channel_count`: unset, or 1000-768000 Hz and
-  1-32 channels (INVALID_ARGUMENT);
+- `audio.sample_rate_hz` / `audio.channel_count`, and inline WAV content's
+  header: unset, or 1000-768000 Hz and 1-32 channels (INVALID_ARGUMENT);
 - `idempotency_key`: at most 256 characters; `pipeline`: at most 100;
   `filename`: at most 255 UTF-8 bytes and not `.`/`..`; none of them with
   control or invisible formatting characters (INVALID_ARGUMENT);
@@ -30,7 +30,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Mapping
 
-from soriflow.audio import check_format
+from soriflow.audio import check_format, wav_format
 from soriflow.errors import InvalidArgument, ResourceExhausted
 from soriflow.gateway.settings import Settings
 from soriflow.inputs import readable_uri
@@ -46,6 +46,8 @@ MAX_METADATA_VALUE_BYTES = 2 * 1024
 MAX_METADATA_BYTES = 16 * 1024
 MAX_PARAMETER_VALUE_BYTES = 16 * 1024
 MAX_PARAMETERS_BYTES = 64 * 1024
+#: How far into inline WAV content the format chunk is looked for (JUNK/bext chunks may come first).
+_WAV_HEADER_BYTES = 64 * 1024
 
 
 def _shown(text: str, limit: int = 60) -> str:
@@ -118,6 +120,16 @@ def validate_submit(request: gateway_pb2.SubmitJobRequest, settings: Settings) -
     audio = request.audio
     if audio.WhichOneof("source") == "uri":
         readable_uri(audio.uri, allowed, "audio.uri")
+    elif audio.content[:4] in (b"RIFF", b"RF64", b"BW64"):
+        # A WAV header is read before anything is stored: one no decoder would take is refused now,
+        # not after the upload was kept and a job was run to fail.
+        header = wav_format(bytes(audio.content[:_WAV_HEADER_BYTES]))
+        if header is not None:
+            check_format(*header, "audio.content's WAV header")
+        elif len(audio.content) <= _WAV_HEADER_BYTES:  # all of it was read: there is no format
+            raise InvalidArgument(
+                "audio.content is a WAV file without its format chunk (cut short?): send the whole file"
+            )
     if audio.sample_rate_hz or audio.channel_count:
         if audio.sample_rate_hz < 0 or audio.channel_count < 0:
             raise InvalidArgument("audio.sample_rate_hz and audio.channel_count cannot be negative")

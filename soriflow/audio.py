@@ -591,7 +591,7 @@ def wav_format(data: bytes) -> tuple[int, int] | None:
             return None
         chunk, size = data[pos : pos + 4], struct.unpack_from("<I", data, pos + 4)[0]
         if chunk == b"fmt ":
-            if size < 16 or pos + 16 > len(data):
+            if size < 16 or pos + 8 + 16 > len(data):  # a format chunk cut short says nothing
                 return None
             channels, rate = struct.unpack_from("<HI", data, pos + 10)
             return int(rate), int(channels)

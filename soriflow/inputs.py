@@ -9,12 +9,37 @@ PERMISSION_DENIED outside the allowed locations) before S3 is asked anything.
 from __future__ import annotations
 
 import asyncio
+import unicodedata
 
 from soriflow.audio import Audio, AudioLimits, decode_audio
 from soriflow.config import CommonSettings
 from soriflow.errors import InvalidArgument, ResourceExhausted
 from soriflow.storage import ObjectStore, ReadAllowList, S3Uri
 from soriflow.v1 import audio_pb2
+
+#: Invisible characters that change how text displays and say nothing: zero-width space, byte-order
+#: mark, bidi embeddings, overrides and isolates (U+202E shows "txet" for "text"). Zero-width
+#: (non-)joiners and the LRM/RLM marks are kept: Persian, Indic scripts and mixed RTL text need them.
+_INVISIBLE = dict.fromkeys(map(ord, "\u200b\ufeff\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"))
+
+
+def clean_text(text: str, what: str) -> str:
+    """Text a request carries, as the services read it; the same rules for every service.
+
+    Control characters (NUL and the like; tab and line breaks are fine) are refused with
+    INVALID_ARGUMENT naming the field: they are binary data, not text, and cannot be stored
+    in PostgreSQL or read aloud. Invisible formatting characters are removed, so what is
+    summarized, spoken or scored is what a reader sees.
+    """
+    for char in text:
+        if unicodedata.category(char) == "Cc" and char not in "\t\n\r":
+            raise InvalidArgument(f"{what} contains the control character U+{ord(char):04X}; send plain text")
+    return text.translate(_INVISIBLE)
+
+
+def has_words(text: str) -> bool:
+    """Whether anything in `text` can be read: a letter or digit of any script."""
+    return any(char.isalnum() for char in text)
 
 
 def readable_uri(uri: str, allowed: ReadAllowList, what: str = "audio.uri") -> S3Uri:

@@ -255,7 +255,10 @@ class FfmpegDecoder:
         data = b"".join(chunks)
         usable = len(data) - len(data) % 4
         self._carry = data[usable:]
-        return np.frombuffer(data[:usable], dtype="<f4").astype(np.float32)
+        x = np.frombuffer(data[:usable], dtype="<f4").astype(np.float32)
+        if not np.isfinite(x).all():  # float WAV/FLAC samples pass through ffmpeg as they are
+            raise AudioError(f"the {self.label} stream holds NaN or infinite samples")
+        return x
 
     def _check_failed(self) -> None:
         if self._ended and self._proc is not None:
