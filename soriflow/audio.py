@@ -55,6 +55,10 @@ yields no samples at all is an error. Decoding holds the whole file as
 float32 at its own rate before mixing and resampling (4 h of 48 kHz stereo is
 5.5 GB), so `audio_max_duration_s` is also the memory bound: it is checked
 from the header before libsndfile decodes, and ffmpeg is told to stop there.
+libsndfile reads in blocks, so a header that claims more frames than the file
+holds costs nothing, and a rate or channel count no speech audio has (a WAV
+header saying 2,147,483,647 Hz) is refused from the header before any decoder
+runs (`check_format`).
 """
 
 from __future__ import annotations
@@ -431,7 +435,9 @@ def resample(samples: npt.ArrayLike, orig_rate: int, target_rate: int) -> FloatA
     """Polyphase FIR resampling along the last axis of (n,) or (channels, n) samples.
 
     Equivalent to `scipy.signal.resample_poly(x, up, down, axis=-1)` (windowed
-    sinc, ~60 dB stopband: speech stays clean down to 8 kHz) at the same speed,
+    sinc, ~60 dB stopband: speech stays clean down to 8 kHz; a rate sharing no
+    factor with the target, such as 44,101 Hz, is taken at the nearest ratio whose
+    factors stay under 4,096, off by less than a millionth) at the same speed,
     ~1000x real time; the output has ceil(n * target / orig) samples, aligned
     with the input (no filter delay). Each output sample is a dot product of
     the input window under the filter with one phase of it, computed in blocks
