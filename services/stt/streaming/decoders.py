@@ -301,8 +301,9 @@ class FfmpegDecoder:
         """Enough bytes to judge the container (and, for WAV, to read its format first)."""
         if len(self._head) < _SNIFF_BYTES:
             return False
-        is_wav = self._head[:4] in (b"RIFF", b"RF64", b"BW64")
-        return not is_wav or wav_format(self._head) is not None or len(self._head) >= _WAV_HEADER_BYTES
+        if "wav" not in self.expected or self._head[:4] not in (b"RIFF", b"RF64", b"BW64"):
+            return True  # judged on the magic alone (another container refuses WAV bytes at once)
+        return wav_format(self._head) is not None or len(self._head) >= _WAV_HEADER_BYTES
 
     def feed(self, data: bytes) -> FloatArray:
         if self._proc is None:
