@@ -212,6 +212,7 @@ def main() -> None:
         stt_device="cpu",
         s3_endpoint_url=endpoint,
         stt_max_waiting=500,
+        read_uris=["s3://in-*/transcribe/"],  # each run's input bucket is in-<tag>
     )
     stt = ThreadedServer(lambda: create_stt(stt_settings), name="stt").start()
     short = speech("Please check whether my insurance covers the repair.")

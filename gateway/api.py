@@ -20,6 +20,7 @@ from soriflow.gateway.scheduler import Scheduler
 from soriflow.gateway.settings import Settings
 from soriflow.gateway.stages import audio_format_metadata
 from soriflow.gateway.store import JobStore
+from soriflow.gateway.validation import validate_submit
 from soriflow.gateway.views import JobViews, pipeline_message
 from soriflow.storage import ObjectStore, S3Uri
 from soriflow.v1 import audio_pb2, gateway_pb2, gateway_pb2_grpc
@@ -63,6 +64,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
     async def SubmitJob(
         self, request: gateway_pb2.SubmitJobRequest, context: Any
     ) -> gateway_pb2.SubmitJobResponse:
+        validate_submit(request, self.settings)
         source = request.audio.WhichOneof("source")
         if source is None:
             raise InvalidArgument("no audio: set audio.uri (s3://bucket/key) or audio.content")

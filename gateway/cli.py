@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from soriflow.scoring.report import print_score
+from soriflow.registry import hook
 
 console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -55,8 +55,12 @@ def render_result(job: Any) -> None:
     from soriflow.v1 import gateway_pb2
 
     result = job.result
-    if result.HasField("score"):
+    # Scoring's report through the registry's hook: a service never imports another one.
+    print_score = hook("scoring", "print_result") if result.HasField("score") else None
+    if print_score is not None:
         print_score(result.score, console, title="Pronunciation")
+    elif result.HasField("score"):
+        console.print(f"[bold]overall score:[/bold] {result.score.overall_score:.0f}")
     elif result.HasField("transcript"):
         console.print(result.transcript.text)
     if result.HasField("summary"):
@@ -118,6 +122,10 @@ async def follow(client: Any, job_id: str, *, quiet: bool = False) -> Any:
 
 
 def register(app: typer.Typer, groups: Any) -> None:
+    from .images.cli import register as register_images
+
+    register_images(app, groups)
+
     @app.command()
     def submit(
         source: Annotated[

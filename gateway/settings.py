@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr, model_validator
+import base64
+import binascii
+
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from soriflow.config import ServiceSettings
 from soriflow.gateway.images.settings import ImageSettings
@@ -66,8 +69,34 @@ class Settings(ServiceSettings, ImageSettings):
     gateway_sns_topic_arn: str | None = Field(None, description="SNS topic notified when a job ends.")
     gateway_webhook_url: str | None = Field(None, description="URL POSTed a JSON summary when a job ends.")
     gateway_webhook_secret: SecretStr | None = Field(
-        None, description="Signs webhook bodies: header `X-Soriflow-Signature: sha256=<hex HMAC>`."
+        None,
+        description="Signs webhooks the Standard Webhooks way (`webhook-id`, `webhook-timestamp`, "
+        "`webhook-signature: v1,<base64 HMAC-SHA256>`): `whsec_` + base64 of 24-64 random bytes, "
+        "e.g. `whsec_$(openssl rand -base64 32)`.",
     )
+
+    def readable_uris(self) -> list[str]:
+        """`SORIFLOW_READ_URIS` plus what the gateway reads anyway: its inputs and its submissions."""
+        return [*self.read_uris, *self.gateway_input_uris, self.gateway_submissions_uri]
+
+    @field_validator("gateway_webhook_secret")
+    @classmethod
+    def _standard_webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        # Receivers decode the secret as Standard Webhooks does; a secret in another form would
+        # sign with bytes nobody verifies with, so it is refused at start instead.
+        if value is None:
+            return None
+        secret = value.get_secret_value()
+        try:
+            key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+        except (binascii.Error, ValueError):
+            key = b""
+        if not secret.startswith("whsec_") or not 24 <= len(key) <= 64:
+            raise ValueError(
+                "SORIFLOW_GATEWAY_WEBHOOK_SECRET must be whsec_ followed by the base64 of 24-64 random "
+                "bytes (Standard Webhooks), e.g. whsec_$(openssl rand -base64 32)"
+            )
+        return value
 
     @model_validator(mode="after")
     def _visibility_outlasts_lease(self) -> Settings:

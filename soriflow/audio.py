@@ -55,6 +55,10 @@ yields no samples at all is an error. Decoding holds the whole file as
 float32 at its own rate before mixing and resampling (4 h of 48 kHz stereo is
 5.5 GB), so `audio_max_duration_s` is also the memory bound: it is checked
 from the header before libsndfile decodes, and ffmpeg is told to stop there.
+libsndfile reads in blocks, so a header that claims more frames than the file
+holds costs nothing, and a rate or channel count no speech audio has (a WAV
+header saying 2,147,483,647 Hz) is refused from the header before any decoder
+runs (`check_format`).
 """
 
 from __future__ import annotations
@@ -65,6 +69,7 @@ import math
 import shutil
 import struct
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import TYPE_CHECKING, Final
 
 import numpy as np
@@ -79,10 +84,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ACCEPTED_FORMATS",
+    "MAX_CHANNELS",
+    "MAX_SAMPLE_RATE_HZ",
+    "MIN_SAMPLE_RATE_HZ",
     "Audio",
     "AudioError",
     "AudioLimits",
     "AudioTooLarge",
+    "check_format",
     "decode_alaw",
     "decode_audio",
     "decode_mulaw",
@@ -91,6 +100,7 @@ __all__ = [
     "encode_wav_pcm16",
     "resample",
     "sniff_format",
+    "wav_format",
 ]
 
 FloatArray = npt.NDArray[np.float32]
@@ -148,8 +158,19 @@ _FORMAT_LABEL: Final = {"wav": "WAV", "flac": "FLAC", "mp3": "MP3", "ogg": "Ogg"
 _FLOAT_SUBTYPES: Final = {"FLOAT", "DOUBLE"}
 #: A float peak above this (+12 dBFS) is not hot audio but samples scaled as integers.
 _FLOAT_PEAK_LIMIT: Final = 4.0
-_MAX_HEADERLESS_CHANNELS: Final = 32
-_MAX_SAMPLE_RATE: Final = 768_000
+#: The sample rates and channel counts any audio may declare, in a header or a request. Anything
+#: outside is refused before decoding: a WAV header saying 2,147,483,647 Hz would otherwise ask
+#: the resampler for a filter of billions of taps, and 1,024 channels for ~1,000x the memory of
+#: mono. Telephony is 8 kHz, studio recordings go to 384 kHz; speech needs no more than 2 channels
+#: per speaker.
+MIN_SAMPLE_RATE_HZ: Final = 1000
+MAX_SAMPLE_RATE_HZ: Final = 768_000
+MAX_CHANNELS: Final = 32
+#: Frames libsndfile decodes per read: memory follows the samples really there, not a header's claim.
+_READ_BLOCK_FRAMES: Final = 1 << 18
+#: Bound on the polyphase resampler's up/down factors (legitimate rates need at most ~3,600, e.g.
+#: 352.8 kHz -> 16 kHz is 20/441); an odd rate beyond it is resampled at the nearest ratio within.
+_MAX_RESAMPLE_FACTOR: Final = 4096
 
 
 class AudioError(InvalidArgument):
@@ -162,6 +183,21 @@ class AudioError(InvalidArgument):
 
 class AudioTooLarge(ResourceExhausted):
     """The audio is over the service's byte or duration limit; the message gives both numbers."""
+
+
+def check_format(sample_rate_hz: int, channel_count: int, what: str) -> None:
+    """Refuses a rate or channel count no speech audio has, before a byte is decoded.
+
+    `what` says where the numbers came from ("the WAV header", "sample_rate_hz"),
+    so the client knows which declaration to fix.
+    """
+    if not MIN_SAMPLE_RATE_HZ <= sample_rate_hz <= MAX_SAMPLE_RATE_HZ:
+        raise AudioError(
+            f"{what} gives a sample rate of {sample_rate_hz} Hz; accepted are "
+            f"{MIN_SAMPLE_RATE_HZ}-{MAX_SAMPLE_RATE_HZ} Hz"
+        )
+    if not 1 <= channel_count <= MAX_CHANNELS:
+        raise AudioError(f"{what} gives {channel_count} channels; accepted are 1-{MAX_CHANNELS}")
 
 
 @dataclass(frozen=True)
@@ -399,7 +435,9 @@ def resample(samples: npt.ArrayLike, orig_rate: int, target_rate: int) -> FloatA
     """Polyphase FIR resampling along the last axis of (n,) or (channels, n) samples.
 
     Equivalent to `scipy.signal.resample_poly(x, up, down, axis=-1)` (windowed
-    sinc, ~60 dB stopband: speech stays clean down to 8 kHz) at the same speed,
+    sinc, ~60 dB stopband: speech stays clean down to 8 kHz; a rate sharing no
+    factor with the target, such as 44,101 Hz, is taken at the nearest ratio whose
+    factors stay under 4,096, off by less than a millionth) at the same speed,
     ~1000x real time; the output has ceil(n * target / orig) samples, aligned
     with the input (no filter delay). Each output sample is a dot product of
     the input window under the filter with one phase of it, computed in blocks
@@ -412,6 +450,12 @@ def resample(samples: npt.ArrayLike, orig_rate: int, target_rate: int) -> FloatA
         return x
     g = math.gcd(orig_rate, target_rate)
     up, down = target_rate // g, orig_rate // g
+    if max(up, down) > _MAX_RESAMPLE_FACTOR:
+        # An odd rate (44,101 Hz) makes both factors huge, and the filter with them (a 0.1 s clip
+        # at 767,999 Hz needed 1.5 GB). The nearest ratio with small factors is off by < 1e-6.
+        ratio = Fraction(target_rate, orig_rate)
+        near = ratio.limit_denominator(max(1, int(_MAX_RESAMPLE_FACTOR / max(1, math.ceil(ratio)))))
+        up, down = near.numerator, near.denominator
     n = x.shape[-1]
     n_out = -(-n * up // down)
     lead = x.shape[:-1]
@@ -486,14 +530,17 @@ def _undecodable(reason: str, fmt: str | None = None) -> AudioError:
     return AudioError(f"could not decode audio{what}: {reason}; accepted formats: {ACCEPTED_FORMATS}")
 
 
-def _check_duration(frames: int, rate: int, limits: AudioLimits | None, *, at_least: bool = False) -> None:
+def _check_duration(
+    frames: int, rate: int, limits: AudioLimits | None, *, at_least: bool = False, by_header: bool = False
+) -> None:
     if limits is None or rate <= 0:
         return
     duration = frames / rate
     if duration > limits.max_duration_s:
         more = "more than " if at_least else ""
+        source = " by its header" if by_header else ""
         raise AudioTooLarge(
-            f"audio is {more}{duration:.1f} s long; the limit is {limits.max_duration_s:g} s "
+            f"audio is {more}{duration:.1f} s long{source}; the limit is {limits.max_duration_s:g} s "
             "(SORIFLOW_AUDIO_MAX_DURATION_S)"
         )
 
@@ -517,11 +564,10 @@ def _decode_headerless(data: bytes, encoding: str, sample_rate_hz: int, channel_
         raise AudioError(
             f"{label} audio has no header, so sample_rate_hz is required (e.g. 16000, or 8000 for telephony)"
         )
-    if sample_rate_hz > _MAX_SAMPLE_RATE:
-        raise AudioError(f"sample_rate_hz {sample_rate_hz} is over the maximum of {_MAX_SAMPLE_RATE}")
     channels = channel_count or 1
-    if not 1 <= channels <= _MAX_HEADERLESS_CHANNELS:
-        raise AudioError(f"channel_count must be 0-{_MAX_HEADERLESS_CHANNELS}, not {channel_count}")
+    if not 0 <= channel_count <= MAX_CHANNELS:
+        raise AudioError(f"channel_count must be 0-{MAX_CHANNELS}, not {channel_count}")
+    check_format(sample_rate_hz, channels, f"{label} audio's sample_rate_hz/channel_count")
     width = {"linear16": 2, "float32": 4, "mulaw": 1, "alaw": 1}[encoding]
     if len(data) % (width * channels):
         raise AudioError(
@@ -541,6 +587,24 @@ def _decode_headerless(data: bytes, encoding: str, sample_rate_hz: int, channel_
     else:
         x = decode_alaw(data)
     return x.reshape(-1, channels).T
+
+
+def wav_format(data: bytes) -> tuple[int, int] | None:
+    """(sample rate, channels) from a RIFF/RF64 WAV's `fmt ` chunk; None when it has none in reach."""
+    pos = 12
+    for _ in range(64):  # a few chunks (JUNK, ds64, bext) may come first; crafted input stays cheap
+        if pos + 8 > len(data):
+            return None
+        chunk, size = data[pos : pos + 4], struct.unpack_from("<I", data, pos + 4)[0]
+        if chunk == b"fmt ":
+            if size < 16 or pos + 8 + 16 > len(data):  # a format chunk cut short says nothing
+                return None
+            channels, rate = struct.unpack_from("<HI", data, pos + 10)
+            return int(rate), int(channels)
+        if chunk == b"data":
+            return None
+        pos += 8 + size + (size & 1)
+    return None
 
 
 def _mp3_has_length_header(data: bytes) -> bool:
@@ -577,8 +641,20 @@ def _decode_sndfile(data: bytes, limits: AudioLimits | None) -> tuple[FloatArray
 
     with soundfile.SoundFile(io.BytesIO(data)) as f:
         rate, channels, subtype = int(f.samplerate), int(f.channels), str(f.subtype)
-        _check_duration(int(f.frames), rate, limits)  # from the header, before decoding
-        frames = f.read(dtype="float32", always_2d=True)
+        check_format(rate, channels, f"the {str(f.format).upper()} header")
+        _check_duration(int(f.frames), rate, limits, by_header=True)  # before decoding
+        # In blocks, so memory follows the samples really there: a header may claim more frames
+        # than the file holds (libsndfile allocates the claim up front when asked for "all").
+        blocks: list[FloatArray] = []
+        total = 0
+        while True:
+            chunk = f.read(_READ_BLOCK_FRAMES, dtype="float32", always_2d=True)
+            if not len(chunk):
+                break
+            blocks.append(chunk)
+            total += len(chunk)
+            _check_duration(total, rate, limits, at_least=True)
+    frames = np.concatenate(blocks) if blocks else np.zeros((0, channels), np.float32)
     x: FloatArray = np.ascontiguousarray(frames.T) if channels > 1 else frames.reshape(1, -1)
     if subtype in _FLOAT_SUBTYPES and x.size:
         if not np.isfinite(x).all():
@@ -633,6 +709,7 @@ def _decode_ffmpeg(data: bytes, fmt: str | None, limits: AudioLimits | None) -> 
             why = "the file holds no audio stream"
         raise _undecodable(why, fmt) from None
     x, rate = _parse_ffmpeg_wav(out)
+    check_format(rate, x.shape[0], f"the {_FORMAT_LABEL.get(fmt or '', 'audio')} stream")
     if limits is not None:
         _check_duration(x.shape[1], rate, limits, at_least=True)
     if x.shape[1] == 0 and err.strip():
@@ -709,6 +786,9 @@ def decode_audio(
         fmt = sniffed or declared
         if fmt is None:
             raise _undecodable(f"the bytes are not a recognised audio format ({_describe_bytes(data)})")
+        header = wav_format(data) if fmt == "wav" else None
+        if header is not None:  # before any decoder: libsndfile and ffmpeg both trust it
+            check_format(*header, "the WAV header")
         x, rate = _decode_container(data, fmt, limits)
         what = f"{_FORMAT_LABEL[fmt]} file"
     return _finish(x, rate, what=what, target_rate=target_rate, mono=mono, limits=limits)

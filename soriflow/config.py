@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "SORIFLOW_"
@@ -46,6 +46,12 @@ class CommonSettings(BaseSettings):
         None, description="S3 endpoint override (moto, MinIO, LocalStack). Unset: AWS."
     )
     aws_region: str = Field("us-east-1", description="AWS region for S3, SQS and SNS clients.")
+    read_uris: list[str] = Field(
+        default_factory=list,
+        description="S3 locations requests may name for audio and references (JSON list of "
+        "`s3://bucket/` or `s3://bucket/prefix/`; `*` wildcards in bucket names); anything else is "
+        "PERMISSION_DENIED. Empty: none. The gateway also reads its input and submissions URIs.",
+    )
     cache_dir: Path = Field(
         default_factory=default_cache_dir,
         description="Cache for models joined from packages or copied from `s3://` "
@@ -86,6 +92,18 @@ class CommonSettings(BaseSettings):
         description="PEM CA bundle: servers require and verify client certificates with it (mutual TLS); "
         "clients verify servers with it.",
     )
+
+    @field_validator("read_uris")
+    @classmethod
+    def _valid_read_uris(cls, value: list[str]) -> list[str]:
+        from soriflow.storage import ReadAllowList
+
+        ReadAllowList.parse(value)  # ValueError names the bad entry
+        return value
+
+    def readable_uris(self) -> list[str]:
+        """What this process may read for a request; the gateway adds its own inputs."""
+        return list(self.read_uris)
 
 
 class ServiceSettings(CommonSettings):

@@ -23,7 +23,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 
 from soriflow.audio import decode_audio, encode_wav_pcm16
 from soriflow.client import GatewayClient, open_channel
-from soriflow.scoring.report import print_score
+from soriflow.registry import hook
 from soriflow.stack import LocalStack
 from soriflow.v1 import audio_pb2, gateway_pb2, tts_pb2, tts_pb2_grpc
 
@@ -247,14 +247,18 @@ class Demo:
 
     def _check_pronunciation(self, item: DemoJob, result: Any, files: dict[str, Path]) -> None:
         score = result.score
-        print_score(score, self.console, title=f"'{score.reference_text}'")
+        # Scoring's own report and plot, reached through the registry: the runtime imports no service.
+        print_score, plot_contours = hook("scoring", "print_result"), hook("scoring", "plot_result")
+        if print_score is not None:
+            print_score(score, self.console, title=f"'{score.reference_text}'")
+        else:
+            self.console.print(f"  overall score {score.overall_score:.0f}")
         if "score.json" not in files:
             item.problems.append("score.json missing")
-        plot = self.output_dir / item.pipeline / "pitch.png"
-        from soriflow.scoring.plot import plot_contours
-
-        plot_contours(score, plot, title=score.reference_text)
-        self.console.print(f"  pitch contours: {plot}")
+        if plot_contours is not None:
+            plot = self.output_dir / item.pipeline / "pitch.png"
+            plot_contours(score, plot, title=score.reference_text)
+            self.console.print(f"  pitch contours: {plot}")
 
     def _check_transcribe(self, item: DemoJob, files: dict[str, Path]) -> None:
         srt = files.get("subtitles.srt")

@@ -1,14 +1,20 @@
-"""The services `soriflow serve` knows, imported only when asked for.
+"""The services the runtime knows, by name, imported only when asked for.
 
-Each service package provides `settings.Settings` and
-`service.create_service(settings)`. Importing lazily keeps `soriflow --help`
-fast and lets a slim image carry only its own service's dependencies.
+Each service package provides `settings.Settings`,
+`service.create_service(settings)` and `cli.register(app, groups)` (its
+`soriflow` commands), and may offer named hooks: functions the runtime or
+another service calls without importing the package (the demo and `soriflow
+watch` show a pronunciation score with scoring's own report). This module is
+how the runtime reaches a service: `soriflow/` never imports one (a test
+checks the import graph). Importing lazily keeps `soriflow --help` fast and
+lets a slim image carry only its own service's dependencies.
 """
 
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from soriflow.errors import NotFound
@@ -24,6 +30,25 @@ class ServiceEntry:
     package: str
     description: str
     extra: str
+    #: Hook name -> "module:function" inside the package (see `hook`).
+    hooks: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def cli_module(self) -> str:
+        """The module whose `register(app, groups)` adds this service's commands."""
+        return f"{self.package}.cli"
+
+    def hook(self, name: str) -> Callable[..., Any] | None:
+        """A hook's function; None when the service offers none by that name or is not installed."""
+        target = self.hooks.get(name)
+        if target is None:
+            return None
+        module, _, function = target.partition(":")
+        try:
+            found: Callable[..., Any] = getattr(self._import(module), function)
+        except NotFound:
+            return None
+        return found
 
     def settings_class(self) -> type[ServiceSettings]:
         module = self._import("settings")
@@ -59,7 +84,18 @@ SERVICES: dict[str, ServiceEntry] = {
             "gateway", "soriflow.gateway", "SQS consumer, pipelines, job store and job API", "gateway"
         ),
         ServiceEntry("stt", "soriflow.stt", "Whisper speech to text, batch and streaming", "stt"),
-        ServiceEntry("scoring", "soriflow.scoring", "pronunciation assessment", "scoring"),
+        ServiceEntry(
+            "scoring",
+            "soriflow.scoring",
+            "pronunciation assessment",
+            "scoring",
+            hooks={
+                # print_result(score: ScoreResponse, console: rich Console, *, title: str)
+                "print_result": "report:print_score",
+                # plot_result(score: ScoreResponse, path: Path, *, title: str) -> draws a PNG
+                "plot_result": "plot:plot_contours",
+            },
+        ),
         ServiceEntry(
             "summarizer",
             "soriflow.summarizer",
@@ -69,6 +105,12 @@ SERVICES: dict[str, ServiceEntry] = {
         ServiceEntry("tts", "soriflow.tts", "speech synthesis (Google, Polly, espeak-ng, piper)", "tts"),
     )
 }
+
+
+def hook(service: str, name: str) -> Callable[..., Any] | None:
+    """`SERVICES[service].hook(name)`, for callers outside the service."""
+    entry = SERVICES.get(service)
+    return entry.hook(name) if entry else None
 
 
 def get_service(name: str) -> ServiceEntry:

@@ -32,6 +32,8 @@ PORTS = {"gateway": 50050, "stt": 50051, "scoring": 50052, "summarizer": 50053, 
 METRICS_PORTS = {"gateway": 9150, "stt": 9151, "scoring": 9152, "summarizer": 9153, "tts": 9154}
 #: Key prefixes that trigger jobs (one notification rule each; `reference/` and `submissions/` do not).
 TRIGGER_PREFIXES = ("transcribe/", "voice-notes/", "connect/", "calls/", "users/")
+#: Prefixes of the input bucket that services may read besides the triggers (SORIFLOW_READ_URIS).
+READ_PREFIXES = (*TRIGGER_PREFIXES, "submissions/", "reference/")
 
 
 #: Set in each service's environment so it exits when `soriflow up`/`demo` is killed outright.
@@ -193,6 +195,9 @@ class LocalStack:
                 "SORIFLOW_METRICS_PORT": str(METRICS_PORTS[name]),
                 "SORIFLOW_LOG_FORMAT": "text",
                 "SORIFLOW_GRACE_PERIOD_S": "10",
+                # What a request may name as s3:// audio: the pipeline inputs, submissions and
+                # pronunciation references, nothing else in the account.
+                "SORIFLOW_READ_URIS": json.dumps([f"s3://{c.input_bucket}/{p}" for p in READ_PREFIXES]),
                 PARENT_ENV: str(os.getpid()),
             }
         )

@@ -9,8 +9,10 @@ an unreachable endpoint UNAVAILABLE.
 from __future__ import annotations
 
 import datetime as dt
+import fnmatch
 import functools
-from collections.abc import Iterator
+import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,12 @@ from soriflow.errors import (
 )
 
 CHUNK_BYTES = 1024 * 1024
+#: S3's own limit on a key, in UTF-8 bytes.
+MAX_KEY_BYTES = 1024
+#: Characters of bucket names (S3's rules, plus '_' and capitals that old us-east-1 buckets and
+#: some S3-compatible stores allow); anything else cannot name a bucket.
+_BUCKET_RE = re.compile(r"[A-Za-z0-9._-]{1,255}")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -49,6 +57,46 @@ class S3Uri:
             raise InvalidArgument(f"S3 URI without a bucket: {uri!r}")
         return cls(bucket, key)
 
+    @classmethod
+    def parse_object(cls, uri: str, what: str = "uri") -> S3Uri:
+        """An `s3://bucket/key` naming one object, checked before anything is sent to S3.
+
+        Refused with INVALID_ARGUMENT (never retried): no key (`s3://bucket`, a
+        prefix ending in '/'), a bucket name S3 cannot have, a key over S3's
+        1024 bytes, control characters, and '.'/'..' segments, which S3 keeps
+        literally but HTTP clients and S3-compatible stores may resolve, so
+        `s3://in/users/../secret.wav` could otherwise read outside an allowed prefix.
+        """
+        if not uri:
+            raise InvalidArgument(f"{what} is empty: expected s3://bucket/key")
+        shown = uri if len(uri) <= 200 else uri[:200] + "..."
+        if not uri.startswith("s3://"):
+            raise InvalidArgument(f"{what} {shown!r} is not an S3 URI (expected s3://bucket/key)")
+        target = cls.parse(uri)
+        if not _BUCKET_RE.fullmatch(target.bucket):
+            raise InvalidArgument(
+                f"{what} {shown!r}: {target.bucket[:64]!r} is not a bucket name "
+                "(letters, digits, '.', '-', at most 255 characters)"
+            )
+        if not target.key:
+            raise InvalidArgument(
+                f"{what} {shown!r} names a bucket, not an object: expected s3://{target.bucket}/path/to/file"
+            )
+        if target.key.endswith("/"):
+            raise InvalidArgument(f"{what} {shown!r} names a prefix (ends in '/'), not an object")
+        if len(target.key.encode()) > MAX_KEY_BYTES:
+            raise InvalidArgument(
+                f"{what}: the object key is {len(target.key.encode())} bytes; S3 keys are at most "
+                f"{MAX_KEY_BYTES} bytes"
+            )
+        if _CONTROL_RE.search(target.key):
+            raise InvalidArgument(f"{what} {shown!r}: the key contains control characters (NUL, newline ...)")
+        if any(part in (".", "..") for part in target.key.split("/")):
+            raise InvalidArgument(
+                f"{what} {shown!r}: '.' and '..' segments are not allowed in keys (path traversal)"
+            )
+        return target
+
     def __str__(self) -> str:
         return f"s3://{self.bucket}/{self.key}"
 
@@ -61,6 +109,70 @@ class S3Uri:
                 continue
             key = f"{key.rstrip('/')}/{part}" if key else part
         return S3Uri(self.bucket, key)
+
+
+@dataclass(frozen=True)
+class ReadAllowList:
+    """The S3 locations a process may read on a caller's behalf (`SORIFLOW_READ_URIS`).
+
+    A request that names `s3://` audio makes the service read with its own
+    role; without this check any caller could have the service fetch any
+    object that role can reach and hand back its transcript. Entries are
+    `s3://bucket/` (the whole bucket) or `s3://bucket/prefix/` (keys under
+    that folder; a missing trailing '/' is implied, so `users` does not admit
+    `users2/`); the bucket may hold `*` wildcards (`s3://acme-*-input/`,
+    `s3://*/` for any bucket). Empty: no S3 location may be read.
+    Model specs and the gateway's own outputs are operator configuration, not
+    requests, and do not pass through here.
+    """
+
+    entries: tuple[S3Uri, ...] = ()
+
+    @classmethod
+    def parse(cls, uris: Iterable[str]) -> ReadAllowList:
+        """Checks and normalizes entries; raises ValueError naming a bad one (a settings error)."""
+        entries = []
+        for raw in uris:
+            uri = raw.strip()
+            if not uri.startswith("s3://"):
+                raise ValueError(f"{raw!r} is not an s3://bucket/prefix/ location")
+            bucket, _, key = uri[5:].partition("/")
+            if not bucket or not re.fullmatch(r"[A-Za-z0-9._*-]{1,255}", bucket):
+                raise ValueError(f"{raw!r} has no valid bucket name (s3://bucket/prefix/)")
+            if any(part in (".", "..") for part in key.split("/")):
+                raise ValueError(f"{raw!r} has '.' or '..' segments")
+            key = key.lstrip("/")
+            if key and not key.endswith("/"):
+                key += "/"
+            entries.append(S3Uri(bucket, key))
+        return cls(tuple(dict.fromkeys(entries)))
+
+    def allows(self, uri: S3Uri) -> bool:
+        return any(
+            fnmatch.fnmatchcase(uri.bucket, entry.bucket) and uri.key.startswith(entry.key)
+            for entry in self.entries
+        )
+
+    def check(self, uri: S3Uri, what: str = "uri") -> None:
+        """Raises PERMISSION_DENIED unless `uri` lies in an allowed location.
+
+        The message names the setting but not the allowed locations: bucket
+        names of a deployment are not for whoever sends a request.
+        """
+        if self.allows(uri):
+            return
+        if not self.entries:
+            raise PermissionDenied(
+                f"{what} {uri}: this service reads no S3 location (SORIFLOW_READ_URIS is empty); "
+                "send the audio inline, or have the operator allow the bucket"
+            )
+        raise PermissionDenied(
+            f"{what} {uri} is outside the S3 locations this deployment may read; send the audio inline, "
+            "or have the operator add its bucket or prefix to SORIFLOW_READ_URIS"
+        )
+
+    def __str__(self) -> str:
+        return ", ".join(str(e) for e in self.entries) or "(none)"
 
 
 @dataclass(frozen=True)
@@ -90,6 +202,10 @@ def s3_client(settings: CommonSettings | None = None, service: str = "s3") -> An
 
 
 def _translate(exc: Exception, uri: S3Uri | str) -> SoriflowError:
+    if isinstance(exc, botocore.exceptions.ParamValidationError):
+        # boto3 refused the request before sending it (an empty key, a malformed bucket name):
+        # the URI is wrong, and asking again will not fix it.
+        return InvalidArgument(f"{uri} is not a valid S3 object: {exc}")
     if isinstance(exc, botocore.exceptions.ClientError):
         error = exc.response.get("Error", {})
         code = str(error.get("Code", ""))

@@ -11,7 +11,7 @@ import time
 
 from soriflow.concurrency import run_blocking
 from soriflow.errors import InvalidArgument
-from soriflow.inputs import load_audio
+from soriflow.inputs import clean_text, load_audio
 from soriflow.scoring.feedback import feedback_language
 from soriflow.scoring.messages import to_proto, words_from_proto
 from soriflow.scoring.model import Recording, ScoreInput, TimedWord
@@ -23,6 +23,9 @@ from soriflow.v1 import audio_pb2, scoring_pb2
 
 RATE = 16000
 MAX_CONTOUR_POINTS = 5000
+#: Scoring is for sentences and short passages (audio up to SORIFLOW_SCORING_MAX_DURATION_S, 2 min by
+#: default: some 300 words); a longer text cannot match the recording, and aligning it costs time.
+MAX_REFERENCE_TEXT_CHARS = 5000
 
 
 def _has_audio(audio: audio_pb2.AudioInput) -> bool:
@@ -36,6 +39,12 @@ def validate(request: scoring_pb2.ScoreRequest) -> None:
     has_reference_audio = request.HasField("reference_audio") and _has_audio(request.reference_audio)
     if not has_reference_audio and not request.reference_text.strip():
         raise InvalidArgument("give reference_text, reference_audio, or both, to score the learner against")
+    if len(request.reference_text) > MAX_REFERENCE_TEXT_CHARS:
+        raise InvalidArgument(
+            f"reference_text is {len(request.reference_text)} characters; the limit is "
+            f"{MAX_REFERENCE_TEXT_CHARS} (a sentence or a short passage read in one recording)"
+        )
+    clean_text(request.reference_text, "reference_text")
     if request.HasField("reference_audio") and not has_reference_audio:
         raise InvalidArgument("reference_audio is set but empty: set its content or uri, or leave it out")
     if not 0 <= request.pitch_contour_points <= MAX_CONTOUR_POINTS:
@@ -70,7 +79,7 @@ async def score_request(
     reference_audio = None
     if has_reference_audio:
         reference_audio = await load_audio(
-            request.reference_audio, settings=settings, store=store, target_rate=RATE
+            request.reference_audio, settings=settings, store=store, target_rate=RATE, what="reference_audio"
         )
         scorer.check_duration(reference_audio.duration_s, "reference audio")
 
@@ -113,7 +122,7 @@ async def score_request(
         reference=Recording(reference_audio.samples, RATE, reference_words or [])
         if reference_audio is not None
         else None,
-        reference_text=request.reference_text,
+        reference_text=clean_text(request.reference_text, "reference_text"),
         language=language,
         feedback_language=request.feedback_language_code,
         contour_points=request.pitch_contour_points or 200,

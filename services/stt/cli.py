@@ -223,12 +223,19 @@ async def _stream(
             await consume(server.address)
     elapsed_ms = round((time.perf_counter() - started) * 1000)
     if fmt != "text":
-        from soriflow.stt.formats import render
+        from soriflow.stt.messages import transcript_to_proto
+        from soriflow.transcript import render
 
         duration = max(processed_ms / 1000, segments[-1].end if segments else 0.0)
         transcript = Transcript(tuple(segments), language, language_probability, duration)
-        extra = {"processing_time_ms": elapsed_ms, "model": model_name} if fmt == "json" else {}
-        sys.stdout.write(render(transcript, fmt, **extra))  # type: ignore[arg-type]
+        sys.stdout.write(
+            render(
+                transcript_to_proto(transcript),
+                fmt,  # type: ignore[arg-type]
+                model=model_name,
+                processing_time_ms=elapsed_ms,
+            )
+        )
 
 
 def register(app: typer.Typer, groups: Groups) -> None:
@@ -269,7 +276,8 @@ def register(app: typer.Typer, groups: Groups) -> None:
         import grpc
 
         from soriflow.errors import SoriflowError
-        from soriflow.stt.formats import FORMATS, render
+        from soriflow.stt.messages import transcript_to_proto
+        from soriflow.transcript import FORMATS, render
 
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         fmt = "json" if as_json else fmt
@@ -301,11 +309,15 @@ def register(app: typer.Typer, groups: Groups) -> None:
             code = exc.code().name if hasattr(exc, "code") else "ERROR"
             details = exc.details() if hasattr(exc, "details") else str(exc)
             raise _fail(f"{server}: {code}: {details}") from None
+        # One renderer for every caller (soriflow.transcript), so these subtitles are the gateway's.
         sys.stdout.write(
-            render(transcript, fmt, processing_time_ms=elapsed, model=model_name)
-            if fmt == "json"
-            else render(transcript, fmt)
-        )  # type: ignore[arg-type]
+            render(
+                transcript_to_proto(transcript),
+                fmt,  # type: ignore[arg-type]
+                model=model_name,
+                processing_time_ms=elapsed,
+            )
+        )
 
     @groups.models.command("convert")
     def convert(

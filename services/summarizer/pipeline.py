@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 from soriflow.concurrency import WorkQueue, run_blocking
 from soriflow.errors import Internal, InvalidArgument, ResourceExhausted
+from soriflow.inputs import clean_text, has_words
 
 from .batching import DynamicBatcher
 from .chunking import split_into_chunks
@@ -133,6 +134,9 @@ class Summarizer:
                 f"input is {len(request.text)} characters; the limit is {limit} characters "
                 "(SORIFLOW_SUMMARIZER_MAX_INPUT_CHARS): split the input or raise the limit"
             )
+        if not has_words(clean_text(request.text, "the input")):
+            # A "summary" of punctuation or invisible characters would hand garbage to a person.
+            raise InvalidArgument("the input has no words to summarize (only punctuation or symbols)")
         style = request.style
         if style is Style.CUSTOM and not request.prompt.strip():
             raise InvalidArgument("SUMMARY_STYLE_CUSTOM needs a `prompt` saying what to write")
@@ -175,6 +179,7 @@ class Summarizer:
     ) -> SummaryResult:
         started = time.perf_counter()
         language, style, max_new = self._validate(request)
+        request = dataclasses.replace(request, text=clean_text(request.text, "the input"))
         engine = self.choose_engine(request, language)
         if style is Style.CUSTOM and not engine.follows_prompts:
             style = Style.ABSTRACT

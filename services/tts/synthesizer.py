@@ -32,6 +32,7 @@ import numpy.typing as npt
 from soriflow.audio import resample
 from soriflow.config import MIB
 from soriflow.errors import InvalidArgument, NotFound, ResourceExhausted, SoriflowError
+from soriflow.inputs import clean_text
 from soriflow.tts import encoding as enc
 from soriflow.tts.document import Document, Pause, Rendered, check_sizes
 from soriflow.tts.engines import Engine, EngineFailure, create_engine
@@ -227,7 +228,7 @@ class Synthesizer:
             )
         if not source.strip():
             raise InvalidArgument(f"the {kind} is empty: there is nothing to say")
-        return source, is_ssml
+        return clean_text(source, f"the {kind}"), is_ssml
 
     def plan(self, request: tts_pb2.SynthesizeRequest) -> Plan:
         """Validates the request and decides everything; raises the typed errors (no audio yet)."""

@@ -174,19 +174,11 @@ def models_pull(
     models_resolve(spec)
 
 
-SERVICE_CLIS = (
-    "soriflow.stt.cli",
-    "soriflow.tts.cli",
-    "soriflow.scoring.cli",
-    "soriflow.summarizer.cli",
-    "soriflow.gateway.cli",
-    "soriflow.gateway.images.cli",
-    "soriflow.cli.local",
-)
-
-
 def _register_service_commands() -> None:
-    for name in SERVICE_CLIS:
+    from soriflow.registry import SERVICES
+
+    # Each service's own commands, found through the registry (the runtime imports no service).
+    for name in [*(entry.cli_module for entry in SERVICES.values()), "soriflow.cli.local"]:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:

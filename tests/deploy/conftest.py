@@ -31,6 +31,16 @@ GRPC_PORTS = {"gateway": 50050, "stt": 50051, "scoring": 50052, "summarizer": 50
 METRICS_PORTS = {"gateway": 9150, "stt": 9151, "scoring": 9152, "summarizer": 9153, "tts": 9154}
 
 
+#: What a Secret referenced by the chart holds, in the form the setting checks (for settings tests).
+SECRET_PLACEHOLDERS = {
+    "SORIFLOW_GATEWAY_WEBHOOK_SECRET": "whsec_" + "c29yaWZsb3ctdGVzdC13ZWJob29rLXNlY3JldC0zMmI=",
+}
+
+
+def secret_placeholder(name: str) -> str:
+    return SECRET_PLACEHOLDERS.get(name, "from-a-secret")
+
+
 def value_set(name: str) -> dict[str, Any]:
     """The values of a named set: `default` (none given) or a file under the chart's ci/."""
     if name == "default":

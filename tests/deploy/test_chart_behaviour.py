@@ -4,6 +4,8 @@ security, autoscaling, models, secrets by reference, network policies, settings.
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 from typing import Any
 
@@ -20,6 +22,7 @@ from tests.deploy.conftest import (
     ChartRenderer,
     Rendered,
     merged,
+    secret_placeholder,
     value_set,
 )
 
@@ -207,7 +210,7 @@ def test_every_setting_the_chart_writes_exists_and_parses(
         env = dict(rendered.config(component))
         for entry in rendered.container(component).get("env", []):
             if entry["name"].startswith("SORIFLOW_"):
-                env[entry["name"]] = entry.get("value", "from-a-secret")
+                env[entry["name"]] = entry.get("value", secret_placeholder(entry["name"]))
         unknown = sorted(set(env) - fields)
         assert not unknown, f"{name}/{component}: not settings of soriflow.{component}: {unknown}"
         for key in list(os.environ):
@@ -545,7 +548,7 @@ def _secret_references(node: Any, path: str = "") -> list[str]:
 
 def test_secrets_are_only_referenced(chart: ChartRenderer) -> None:
     rendered = chart.render(CANARY)
-    assert rendered.kind("Secret") == []  # the chart never creates or carries a secret
+    assert rendered.kind("Secret") == []  # given Secrets by name, the chart creates none
     for doc in rendered.docs:
         for path in _secret_references(doc):
             # a Secret's name or key may appear only in a secretKeyRef or a secret volume
@@ -689,9 +692,94 @@ def test_network_policies_fence_the_stage_services(chart: ChartRenderer) -> None
         assert namespaces == [["batch-jobs"]]
         assert metrics_rule["ports"] == [{"port": "metrics", "protocol": "TCP"}]
         assert metrics_rule["from"][0]["namespaceSelector"]["matchExpressions"][0]["values"] == ["monitoring"]
-    gateway = rendered.get("NetworkPolicy", f"{FULLNAME}-gateway")
-    assert "from" not in gateway["spec"]["ingress"][0]  # the API is open to the cluster by default
     assert chart.render({"networkPolicy": {"enabled": False}}).kind("NetworkPolicy") == []
+
+
+def test_the_gateway_api_admits_only_listed_callers(chart: ChartRenderer) -> None:
+    """Not every pod of the cluster: the release's test pods, pods of the namespace labelled as
+    clients, and networkPolicy.gatewayFrom (issue: the API was open to every pod)."""
+    test_pod = {
+        "podSelector": {
+            "matchLabels": {
+                "app.kubernetes.io/name": "soriflow",
+                "app.kubernetes.io/instance": "demo",
+                "app.kubernetes.io/component": "test",
+            }
+        }
+    }
+    client = {"podSelector": {"matchLabels": {f"{FULLNAME}-client": "true"}}}
+    policy = chart.render().get("NetworkPolicy", f"{FULLNAME}-gateway")
+    grpc_rule = policy["spec"]["ingress"][0]
+    assert grpc_rule["ports"] == [{"port": "grpc", "protocol": "TCP"}]
+    assert grpc_rule["from"] == [test_pod, client]  # no peer-less rule: nobody else
+    apps = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "learning-app"}}}
+    listed = chart.render({"networkPolicy": {"gatewayFrom": [apps]}})
+    assert listed.get("NetworkPolicy", f"{FULLNAME}-gateway")["spec"]["ingress"][0]["from"] == [
+        test_pod,
+        client,
+        apps,
+    ]
+    tls = chart.render(value_set("tls")).get("NetworkPolicy", f"{FULLNAME}-gateway")
+    assert {"ipBlock": {"cidr": "10.0.0.0/8"}} in tls["spec"]["ingress"][0]["from"]
+    assert f'{FULLNAME}-client: "true"' in chart.render().notes
+
+
+def test_the_token_is_required_when_installed(chart: ChartRenderer) -> None:
+    """No auth value given: a Secret with a random token is generated and every component
+    requires and sends it; an existing Secret replaces it; switching auth off is explicit."""
+    rendered = chart.render()
+    [secret] = rendered.kind("Secret")
+    assert secret["metadata"]["name"] == f"{FULLNAME}-auth"
+    token = base64.b64decode(secret["data"]["token"]).decode()
+    assert len(token) == 48
+    assert token.isalnum()
+    other = chart.render({"logging": {"level": "DEBUG"}}).kind("Secret")[0]  # another render: another token
+    assert base64.b64decode(other["data"]["token"]).decode() != token
+    for component in COMPONENTS:
+        assert env_names(rendered.container(component))["SORIFLOW_AUTH_TOKEN"]["valueFrom"] == {
+            "secretKeyRef": {"name": f"{FULLNAME}-auth", "key": "token"}
+        }
+    assert f"get secret {FULLNAME}-auth" in rendered.notes
+    given = chart.render({"auth": {"existingSecret": "soriflow-auth"}})
+    assert given.kind("Secret") == []
+    assert env_names(given.container("gateway"))["SORIFLOW_AUTH_TOKEN"]["valueFrom"] == {
+        "secretKeyRef": {"name": "soriflow-auth", "key": "token"}
+    }
+    off = chart.render({"auth": {"enabled": False}})
+    assert off.kind("Secret") == []
+    assert all("SORIFLOW_AUTH_TOKEN" not in env_names(off.container(c)) for c in COMPONENTS)
+    assert "auth.enabled=false" in off.notes
+    assert "TLS is off" in rendered.notes
+    assert "TLS is off" not in chart.render(value_set("tls")).notes
+
+
+def test_every_component_reads_only_the_allowed_s3_locations(
+    chart: ChartRenderer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SORIFLOW_READ_URIS reaches every component: the gateway's inputs and submissions (which
+    the stage services read for its jobs) and readUris; other buckets are refused."""
+    from soriflow.storage import ReadAllowList, S3Uri
+
+    rendered = chart.render(value_set("keda"))
+    common = rendered.get("ConfigMap", f"{FULLNAME}-common")["data"]
+    assert json.loads(common["SORIFLOW_READ_URIS"]) == [
+        "s3://standard-audio-file/",
+        "s3://acme-speech-input/connect/",
+        "s3://acme-speech-input/transcribe/",
+        "s3://acme-speech-input/submissions/",
+    ]
+    for component in COMPONENTS:
+        for key in list(os.environ):
+            if key.startswith("SORIFLOW_"):
+                monkeypatch.delenv(key)
+        monkeypatch.setenv("SORIFLOW_READ_URIS", common["SORIFLOW_READ_URIS"])
+        allowed = ReadAllowList.parse(_settings_class(component)().readable_uris())
+        assert allowed.allows(S3Uri("acme-speech-input", "connect/call.wav"))
+        assert allowed.allows(S3Uri("standard-audio-file", "daily/level_1/Title/audio_line_1.wav"))
+        assert not allowed.allows(S3Uri("some-other-bucket", "secret.wav"))
+        assert not allowed.allows(S3Uri("acme-speech-output", "results/x/transcript.json"))
+    default = chart.render().get("ConfigMap", f"{FULLNAME}-common")["data"]
+    assert json.loads(default["SORIFLOW_READ_URIS"]) == ["s3://soriflow-input/submissions/"]
 
 
 def test_observability(chart: ChartRenderer) -> None:

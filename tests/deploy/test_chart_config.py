@@ -19,6 +19,7 @@ from tests.deploy.conftest import (
     ChartRenderer,
     Rendered,
     merged,
+    secret_placeholder,
     value_set,
 )
 
@@ -39,7 +40,7 @@ def component_env(rendered: Rendered, component: str) -> dict[str, str]:
     env = dict(rendered.config(component))
     for entry in rendered.container(component).get("env", []):
         if entry["name"].startswith("SORIFLOW_"):
-            env[entry["name"]] = entry.get("value", "from-a-secret")
+            env[entry["name"]] = entry.get("value", secret_placeholder(entry["name"]))
     return env
 
 

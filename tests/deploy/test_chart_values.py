@@ -226,3 +226,25 @@ def test_relations_the_schema_cannot_express(
     chart: ChartRenderer, values: dict[str, Any], expected: str
 ) -> None:
     assert expected in rejection(chart, values)
+
+
+@pytest.mark.parametrize(
+    "exposure",
+    [
+        {"gateway": {"service": {"type": "LoadBalancer"}}},
+        {"gateway": {"ingress": {"enabled": True, "hosts": [{"host": "speech.example.com"}]}}},
+    ],
+    ids=["load-balancer", "ingress"],
+)
+def test_an_exposed_gateway_needs_its_callers_listed(chart: ChartRenderer, exposure: dict[str, Any]) -> None:
+    message = rejection(chart, exposure)
+    assert "networkPolicy.gatewayFrom" in message
+    assert "ipBlock" in message
+    listed = merged(exposure, {"networkPolicy": {"gatewayFrom": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]}})
+    chart.render(listed)
+    chart.render(merged(exposure, {"networkPolicy": {"enabled": False}}))
+
+
+def test_read_uris_are_s3_locations(chart: ChartRenderer) -> None:
+    assert "readUris" in rejection(chart, {"readUris": ["https://example.com/x"]})
+    chart.render({"readUris": ["s3://standard-audio-file/", "s3://acme-*-input/calls/"]})

@@ -109,6 +109,7 @@ class Cluster:
         labels: dict[str, str],
         env_from: list[dict[str, Any]],
         script: str,
+        env: list[dict[str, Any]] | None = None,
     ) -> str:
         """Runs `python /e2e/e2e_job.py ARGS` as a Job; returns its log, raising if it failed."""
         self.apply(
@@ -139,7 +140,7 @@ class Cluster:
                                     "image": image,
                                     "command": ["python", "/e2e/e2e_job.py", *args],
                                     "envFrom": env_from,
-                                    "env": [{"name": "HOME", "value": "/tmp"}],
+                                    "env": [{"name": "HOME", "value": "/tmp"}, *(env or [])],
                                     "securityContext": CONTAINER_SECURITY,
                                     "volumeMounts": [
                                         {"name": "script", "mountPath": "/e2e"},
@@ -320,7 +321,7 @@ def test_helm_test_reports_every_component_serving(installed: tuple[Cluster, Any
 
 def test_a_job_runs_through_the_gateway(installed: tuple[Cluster, Any, dict[str, Any]]) -> None:
     cluster, _, setup = installed
-    labels = {  # the chart's NetworkPolicies let this release's test pods call the stage services
+    labels = {  # the chart's NetworkPolicies let this release's test pods call the gateway and the stages
         "app.kubernetes.io/name": "soriflow",
         "app.kubernetes.io/instance": RELEASE,
         "app.kubernetes.io/component": "test",
@@ -339,5 +340,12 @@ def test_a_job_runs_through_the_gateway(installed: tuple[Cluster, Any, dict[str,
         labels,
         [{"configMapRef": {"name": f"{FULLNAME}-common"}}, {"secretRef": {"name": "e2e-moto-credentials"}}],
         Path(__file__).with_name("e2e_job.py").read_text(),
+        # the token the chart generated at install: the API requires it
+        env=[
+            {
+                "name": "SORIFLOW_AUTH_TOKEN",
+                "valueFrom": {"secretKeyRef": {"name": f"{FULLNAME}-auth", "key": "token"}},
+            }
+        ],
     )
     assert '"state": "JOB_STATE_SUCCEEDED"' in log, log

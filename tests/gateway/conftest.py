@@ -21,6 +21,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
 
+#: What the shared stage services may read: every test's input bucket (`make_world` names them in-<tag>).
+READ_ANY_TEST_INPUT = "s3://in-*/"
+
+
 @dataclass
 class AwsWorld:
     """Buckets, a queue with a dead-letter queue, and the S3 -> SQS notification, made for one test."""
@@ -113,6 +117,7 @@ def stt_service(moto_endpoint: str) -> Iterator[ThreadedServer]:
         stt_device="cpu",
         s3_endpoint_url=moto_endpoint,
         stt_max_waiting=200,
+        read_uris=[READ_ANY_TEST_INPUT],
     )
     server = service_thread("stt", lambda: create_service(settings))
     yield server
@@ -157,6 +162,7 @@ def scoring_service(moto_endpoint: str, stt_service: ThreadedServer) -> Iterator
         log_format="text",
         s3_endpoint_url=moto_endpoint,
         stt_address=stt_service.address,
+        read_uris=[READ_ANY_TEST_INPUT],
     )
     server = service_thread("scoring", lambda: create_service(settings))
     yield server

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
-import hashlib
-import hmac
 import json
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -116,7 +116,10 @@ def webhook() -> Iterator[str]:
     server.shutdown()
 
 
-def test_job_end_notifies_sns_and_a_signed_webhook(
+WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"soriflow-test-webhook-secret-32b").decode()
+
+
+def test_job_end_notifies_sns_readably_and_a_signed_webhook(
     aws: AwsWorld,
     tmp_path: Path,
     stt_service: ThreadedServer,
@@ -125,6 +128,7 @@ def test_job_end_notifies_sns_and_a_signed_webhook(
     webhook: str,
 ) -> None:
     import boto3
+    from standardwebhooks import Webhook, WebhookVerificationError
 
     sns = boto3.client("sns", endpoint_url=aws.endpoint, region_name="us-east-1")
     topic = sns.create_topic(Name=f"jobs-{aws.input_bucket}")["TopicArn"]
@@ -140,21 +144,60 @@ def test_job_end_notifies_sns_and_a_signed_webhook(
             stt_address=stt_service.address,
             gateway_sns_topic_arn=topic,
             gateway_webhook_url=webhook,
-            gateway_webhook_secret="s3cret",
+            gateway_webhook_secret=WEBHOOK_SECRET,
+            gateway_presign_expiry_s=2 * 24 * 3600,  # the bedtime-story app's two-day links
         )
     )
-    aws.upload("transcribe/notify.wav", speech_wav.read_bytes())
+    aws.upload("transcribe/notify.wav", speech_wav.read_bytes(), metadata={"user": "kim"})
     [job] = finished_jobs(gateway, 1)
     messages = wait_until(
         lambda: aws.sqs.receive_message(QueueUrl=inbox, WaitTimeSeconds=1).get("Messages"),
         30,
         "the SNS notification",
     )
-    note = json.loads(json.loads(messages[0]["Body"])["Message"])
-    assert (note["job_id"], note["state"], note["pipeline"]) == (job.id, "SUCCEEDED", "transcribe")
-    assert {o["name"] for o in note["outputs"]} >= {"transcript.json"}
+    envelope = json.loads(messages[0]["Body"])
+    # People: a subject that says what happened (e-mail subscribers get `text` as the body) ...
+    assert envelope["Subject"] == "Soriflow: transcribe job succeeded"
+    assert envelope["MessageAttributes"]["state"]["Value"] == "SUCCEEDED"
+    assert envelope["MessageAttributes"]["job_id"]["Value"] == job.id
+    # ... programs (this SQS subscriber): the JSON, with the same text and links that work.
+    note = json.loads(envelope["Message"])
+    assert (note["job_id"], note["state"], note["pipeline"], note["type"]) == (
+        job.id,
+        "SUCCEEDED",
+        "transcribe",
+        "job.succeeded",
+    )
+    text = note["text"]
+    assert text.startswith(f"Soriflow job {job.id} (transcribe) succeeded.")
+    assert f"Source:   s3://{aws.input_bucket}/transcribe/notify.wav" in text
+    assert "Labels: user=kim" in text
+    srt = next(o for o in note["outputs"] if o["name"] == "subtitles.srt")
+    assert f"- subtitles.srt: {srt['url']}" in text
+    with urllib.request.urlopen(srt["url"], timeout=10) as response:
+        assert b"-->" in response.read()
+    links_expire = dt.datetime.fromisoformat(note["links_expire_at"])
+    assert links_expire - dt.datetime.now(dt.UTC) > dt.timedelta(days=1, hours=23)
+
     wait_until(lambda: _Hook.received, 10, "the webhook call")
-    headers, body = _Hook.received[0]
-    expected = "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
-    assert headers["X-Soriflow-Signature"] == expected
-    assert json.loads(body)["job_id"] == job.id
+    received, body = _Hook.received[0]
+    headers = {k.lower(): v for k, v in received.items()}
+    verifier = Webhook(WEBHOOK_SECRET)
+    assert verifier.verify(body, headers)["job_id"] == job.id  # how a receiver checks it (docs/gateway.md)
+    assert headers["webhook-id"].startswith(f"msg_{job.id}_succeeded_")
+    with pytest.raises(WebhookVerificationError):  # a tampered body
+        verifier.verify(body.replace(b"SUCCEEDED", b"FAILED"), headers)
+    stale = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=10)
+    replayed = gateway.service.runner.notifier.signed_headers(body, headers["webhook-id"], stale)
+    with pytest.raises(WebhookVerificationError):  # a replay after the tolerance window
+        verifier.verify(body, replayed)
+    with pytest.raises(WebhookVerificationError):  # the same body signed with another secret
+        verifier.verify(
+            body,
+            {
+                **headers,
+                "webhook-signature": Webhook("whsec_" + "A" * 44).sign(
+                    headers["webhook-id"], dt.datetime.now(dt.UTC), body
+                ),
+            },
+        )

@@ -225,6 +225,7 @@ def test_a_stage_service_killed_mid_job_and_restarted(
         "SORIFLOW_S3_ENDPOINT_URL": aws.endpoint,
         "SORIFLOW_STT_DEVICE": "cpu",
         "SORIFLOW_LOG_FORMAT": "text",
+        "SORIFLOW_READ_URIS": json.dumps([f"s3://{aws.input_bucket}/"]),
     }
 
     def start_stt() -> subprocess.Popen[bytes]:

@@ -3,6 +3,7 @@ an S3 notification carrying several records."""
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +20,21 @@ from tests.gateway.test_failure_paths import s3_event
 from tests.gateway.test_gateway import finished_jobs, run, store_of, wait_until
 
 pytestmark = pytest.mark.slow
+
+
+def float_wav(samples: np.ndarray, rate: int = 16000) -> bytes:
+    """A 32-bit float WAV (format 3) of the samples as they are, NaN included."""
+    data = samples.astype("<f4").tobytes()
+    fmt = b"fmt " + struct.pack("<IHHIIHH", 16, 3, 1, rate, rate * 4, 4, 32)
+    return (
+        b"RIFF"
+        + struct.pack("<I", 36 + len(data))
+        + b"WAVE"
+        + fmt
+        + b"data"
+        + struct.pack("<I", len(data))
+        + data
+    )
 
 
 def test_raw_pcm_and_s3_submissions_wait_and_list_by_state(
@@ -42,7 +58,13 @@ def test_raw_pcm_and_s3_submissions_wait_and_list_by_state(
                 )
             ).job
             from_s3 = await client.submit_uri(uri, pipeline="transcribe", metadata={"case": "s3"})
-            broken = await client.submit_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt garbage", pipeline="transcribe")
+            # Found broken only when decoded (NaN samples in a float WAV): a job that fails, with the reason.
+            nan = np.zeros(8000, "<f4")
+            nan[10] = np.nan
+            broken = await client.submit_bytes(float_wav(nan), pipeline="transcribe")
+            with pytest.raises(grpc.aio.AioRpcError) as cut:  # a WAV without its format: refused at once
+                await client.submit_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt garbage", pipeline="transcribe")
+            assert cut.value.code() == grpc.StatusCode.INVALID_ARGUMENT
             for job in (raw, from_s3):
                 final = await client.wait(job.job_id, timeout=120)
                 assert final.state == gateway_pb2.JOB_STATE_SUCCEEDED, final.error
@@ -50,7 +72,9 @@ def test_raw_pcm_and_s3_submissions_wait_and_list_by_state(
             assert raw.metadata["soriflow-encoding"] == "AUDIO_ENCODING_LINEAR16"
             assert raw.metadata["soriflow-sample-rate-hz"] == "8000"
             assert from_s3.source_uri == uri
-            assert (await client.wait(broken.job_id, timeout=60)).state == gateway_pb2.JOB_STATE_FAILED
+            failed_job = await client.wait(broken.job_id, timeout=60)
+            assert failed_job.state == gateway_pb2.JOB_STATE_FAILED
+            assert "NaN" in failed_job.error
 
             failed = await client.list(state=gateway_pb2.JOB_STATE_FAILED)
             assert [j.job_id for j in failed.jobs] == [broken.job_id]

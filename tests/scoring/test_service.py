@@ -131,7 +131,8 @@ async def test_s3_input(scoring_server: object, s3_env: str) -> None:
     store = ObjectStore()
     store.client.create_bucket(Bucket="learners")
     store.client.put_object(Bucket="learners", Key="u1/take1.wav", Body=wav_input(samples).content)
-    settings = scoring_settings(s3_endpoint_url=s3_env)
+    store.client.put_object(Bucket="learners", Key="u2/secret.wav", Body=wav_input(samples).content)
+    settings = scoring_settings(s3_endpoint_url=s3_env, read_uris=["s3://learners/u1/"])
     async with running(create_service(settings)) as server, open_channel(server.address) as channel:
         stub = Stub(channel)
         request = scoring_pb2.ScoreRequest(
@@ -140,10 +141,22 @@ async def test_s3_input(scoring_server: object, s3_env: str) -> None:
             words=word_protos(aligned_words(samples, SENTENCE)),
         )
         assert (await stub.Score(request, timeout=60)).completeness_score == 100
-        request.audio.uri = "s3://learners/missing.wav"
+        request.audio.uri = "s3://learners/u1/missing.wav"
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await stub.Score(request, timeout=60)
         assert info.value.code() == grpc.StatusCode.NOT_FOUND
+        # Outside SORIFLOW_READ_URIS: refused before S3 is asked, for the learner and the reference.
+        request.audio.uri = "s3://learners/u2/secret.wav"
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.Score(request, timeout=60)
+        assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert "audio.uri s3://learners/u2/secret.wav" in (info.value.details() or "")
+        request.audio.uri = "s3://learners/u1/take1.wav"
+        request.reference_audio.uri = "s3://learners/u2/secret.wav"
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.Score(request, timeout=60)
+        assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert "reference_audio.uri" in (info.value.details() or "")
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ sample, lossy ones by correlation after aligning away the codec delay.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import struct
@@ -679,3 +680,77 @@ def test_encode_wav_pcm16_round_trip(ffmpeg: str) -> None:
     np.testing.assert_array_equal(s16.reshape(-1, 2).T, np.rint(x * 32768).astype(np.int16))
     clipped = decode_audio(encode_wav_pcm16(np.array([2.0, -2.0], np.float32), 8000), target_rate=None)
     np.testing.assert_allclose(clipped.samples, [32767 / 32768, -1.0])
+
+
+def lying_wav(
+    *, rate: int = 16000, channels: int = 1, data_size: int | None = None, frames: int = 1600
+) -> bytes:
+    """A 16-bit PCM WAV whose header says what it is told to, whatever the bytes hold."""
+    pcm = np.zeros(frames * channels, "<i2").tobytes()
+    size = len(pcm) if data_size is None else data_size
+    block = 2 * channels
+    header = b"RIFF" + struct.pack("<I", min(36 + size, 0xFFFFFFFF)) + b"WAVE"
+    header += b"fmt " + struct.pack(
+        "<IHHIIHH", 16, 1, channels, rate, (rate * block) & 0xFFFFFFFF, block & 0xFFFF, 16
+    )
+    return header + b"data" + struct.pack("<I", size) + pcm
+
+
+@pytest.mark.parametrize(
+    ("header", "words"),
+    [
+        ({"rate": 2_147_483_647}, ("WAV header", "2147483647 Hz", "1000-768000")),
+        ({"rate": 4_294_967_295}, ("WAV header", "4294967295 Hz")),
+        ({"rate": 0}, ("WAV header", "0 Hz")),
+        ({"rate": 999}, ("WAV header", "999 Hz")),
+        ({"channels": 0, "frames": 1}, ("WAV header", "0 channels")),
+        ({"channels": 1024, "frames": 2}, ("WAV header", "1024 channels", "1-32")),
+        ({"channels": 65535, "frames": 1}, ("WAV header", "65535 channels")),
+    ],
+)
+def test_absurd_wav_headers_are_invalid_before_decoding(
+    header: dict[str, int], words: tuple[str, ...]
+) -> None:
+    # 2**31 Hz made the resampler ask for 320 GiB (MemoryError -> INTERNAL); now nothing is decoded.
+    raises_audio_error(lying_wav(**header), *words)
+
+
+def test_header_claiming_more_frames_than_the_file_holds_keeps_what_is_there() -> None:
+    # A truncated upload looks like this too: decode what is there, allocate only that.
+    result = decode_audio(lying_wav(data_size=0xFFFFFFF0), limits=AudioLimits(10**9, 3600))
+    assert result.frame_count == 1600
+
+
+def test_flac_header_lies_are_bounded(ffmpeg: str, tmp_path: Path) -> None:
+    buffer = io.BytesIO()
+    soundfile.write(buffer, np.zeros(16000, np.float32), 16000, format="FLAC")
+    flac = bytearray(buffer.getvalue())
+    # STREAMINFO (at 8): 18 bytes of block/frame sizes, then 20 bits rate, 3 channels-1,
+    # 5 bits-per-sample-1 and 36 bits of total samples. Claim 3 h of stereo (libsndfile would
+    # allocate all of it up front) over a second of silence.
+    fields = int.from_bytes(flac[18:26], "big")
+    total = 3 * 3600 * 16000
+    fields = (fields & ~((1 << 36) - 1)) | total
+    flac[18:26] = fields.to_bytes(8, "big")
+    result = decode_audio(bytes(flac), limits=AudioLimits(10**9, 4 * 3600))
+    assert result.duration_s == pytest.approx(1.0, abs=0.01)
+    with pytest.raises(AudioTooLarge, match="by its header"):
+        decode_audio(bytes(flac), limits=AudioLimits(10**9, 3600))
+    # A rate FLAC can state (up to 1,048,575 Hz) but no speech has.
+    fields = (fields & ~(((1 << 20) - 1) << 44)) | (1_000_000 << 44)
+    flac[18:26] = fields.to_bytes(8, "big")
+    raises_audio_error(bytes(flac), "FLAC header", "1000000 Hz")
+
+
+def test_odd_rates_resample_with_a_bounded_filter() -> None:
+    # 767,999 Hz shares no factor with 16 kHz: the exact filter took 1.5 GB for a 0.1 s clip.
+    import tracemalloc
+
+    x = np.sin(2 * np.pi * 440 * np.arange(76_800) / 767_999).astype(np.float32)
+    tracemalloc.start()
+    y = resample(x, 767_999, 16000)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 100 * 2**20
+    assert abs(len(y) - 76_800 * 16000 / 767_999) <= 1  # the nearest small ratio, not the exact one
+    assert dominant_hz(y, 16000) == pytest.approx(440, abs=5)

@@ -6,9 +6,12 @@ import urllib.request
 
 import pytest
 
+from soriflow.audio import AudioLimits
 from soriflow.config import CommonSettings
-from soriflow.errors import InvalidArgument, NotFound, ResourceExhausted, Unavailable
-from soriflow.storage import ObjectStore, S3Uri, key_from_event
+from soriflow.errors import InvalidArgument, NotFound, PermissionDenied, ResourceExhausted, Unavailable
+from soriflow.inputs import fetch_audio_bytes
+from soriflow.storage import ObjectStore, ReadAllowList, S3Uri, key_from_event
+from soriflow.v1 import audio_pb2
 
 
 @pytest.fixture
@@ -26,6 +29,87 @@ def test_s3_uri_parsing() -> None:
     for bad in ("http://b/k", "s3:///k", "b/k"):
         with pytest.raises(InvalidArgument):
             S3Uri.parse(bad)
+
+
+@pytest.mark.parametrize(
+    ("uri", "message"),
+    [
+        ("s3://bucket", "names a bucket, not an object"),
+        ("s3://bucket/", "names a bucket, not an object"),
+        ("s3://bucket/folder/", "names a prefix"),
+        ("s3://bucket/a/../b.wav", "traversal"),
+        ("s3://bucket/./b.wav", "traversal"),
+        ("s3://bucket/a\x00.wav", "control characters"),
+        ("s3://bucket/a\nb.wav", "control characters"),
+        ("s3://bu cket/a.wav", "not a bucket name"),
+        ("s3://bucket/" + "k" * 1025, "at most 1024 bytes"),
+        ("", "is empty"),
+        ("file:///etc/passwd", "not an S3 URI"),
+    ],
+)
+def test_object_uris_are_checked_before_s3_is_asked(uri: str, message: str) -> None:
+    with pytest.raises(InvalidArgument, match=message):
+        S3Uri.parse_object(uri, "audio.uri")
+    assert S3Uri.parse_object("s3://b/users/kim/한국어 1.wav") == S3Uri("b", "users/kim/한국어 1.wav")
+
+
+def test_read_allow_list() -> None:
+    allowed = ReadAllowList.parse(["s3://in/users", "s3://refs/", "s3://acme-*-input/calls/"])
+    assert allowed.allows(S3Uri("in", "users/kim/a.wav"))
+    assert not allowed.allows(S3Uri("in", "users2/a.wav"))  # a prefix is a folder
+    assert not allowed.allows(S3Uri("in", "secret.wav"))
+    assert allowed.allows(S3Uri("refs", "anything/at/all.wav"))
+    assert allowed.allows(S3Uri("acme-kr-input", "calls/1.wav"))
+    assert not allowed.allows(S3Uri("acme-kr-output", "calls/1.wav"))
+    assert not allowed.allows(S3Uri("some-other-bucket", "secret.wav"))
+    with pytest.raises(PermissionDenied, match="SORIFLOW_READ_URIS"):
+        allowed.check(S3Uri("some-other-bucket", "secret.wav"), "audio.uri")
+    with pytest.raises(PermissionDenied, match="reads no S3 location"):
+        ReadAllowList.parse([]).check(S3Uri("in", "users/a.wav"))
+    assert ReadAllowList.parse(["s3://*/"]).allows(S3Uri("whatever", "x"))
+    for bad in ("in/users/", "https://in/", "s3:///x", "s3://in/../x/"):
+        with pytest.raises(ValueError, match=r"s3://|bucket|segments"):
+            ReadAllowList.parse([bad])
+    with pytest.raises(ValueError, match="read_uris"):
+        CommonSettings(read_uris=["not-a-uri"])
+
+
+def test_gateway_reads_its_inputs_and_submissions_by_default() -> None:
+    from soriflow.gateway.settings import Settings
+
+    settings = Settings(
+        gateway_input_uris=["s3://in/connect/"], gateway_submissions_uri="s3://in/submissions/"
+    )
+    allowed = ReadAllowList.parse(settings.readable_uris())
+    assert allowed.allows(S3Uri("in", "connect/call.wav"))
+    assert allowed.allows(S3Uri("in", "submissions/job/audio.wav"))
+    assert not allowed.allows(S3Uri("in", "reference/x.wav"))
+    more = Settings(read_uris=["s3://standard-audio-file/"], gateway_input_uris=["s3://in/connect/"])
+    assert ReadAllowList.parse(more.readable_uris()).allows(S3Uri("standard-audio-file", "a/b.wav"))
+
+
+async def test_fetch_checks_the_allow_list_before_s3(store: ObjectStore) -> None:
+    store.write_bytes("s3://bucket/in/a.wav", b"RIFF")
+    store.write_bytes("s3://bucket/secret/a.wav", b"RIFF")
+    limits = AudioLimits(max_bytes=1000, max_duration_s=10)
+    allowed = ReadAllowList.parse(["s3://bucket/in/"])
+    got = await fetch_audio_bytes(
+        audio_pb2.AudioInput(uri="s3://bucket/in/a.wav"), store=store, limits=limits, allowed=allowed
+    )
+    assert got == b"RIFF"
+    with pytest.raises(PermissionDenied, match=r"audio.uri s3://bucket/secret/a.wav"):
+        await fetch_audio_bytes(
+            audio_pb2.AudioInput(uri="s3://bucket/secret/a.wav"), store=store, limits=limits, allowed=allowed
+        )
+    with pytest.raises(InvalidArgument, match="names a bucket"):
+        await fetch_audio_bytes(
+            audio_pb2.AudioInput(uri="s3://bucket"), store=store, limits=limits, allowed=allowed
+        )
+
+
+def test_an_empty_key_is_invalid_not_unavailable(store: ObjectStore) -> None:
+    with pytest.raises(InvalidArgument):
+        store.read_bytes(S3Uri("bucket", ""))
 
 
 def test_round_trip_head_metadata_and_listing(store: ObjectStore) -> None:

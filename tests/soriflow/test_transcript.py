@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from soriflow.transcript import cues, to_dict, to_srt, to_vtt
+import json
+
+from soriflow.transcript import FORMATS, cues, render, to_dict, to_srt, to_vtt
 from soriflow.v1 import audio_pb2
 
 
@@ -58,3 +60,46 @@ def test_json_shape() -> None:
     data = to_dict(_transcript())
     assert set(data) >= {"text", "language", "words", "segments"}
     assert set(data["words"][0]) >= {"word", "start_ms", "end_ms", "confidence", "channel"}
+
+
+def test_split_cues_keep_the_speech_spacing() -> None:
+    # Whisper words carry their leading space where the language has one: none in Japanese.
+    words = [
+        audio_pb2.Word(word=w, start_ms=i * 500, end_ms=i * 500 + 400)
+        for i, w in enumerate(["今日", "は", "とても", "いい", "天気", "です"] * 6)
+    ]
+    segment = audio_pb2.Segment(text="".join(w.word for w in words), start_ms=0, end_ms=18_000, words=words)
+    result = cues(audio_pb2.Transcript(segments=[segment], channel_count=1))
+    assert len(result) >= 3
+    assert all(" " not in c.text for c in result)
+    assert "".join(c.text for c in result) == segment.text
+    spaced = [audio_pb2.Word(word=f" w{i}", start_ms=i * 400, end_ms=i * 400 + 300) for i in range(30)]
+    english = audio_pb2.Segment(text="x" * 100, start_ms=0, end_ms=12_000, words=spaced)
+    assert cues(audio_pb2.Transcript(segments=[english]))[0].text.startswith("w0 w1 w2")
+
+
+def test_vtt_text_cannot_open_tags_and_cues_hold_no_blank_lines() -> None:
+    segment = audio_pb2.Segment(text="I <3 R&D\n\nreally <b>", start_ms=0, end_ms=2000, speaker="a<b>")
+    vtt = to_vtt(audio_pb2.Transcript(segments=[segment], channel_count=2))
+    assert "<v a&lt;b&gt;>I &lt;3 R&amp;D really &lt;b&gt;" in vtt
+    srt = to_srt(audio_pb2.Transcript(segments=[segment]))
+    assert "\n\n" not in srt.strip()
+
+
+def test_one_renderer_for_engine_and_wire_transcripts() -> None:
+    """The STT CLI renders its engine transcript through the wire form, as the gateway does."""
+    from soriflow.stt.engines.base import Segment, Transcript, Word
+    from soriflow.stt.messages import transcript_from_proto, transcript_to_proto
+
+    wire = _transcript(channels=2)
+    engine_side = transcript_from_proto(wire)
+    assert isinstance(engine_side, Transcript)
+    assert isinstance(engine_side.segments[0], Segment)
+    assert isinstance(engine_side.segments[0].words[0], Word)
+    again = transcript_to_proto(engine_side)
+    for fmt in FORMATS:
+        if fmt in ("srt", "vtt"):
+            assert render(again, fmt) == render(wire, fmt), fmt
+    data = json.loads(render(again, "json", model="tiny.en", processing_time_ms=12))
+    assert (data["model"], data["processing_time_ms"]) == ("tiny.en", 12)
+    assert set(data["segments"][0]) >= {"avg_logprob", "no_speech_probability", "speaker"}

@@ -18,6 +18,8 @@ from soriflow.v1 import stt_pb2_grpc
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 ALSA = Path("/usr/share/sounds/alsa")
+#: The one S3 location the test servers may read for a request (SORIFLOW_READ_URIS).
+READ_URI = "s3://calls/in/"
 
 
 def stt_settings(**overrides: Any) -> Settings:
@@ -36,7 +38,12 @@ def stt_settings(**overrides: Any) -> Settings:
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def stt_server(moto_endpoint: str) -> AsyncIterator[Server]:
     """A real STT server with the bundled tiny.en model (S3 on moto), shared by a test module."""
-    settings = stt_settings(stt_max_concurrency=1, stt_max_waiting=4, s3_endpoint_url=moto_endpoint)
+    settings = stt_settings(
+        stt_max_concurrency=1,
+        stt_max_waiting=4,
+        s3_endpoint_url=moto_endpoint,
+        read_uris=[READ_URI],
+    )
     async with running(create_service(settings)) as server:
         yield server
 

@@ -128,3 +128,36 @@ async def test_transcribe_stream_prints_interims_and_finals(stt_server: Server, 
     assert code == 0, err
     assert "front" in out.lower()
     assert err.count("…") >= 1  # interim lines on stderr while the file streams in real time
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_subtitles_from_the_cli_are_the_gateways(stt_server: Server, tmp_path: Path) -> None:
+    """One renderer: `soriflow transcribe --format srt|vtt` gives the cues the gateway's transcribe
+    pipeline writes (soriflow.transcript over the Recognize result), long segments split alike."""
+    from soriflow.client import open_channel
+    from soriflow.transcript import to_srt, to_vtt
+    from soriflow.v1 import audio_pb2, stt_pb2, stt_pb2_grpc
+    from tests.stt.speech import concat, espeak, wav
+
+    text = (
+        "The quarterly report shows that sales in the northern region grew by twelve percent, "
+        "while the southern region stayed flat because two large customers delayed their orders."
+    )
+    audio = wav(concat(espeak(text, tmp_path).samples))
+    path = tmp_path / "long.wav"
+    path.write_bytes(audio)
+    async with open_channel(stt_server.address) as channel:  # what the gateway's stt stage asks for
+        response = await stt_pb2_grpc.SpeechToTextServiceStub(channel).Recognize(
+            stt_pb2.RecognizeRequest(
+                audio=audio_pb2.AudioInput(content=audio),
+                config=stt_pb2.RecognitionConfig(enable_word_time_offsets=True),
+            ),
+            timeout=120,
+        )
+    gateway_srt, gateway_vtt = to_srt(response.transcript), to_vtt(response.transcript)
+    assert gateway_srt.count(" --> ") >= 2  # one long segment, split into readable cues
+    for fmt, expected in (("srt", gateway_srt), ("vtt", gateway_vtt)):
+        address = stt_server.address
+        code, out, err = await _run_cli("transcribe", str(path), "--server", address, "--format", fmt)
+        assert code == 0, err
+        assert out == expected

@@ -78,6 +78,40 @@ async def test_recognize_from_s3(stt_stub: Stub, s3_env: str) -> None:
     assert missing.value.code() == grpc.StatusCode.NOT_FOUND
 
 
+@pytest.mark.parametrize(
+    ("uri", "code", "message"),
+    [
+        # another bucket, or another prefix of the same bucket: never read (the object exists)
+        ("s3://some-other-bucket/secret.wav", grpc.StatusCode.PERMISSION_DENIED, "SORIFLOW_READ_URIS"),
+        ("s3://calls/private/secret.wav", grpc.StatusCode.PERMISSION_DENIED, "SORIFLOW_READ_URIS"),
+        ("s3://calls/in2/x.wav", grpc.StatusCode.PERMISSION_DENIED, "SORIFLOW_READ_URIS"),
+        # no object named: a request error, not a retryable outage
+        ("s3://calls", grpc.StatusCode.INVALID_ARGUMENT, "names a bucket, not an object"),
+        ("s3://calls/", grpc.StatusCode.INVALID_ARGUMENT, "names a bucket, not an object"),
+        ("s3://calls/in/", grpc.StatusCode.INVALID_ARGUMENT, "names a prefix"),
+        ("s3://calls/in/../private/secret.wav", grpc.StatusCode.INVALID_ARGUMENT, "traversal"),
+        ("s3://calls/in/a\x00.wav", grpc.StatusCode.INVALID_ARGUMENT, "control characters"),
+        ("https://calls/in/rear.wav", grpc.StatusCode.INVALID_ARGUMENT, "not an S3 URI"),
+    ],
+)
+async def test_s3_uris_outside_the_allow_list_or_without_a_key_are_refused(
+    stt_stub: Stub, s3_env: str, uri: str, code: grpc.StatusCode, message: str
+) -> None:
+    store = ObjectStore()
+    for bucket in ("calls", "some-other-bucket"):
+        store.client.create_bucket(Bucket=bucket)
+    secret = (ALSA / "Rear_Left.wav").read_bytes()
+    store.client.put_object(Bucket="some-other-bucket", Key="secret.wav", Body=secret)
+    store.client.put_object(Bucket="calls", Key="private/secret.wav", Body=secret)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stt_stub.Recognize(
+            stt_pb2.RecognizeRequest(audio=audio_pb2.AudioInput(uri=uri)),
+            timeout=30,
+        )
+    assert err.value.code() == code
+    assert message in (err.value.details() or "")
+
+
 async def test_bad_audio_is_invalid_argument(stt_stub: Stub) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stt_stub.Recognize(request(b"this is not audio at all" * 10), timeout=30)

@@ -28,7 +28,16 @@ from typing import Final, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from soriflow.audio import AudioError, decode_alaw, decode_mulaw, resample, sniff_format
+from soriflow.audio import (
+    MAX_CHANNELS,
+    AudioError,
+    check_format,
+    decode_alaw,
+    decode_mulaw,
+    resample,
+    sniff_format,
+    wav_format,
+)
 from soriflow.v1 import audio_pb2
 
 FloatArray = npt.NDArray[np.float32]
@@ -50,8 +59,8 @@ _CONTAINERS: Final = {
 }
 #: Bytes needed before the container magic can be judged.
 _SNIFF_BYTES: Final = 12
-_MAX_RATE: Final = 768_000
-_MAX_CHANNELS: Final = 32
+#: How far to buffer a WAV stream's start looking for its `fmt ` chunk (checked before ffmpeg runs).
+_WAV_HEADER_BYTES: Final = 4096
 
 
 class StreamDecoder(Protocol):
@@ -101,11 +110,10 @@ class HeaderlessDecoder:
             raise AudioError(
                 f"{label} has no header: set streaming_config.sample_rate_hz (e.g. 16000 or 8000)"
             )
-        if sample_rate_hz > _MAX_RATE:
-            raise AudioError(f"sample_rate_hz {sample_rate_hz} is over the maximum of {_MAX_RATE}")
         self.channels = channel_count or 1
-        if not 1 <= self.channels <= _MAX_CHANNELS:
-            raise AudioError(f"channel_count must be 0-{_MAX_CHANNELS}, not {channel_count}")
+        if not 0 <= channel_count <= MAX_CHANNELS:
+            raise AudioError(f"channel_count must be 0-{MAX_CHANNELS}, not {channel_count}")
+        check_format(sample_rate_hz, self.channels, f"{label}'s sample_rate_hz/channel_count")
         self.encoding = encoding
         self.label = label
         self.frame = _HEADERLESS_WIDTH[_ENC.ValueType(encoding)] * self.channels
@@ -247,7 +255,10 @@ class FfmpegDecoder:
         data = b"".join(chunks)
         usable = len(data) - len(data) % 4
         self._carry = data[usable:]
-        return np.frombuffer(data[:usable], dtype="<f4").astype(np.float32)
+        x = np.frombuffer(data[:usable], dtype="<f4").astype(np.float32)
+        if not np.isfinite(x).all():  # float WAV/FLAC samples pass through ffmpeg as they are
+            raise AudioError(f"the {self.label} stream holds NaN or infinite samples")
+        return x
 
     def _check_failed(self) -> None:
         if self._ended and self._proc is not None:
@@ -268,6 +279,9 @@ class FfmpegDecoder:
                 f"the stream was declared {self.label} but starts with {seen}: "
                 "send the encoding the audio really has"
             )
+        header = wav_format(self._head) if fmt == "wav" else None
+        if header is not None:  # ffmpeg would trust a header of 2**31 Hz or 65,535 channels
+            check_format(*header, "the WAV header")
         self._start()
         head, self._head = self._head, b""
         self._write(head)
@@ -283,10 +297,18 @@ class FfmpegDecoder:
                 self._drain(wait=True)
             self._check_failed()
 
+    def _head_complete(self) -> bool:
+        """Enough bytes to judge the container (and, for WAV, to read its format first)."""
+        if len(self._head) < _SNIFF_BYTES:
+            return False
+        if "wav" not in self.expected or self._head[:4] not in (b"RIFF", b"RF64", b"BW64"):
+            return True  # judged on the magic alone (another container refuses WAV bytes at once)
+        return wav_format(self._head) is not None or len(self._head) >= _WAV_HEADER_BYTES
+
     def feed(self, data: bytes) -> FloatArray:
         if self._proc is None:
             self._head += data
-            if len(self._head) < _SNIFF_BYTES:
+            if not self._head_complete():
                 return np.zeros(0, np.float32)
             self._begin()
         else:

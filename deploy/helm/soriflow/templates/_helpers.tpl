@@ -155,6 +155,26 @@ Takes dict root, spec.
 {{- end }}
 {{- end }}
 
+{{/*
+What requests may name as s3:// audio (SORIFLOW_READ_URIS), as a JSON list: readUris plus the
+gateway's inputs and submissions, which the stage services read for its jobs.
+*/}}
+{{- define "soriflow.readUris" -}}
+{{- $v := .Values }}
+{{- $uris := concat ($v.readUris | default list) ($v.gateway.inputUris | default list) (list $v.gateway.submissionsUri) }}
+{{- $uris | uniq | toJson }}
+{{- end }}
+
+{{/* The Secret holding the bearer token: the one named in auth.existingSecret, or the generated one. */}}
+{{- define "soriflow.authSecretName" -}}
+{{- .Values.auth.existingSecret | default (printf "%s-auth" (include "soriflow.fullname" .)) }}
+{{- end }}
+
+{{/* The label that lets a pod of the release namespace call the gateway's API. */}}
+{{- define "soriflow.clientLabel" -}}
+{{- printf "%s-client" (include "soriflow.fullname" .) }}
+{{- end }}
+
 {{/* Settings every process reads (common ConfigMap). */}}
 {{- define "soriflow.commonEnv" -}}
 {{- $v := .Values }}
@@ -168,6 +188,7 @@ Takes dict root, spec.
 {{- if $v.aws.s3EndpointUrl }}
 {{- $_ := set $env "SORIFLOW_S3_ENDPOINT_URL" $v.aws.s3EndpointUrl }}
 {{- end }}
+{{- $_ := set $env "SORIFLOW_READ_URIS" (include "soriflow.readUris" . | fromJsonArray | toJson) }}
 {{- range $name := splitList " " (include "soriflow.components" .) }}
 {{- $_ := set $env (printf "SORIFLOW_%s_ADDRESS" (upper $name)) (include "soriflow.address" (dict "root" $ "name" $name)) }}
 {{- end }}
