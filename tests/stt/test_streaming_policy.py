@@ -11,7 +11,7 @@ import pytest
 
 from soriflow.audio import AudioError, encode_alaw
 from soriflow.stt.engines import TranscribeOptions, Word, load_engine
-from soriflow.stt.streaming.agreement import LocalAgreement
+from soriflow.stt.streaming.agreement import LocalAgreement, norm
 from soriflow.stt.streaming.decoders import make_decoder
 from soriflow.stt.streaming.transcriber import StreamingOptions, StreamingTranscriber
 from soriflow.stt.streaming.vad import VadTimeline
@@ -198,3 +198,32 @@ def test_a_hypothesis_that_repeats_itself_is_cut() -> None:
         ]
     )
     assert _without_repeat(spoken) == spoken  # short repeats are how people talk
+
+
+@pytest.mark.slow
+def test_a_new_utterance_does_not_repeat_the_previous_final(tmp_path: Path) -> None:
+    """Low-confidence speech (espeak-ng Korean, multilingual base): two utterances, two distinct finals.
+
+    Decoded with the previous utterance's text as prompt, Whisper copied that text into the second
+    utterance's hypothesis ("네, 은, 피, 가, 오후, 조, 슬플링아" after "오후, 하우스카, 촌, 마우, 조,
+    슬플링아"); the copied words were aligned onto real speech, so no later check removed them.
+    """
+    sentences = ["오늘 날씨가 정말 좋습니다.", "내일은 비가 올 것 같습니다."]
+    parts = [silence(0.5)]
+    for text in sentences:
+        parts += [espeak(text, tmp_path, voice="ko").samples, silence(1.5)]
+    speech = concat(*parts)
+    engine = load_engine(stt_settings(stt_model="base"))
+    transcriber = StreamingTranscriber(engine, StreamingOptions(decode=TranscribeOptions(language="ko")))
+    finals = []
+    for offset in range(0, len(speech), 1600):  # 100 ms chunks, as a microphone delivers them
+        transcriber.push(speech[offset : offset + 1600])
+        finals += [r for r in transcriber.step() if r.is_final]
+    finals += transcriber.finish()
+    engine.close()
+    assert len(finals) == 2, [f.text for f in finals]
+    first, second = ([w for w in (norm(x) for x in f.text.split()) if w] for f in finals)
+    pairs = {tuple(first[i : i + 2]) for i in range(len(first) - 1)}
+    copied = [second[i : i + 2] for i in range(len(second) - 1) if tuple(second[i : i + 2]) in pairs]
+    assert not copied, f"the second final repeats the first's words {copied}: {finals[1].text!r}"
+    assert finals[1].utterance_index == 1 and finals[1].start >= finals[0].end

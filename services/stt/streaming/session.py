@@ -50,7 +50,7 @@ _MAX_BACKLOG_S = 30.0
 #: Least new audio between two policy steps (VAD granularity of utterance ends).
 _STEP_S = 0.1
 #: Silence after which a running interim decode is interrupted in favour of the final's.
-_INTERRUPT_S = 0.3
+_INTERRUPT_S = 0.2
 
 
 def result_to_proto(result: StreamResult, *, with_words: bool) -> stt_pb2.StreamingRecognitionResult:
