@@ -79,7 +79,10 @@ SERVICES: dict[str, ServiceEntry] = {
         ),
         ServiceEntry("tts", "soriflow.tts", "speech synthesis (Google, espeak-ng, piper)", "tts"),
         ServiceEntry(
-            "live", "soriflow.gateway.live", "live captions: WebSocket edge and page over STT streams", "gateway"
+            "live",
+            "soriflow.gateway.live",
+            "live captions: WebSocket edge and page over STT streams",
+            "gateway",
         ),
     )
 }

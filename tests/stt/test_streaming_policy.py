@@ -226,4 +226,5 @@ def test_a_new_utterance_does_not_repeat_the_previous_final(tmp_path: Path) -> N
     pairs = {tuple(first[i : i + 2]) for i in range(len(first) - 1)}
     copied = [second[i : i + 2] for i in range(len(second) - 1) if tuple(second[i : i + 2]) in pairs]
     assert not copied, f"the second final repeats the first's words {copied}: {finals[1].text!r}"
-    assert finals[1].utterance_index == 1 and finals[1].start >= finals[0].end
+    assert finals[1].utterance_index == 1
+    assert finals[1].start >= finals[0].end

@@ -87,8 +87,28 @@ def pcm16(samples: np.ndarray) -> bytes:
 def webm_opus(samples: np.ndarray, ffmpeg: str = "ffmpeg") -> bytes:
     """The audio as MediaRecorder would upload it (WebM/Opus, 48 kHz)."""
     return subprocess.run(
-        [ffmpeg, "-loglevel", "error", "-f", "s16le", "-ar", "16000", "-ac", "1", "-i", "pipe:0"]
-        + ["-c:a", "libopus", "-b:a", "32k", "-ar", "48000", "-f", "webm", "pipe:1"],
+        [
+            ffmpeg,
+            "-loglevel",
+            "error",
+            "-f",
+            "s16le",
+            "-ar",
+            "16000",
+            "-ac",
+            "1",
+            "-i",
+            "pipe:0",
+            "-c:a",
+            "libopus",
+            "-b:a",
+            "32k",
+            "-ar",
+            "48000",
+            "-f",
+            "webm",
+            "pipe:1",
+        ],
         input=pcm16(samples),
         capture_output=True,
         check=True,

@@ -41,14 +41,17 @@ async def test_pcm16_stream_gets_interims_then_finals_with_words(
     assert outcome.messages[0]["type"] == "ready"
     assert outcome.messages[-1]["type"] == "end"
     interims, finals = outcome.of("interim"), outcome.of("final")
-    assert interims and all(0 <= m["stability"] <= 1 for m in interims)
+    assert interims
+    assert all(0 <= m["stability"] <= 1 for m in interims)
     assert [f["utterance_index"] for f in finals] == [0, 1]
     assert_heard(outcome.final_text)
     for final in finals:
         assert final["words"], final
         times = [(w["start_ms"], w["end_ms"]) for w in final["words"]]
-        assert all(0 <= a <= b for a, b in times) and times == sorted(times)
-        assert final["start_ms"] <= times[0][0] and final["language"] == "en"
+        assert all(0 <= a <= b for a, b in times)
+        assert times == sorted(times)
+        assert final["start_ms"] <= times[0][0]
+        assert final["language"] == "en"
     # Interims come before their utterance's final (text grows as the person speaks).
     first_final = outcome.messages.index(finals[0])
     assert any(m["type"] == "interim" for m in outcome.messages[:first_final])
@@ -82,7 +85,8 @@ async def test_webm_opus_chunks_as_mediarecorder_sends_them(
 async def test_bad_config_gets_4400_with_the_reason(live: LiveEdge, config: object, says: str) -> None:
     outcome = await stream(url_of(live), [b"\0" * CHUNK] * 3, config, gap_s=0.05)  # type: ignore[arg-type]
     assert outcome.close_code == 4400, outcome.messages
-    assert outcome.error["code"] == "bad_config" and outcome.error["close_code"] == 4400
+    assert outcome.error["code"] == "bad_config"
+    assert outcome.error["close_code"] == 4400
     assert says in outcome.error["message"], outcome.error
 
 
@@ -99,13 +103,15 @@ async def test_missing_or_wrong_token_gets_4401(live: LiveEdge) -> None:
     for token, in_subprotocol in ((None, False), ("wrong", False), ("wrong", True)):
         outcome = await stream(url_of(live), [], PCM, token=token, subprotocol_token=in_subprotocol)
         assert outcome.close_code == 4401, (token, outcome.messages)
-        assert outcome.error["code"] == "unauthorized" and "Bearer" in outcome.error["message"]
+        assert outcome.error["code"] == "unauthorized"
+        assert "Bearer" in outcome.error["message"]
         assert not outcome.of("ready")
 
 
 async def test_foreign_origin_gets_4403_and_the_edges_own_page_is_let_in(live: LiveEdge) -> None:
     foreign = await stream(url_of(live), [], PCM, headers={"Origin": "http://evil.example"})
-    assert foreign.close_code == 4403 and "SORIFLOW_LIVE_ALLOWED_ORIGINS" in foreign.error["message"]
+    assert foreign.close_code == 4403
+    assert "SORIFLOW_LIVE_ALLOWED_ORIGINS" in foreign.error["message"]
     own = await stream(url_of(live), [], PCM, headers={"Origin": f"http://127.0.0.1:{live.port}"})
     assert own.close_code == 1000, own.messages
 
@@ -116,17 +122,20 @@ async def test_limits_close_the_stream_with_their_code(stt_server: Server, conve
         stt_server, live_max_stream_bytes=10 * CHUNK, live_max_frame_bytes=8 * CHUNK, live_idle_timeout_s=0.5
     ) as small:
         oversize = await stream(url_of(small), audio, PCM, gap_s=0.02)
-        assert oversize.close_code == 4413 and "SORIFLOW_LIVE_MAX_STREAM_BYTES" in oversize.error["message"]
+        assert oversize.close_code == 4413
+        assert "SORIFLOW_LIVE_MAX_STREAM_BYTES" in oversize.error["message"]
         big_frame = await stream(url_of(small), [b"\0" * (9 * CHUNK)], PCM)
         assert big_frame.close_code == 1009, big_frame.messages  # RFC 6455 "message too big"
         idle = await stream(url_of(small), audio[:2], PCM, end=False)
-        assert idle.close_code == 4408 and "nothing received" in idle.error["message"]
+        assert idle.close_code == 4408
+        assert "nothing received" in idle.error["message"]
     async with edge(stt_server, live_max_connections=1, live_config_timeout_s=0.5) as one:
         # The first connection sends no config and times out; meanwhile a second is refused.
         silent = asyncio.create_task(stream(url_of(one), [], None, end=False))
         await asyncio.sleep(0.2)
         refused = await stream(url_of(one), [], PCM)
-        assert refused.close_code == 4429 and refused.error["retry_after_s"] > 0
+        assert refused.close_code == 4429
+        assert refused.error["retry_after_s"] > 0
         assert (await silent).close_code == 4408
 
 
