@@ -130,7 +130,7 @@ function stopMedia() {
   session.media.getTracks().forEach((track) => track.stop());
   $("mic").classList.remove("on");
   $("mic").setAttribute("aria-pressed", "false");
-  $("mic").textContent = "🎤 Start";
+  $("mic").textContent = "● Start";
 }
 
 function stop() {
