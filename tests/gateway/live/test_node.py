@@ -1,4 +1,4 @@
-"""examples/node: the `ws` relay sends a WebM/Opus recording in MediaRecorder-sized chunks and gets captions."""
+"""examples/node: the `ws` relay sends WebM/Opus in MediaRecorder-sized chunks and gets captions."""
 
 from __future__ import annotations
 
