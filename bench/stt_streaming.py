@@ -146,8 +146,11 @@ def path_figures(
         final_texts.append(" ".join(r.text for _, r in finals))
         for i, (start, end) in enumerate(zip(starts, ends, strict=True)):
             sent = t0 + math.ceil(end / CHUNK_S - 1e-9) * CHUNK_S  # the chunk with the last word has gone out
+            # The last final overlapping the utterance: the one that carries its last words (an
+            # utterance of two sentences may get two finals; the first must not count as its end).
             final = next(
-                ((t, r) for t, r in finals if r.start_ms / 1000 < end and r.end_ms / 1000 > start), None
+                ((t, r) for t, r in reversed(finals) if r.start_ms / 1000 < end and r.end_ms / 1000 > start),
+                None,
             )
             heard = [t for t, r in received if not r.is_final and start <= r.end_ms / 1000 <= end + 0.3]
             cadence += [b - a for a, b in itertools.pairwise(heard)]
@@ -247,6 +250,7 @@ async def run(count: int, repeat: int) -> dict[str, Any]:
         "settings": {
             "min_chunk_s": settings.stt_stream_min_chunk_s,
             "silence_s": settings.stt_stream_silence_s,
+            "sentence_silence_s": settings.stt_stream_sentence_silence_s,
             "max_buffer_s": settings.stt_stream_max_buffer_s,
             "beam_size": settings.stt_beam_size,
         },

@@ -228,3 +228,34 @@ def test_a_new_utterance_does_not_repeat_the_previous_final(tmp_path: Path) -> N
     assert not copied, f"the second final repeats the first's words {copied}: {finals[1].text!r}"
     assert finals[1].utterance_index == 1
     assert finals[1].start >= finals[0].end
+
+
+@pytest.mark.slow
+def test_a_finished_sentence_is_finalized_after_a_shorter_silence(tmp_path: Path) -> None:
+    """Whisper's closing punctuation on the whole utterance ends it after 0.35 s instead of 0.6 s."""
+    speech = espeak("The children played football in the park after school.", tmp_path, speed=160).samples
+    loud = np.flatnonzero(np.abs(speech) > 0.01)
+    spoken_until = (loud[-1] + 1) / 16000 + 0.5  # after the leading silence below
+    audio = concat(silence(0.5), speech[: loud[-1] + 1], silence(2.0))
+    engine = load_engine(stt_settings())
+
+    def final_after(sentence_silence_s: float) -> float:
+        options = StreamingOptions(
+            decode=TranscribeOptions(language="en", beam_size=1),
+            silence_s=0.6,
+            sentence_silence_s=sentence_silence_s,
+        )
+        transcriber = StreamingTranscriber(engine, options)
+        for offset in range(0, len(audio), 1600):
+            transcriber.push(audio[offset : offset + 1600])
+            finals = [r for r in transcriber.step() if r.is_final]
+            if finals:
+                assert finals[0].text.rstrip().endswith(".")
+                return transcriber.received - spoken_until
+        raise AssertionError("no final")
+
+    sentence = final_after(0.35)
+    silence_only = final_after(0.6)
+    engine.close()
+    assert silence_only >= 0.6
+    assert 0.35 <= sentence < silence_only

@@ -195,6 +195,7 @@ async def serve_stream(
         interim_results=config.interim_results,
         min_chunk_s=settings.stt_stream_min_chunk_s,
         silence_s=settings.stt_stream_silence_s,
+        sentence_silence_s=min(settings.stt_stream_sentence_silence_s, settings.stt_stream_silence_s),
         max_buffer_s=settings.stt_stream_max_buffer_s,
     )
     vad = VadTimeline()

@@ -61,6 +61,8 @@ _WORD_AFTER_SPEECH_S = 0.05
 _WORD_BEFORE_SPEECH_S = _PRE_ROLL_S + 0.1
 #: Characters of previous text given as prompt.
 _PROMPT_CHARS = 200
+#: Punctuation with which Whisper ends a sentence (Latin, CJK full-width, Devanagari danda).
+_SENTENCE_END = (".", "?", "!", "。", "？", "！", "।")
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,8 @@ class StreamingOptions:
     interim_results: bool = True
     min_chunk_s: float = 0.5
     silence_s: float = 0.6
+    #: Silence that ends an utterance whose decoded text already ends a sentence.
+    sentence_silence_s: float = 0.6
     max_buffer_s: float = 15.0
 
 
@@ -283,7 +287,10 @@ class StreamingTranscriber:
             return []
         out: list[StreamResult] = []
         speech_end = min(now, self._last_speech_end + _END_PAD_S)
-        if now - self._last_speech_end >= self.options.silence_s:
+        silent = now - self._last_speech_end
+        if silent >= self.options.silence_s or (
+            silent >= self.options.sentence_silence_s and self._sentence_complete(speech_end)
+        ):
             words = None if self._decoded_until >= speech_end - 0.05 else self._decode(speech_end, cancel)
             final = self._finalize(words, speech_end)
             return [final] if final else []
@@ -304,6 +311,19 @@ class StreamingTranscriber:
                 out.append(self._interim())
         out.extend(self._bound())
         return out
+
+    def _sentence_complete(self, speech_end: float) -> bool:
+        """Whether the latest decode covers all the speech and ends a sentence.
+
+        Endpointing on silence alone must wait long enough not to split a sentence at a pause;
+        when Whisper has already closed the sentence on the whole utterance, a shorter silence
+        is enough evidence that the speaker has finished. A wrong guess costs no words: the
+        speech that follows becomes the next utterance.
+        """
+        if self._decoded_until < speech_end - 0.05:
+            return False
+        words = [*self.agreement.committed, *self.agreement.tentative]
+        return bool(words) and words[-1].word.rstrip().rstrip("\"'”’)]").endswith(_SENTENCE_END)
 
     def _bound(self) -> list[StreamResult]:
         """Keeps the buffer and the utterance within their limits."""

@@ -26,7 +26,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="package")]
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SPOKEN = (
-    "Thank you for calling customer support. How can I help you today?",
+    "Please send the quarterly report to the finance team before Friday.",
     "The train to the airport leaves every twenty minutes.",
 )
 
