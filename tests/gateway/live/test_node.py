@@ -8,6 +8,7 @@ import os
 import shutil
 from pathlib import Path
 
+import jiwer
 import numpy as np
 import pytest
 
@@ -48,7 +49,8 @@ async def test_node_relay_gets_interims_and_finals(
     assert "interim" in kinds
     finals = [m for m in messages if m["type"] == "final"]
     assert len(finals) == 2
-    assert words_of(" ".join(f["text"] for f in finals)) == words_of(" ".join(SENTENCES))
+    heard = words_of(" ".join(f["text"] for f in finals))
+    assert jiwer.wer(words_of(" ".join(SENTENCES)), heard) <= 0.2, heard
     assert all(f["words"] for f in finals)
     assert "closed 1000" in stderr.decode()
 
