@@ -181,7 +181,8 @@ class LiveEdge:
         try:
             status = await check_health(self._ensure_channel(), "", timeout=2)
         except Exception as exc:  # unreachable, TLS mismatch, ...
-            return web.Response(status=503, text=f"STT service at {self.settings.stt_address}: {exc}\n")
+            reason = exc.details() if isinstance(exc, grpc.aio.AioRpcError) else str(exc)
+            return web.Response(status=503, text=f"STT service at {self.settings.stt_address}: {reason}\n")
         code = 200 if status == "SERVING" else 503
         return web.Response(status=code, text=f"STT {status}\n")
 
