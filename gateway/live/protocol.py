@@ -54,7 +54,6 @@ class Close(enum.IntEnum):
 
 #: The `code` string of an error message for each close code.
 ERROR_CODES: dict[Close, str] = {
-    Close.MESSAGE_TOO_BIG: "message_too_big",
     Close.INTERNAL: "internal",
     Close.BAD_CONFIG: "bad_config",
     Close.UNAUTHORIZED: "unauthorized",

@@ -103,6 +103,8 @@ class LiveEdge:
         self._metrics_server: Any = None
         self.port = 0
         self.metrics_port: int | None = None
+        #: Most frames any stream has had waiting for its gRPC call (bounded by live_queue_frames).
+        self.peak_queued = 0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -367,7 +369,8 @@ class LiveEdge:
                             "(SORIFLOW_LIVE_MAX_STREAM_BYTES): open a new stream",
                         )
                     if message.data:
-                        await queue.put(message.data)
+                        await queue.put(message.data)  # waits while full: the socket is not read
+                        self.peak_queued = max(self.peak_queued, queue.qsize())
                 elif message.type == WSMsgType.TEXT:
                     if _message_type(message.data) == "end":
                         await queue.put(None)

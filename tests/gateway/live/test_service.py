@@ -163,3 +163,50 @@ async def test_failures_do_not_disturb_a_stream_running_beside_them(
         {"service": "soriflow.live.WebSocket", "method": "StreamingRecognize", "code": "INVALID_ARGUMENT"},
     )
     assert (after or 0) - (before or 0) == 3  # the same RPC metrics as every other service
+
+
+async def test_health_readiness_and_models_over_http(live: LiveEdge, stt_server: Server) -> None:
+    import aiohttp
+
+    from tests.gateway.live.conftest import TOKEN
+
+    base = f"http://127.0.0.1:{live.port}"
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{base}/healthz") as response:
+            assert response.status == 200
+        async with session.get(f"{base}/readyz") as response:  # the STT service is SERVING
+            assert response.status == 200
+        async with session.get(f"{base}/v1/models") as response:
+            assert response.status == 401
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        async with session.get(f"{base}/v1/models", headers=headers) as response:
+            assert await response.json() == {"model": "tiny.en", "languages": ["en"], "translation": False}
+        async with session.get(f"{base}/") as response:
+            page = await response.text()
+            assert "MediaRecorder" not in page  # the script is served apart
+            assert '<script src="live.js">' in page
+        async with session.get(f"{base}/live.js") as response:
+            assert "audio/webm;codecs=opus" in await response.text()
+    async with edge(stt_server, stt_address="127.0.0.1:1") as cut_off:  # no STT service there
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{cut_off.port}/readyz") as r,
+        ):
+            assert r.status == 503
+        outcome = await stream(url_of(cut_off), [], PCM)
+        assert outcome.close_code == 4503
+        assert outcome.error["retry_after_s"] > 0
+
+
+async def test_a_client_faster_than_real_time_is_slowed_not_buffered(
+    stt_server: Server, conversation: np.ndarray
+) -> None:
+    """A file sent as fast as the socket takes it: the edge holds at most `live_queue_frames` frames
+    (then stops reading, so TCP slows the sender) and the finals are the same as at real-time pace."""
+    async with edge(stt_server, live_queue_frames=2) as small:
+        audio = split(pcm16(np.concatenate([conversation, conversation])), 1600)  # 50 ms frames
+        outcome = await stream(url_of(small), audio, PCM)
+        assert small.peak_queued <= 2
+    assert outcome.close_code == 1000, outcome.messages
+    assert len(outcome.of("final")) == 4
+    assert_heard(" ".join(m["text"] for m in outcome.of("final")[:2]))
