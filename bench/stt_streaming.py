@@ -188,6 +188,7 @@ async def run(count: int, repeat: int) -> dict[str, Any]:
     from soriflow.stt.settings import Settings
     from soriflow.v1 import audio_pb2, stt_pb2, stt_pb2_grpc
 
+    load_start = os.getloadavg()[0]
     settings = Settings(host="127.0.0.1", port=0, metrics_port=None, stt_device="cpu", log_level="WARNING")
     clips = piper_clips(Path(tempfile.mkdtemp(prefix="stt-stream-")))[:count]
     parts, ends, starts = [np.zeros(int(GAP_S * 16000), np.float32)], [], []
@@ -237,6 +238,7 @@ async def run(count: int, repeat: int) -> dict[str, Any]:
     per_utterance = grpc_figures.pop("per_utterance")
     ws_per_utterance = ws_figures.pop("per_utterance")
     figures: dict[str, Any] = {
+        "load_average_1m_start": round(load_start, 2),
         "load_average_1m_end": round(os.getloadavg()[0], 2),
         "stream_audio_s": round(len(stream) / 16000, 1),
         **grpc_figures,
