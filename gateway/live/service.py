@@ -405,9 +405,7 @@ class LiveEdge:
                     raise _ClientLeft
                 await results  # the last finals, then the STT stream ends
             else:
-                results.result()
-                if not reader.done():  # STT ended a stream the client had not ended: an error above
-                    await asyncio.wait_for(reader, timeout=0.1)
+                results.result()  # raises the STT service's error; a clean end needs no more audio
             await ws.send_json({"type": "end", "session_id": session_id})
         finally:
             for task in (reader, results):
