@@ -20,9 +20,10 @@ import pytest_asyncio
 from soriflow.gateway.live.service import LiveEdge
 from soriflow.gateway.live.settings import Settings
 from soriflow.server import Server, running
+from soriflow.stt.evaluation import piper_clips
 from soriflow.stt.service import create_service
 from tests.stt.conftest import stt_settings
-from tests.stt.speech import concat, espeak, silence
+from tests.stt.speech import concat, silence
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -73,10 +74,15 @@ def speech_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="package")
 def conversation(speech_dir: Path) -> np.ndarray:
-    """The two sentences with silence around each: two utterances, 16 kHz mono."""
+    """The two sentences spoken by the piper voice, with silence around each: two utterances, 16 kHz.
+
+    A neural voice rather than espeak-ng: after Opus at MediaRecorder-like bit rates, tiny.en
+    mishears espeak's robotic voice several words a sentence, which would test the model, not
+    the relay.
+    """
     parts = [silence(0.5)]
-    for text in SENTENCES:
-        parts += [espeak(text, speech_dir, speed=165).samples, silence(1.2)]
+    for clip in piper_clips(speech_dir, SENTENCES):
+        parts += [clip.audio.samples, silence(1.2)]
     return concat(*parts)
 
 
@@ -85,7 +91,7 @@ def pcm16(samples: np.ndarray) -> bytes:
 
 
 def webm_opus(samples: np.ndarray, ffmpeg: str = "ffmpeg") -> bytes:
-    """The audio as MediaRecorder would upload it (WebM/Opus, 48 kHz)."""
+    """The audio as MediaRecorder would upload it (WebM/Opus, 48 kHz, 48 kb/s; Chrome records at more)."""
     return subprocess.run(
         [
             ffmpeg,
