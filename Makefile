@@ -9,7 +9,7 @@ BUF := .tools/node_modules/.bin/buf
 PYTEST_ARGS ?=
 BENCHES ?= $(sort $(basename $(notdir $(wildcard bench/[a-z]*_*.py))))
 
-.PHONY: help setup test test-fast lint format proto proto-check docs docs-check bench demo up images clean
+.PHONY: help setup test-setup test test-fast lint format proto proto-check docs docs-check bench demo up images clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -20,7 +20,10 @@ $(STAMP): pyproject.toml setup.py scripts/setup.sh
 	scripts/setup.sh
 	@touch $@
 
-test: setup  ## Run the whole test suite (unit + integration with real servers and models)
+test-setup: setup  ## What only the tests need: Debian chromium (page test), examples/node's npm packages
+	scripts/setup_test_tools.sh
+
+test: setup test-setup  ## Run the whole test suite (unit + integration with real servers and models)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-fast: setup  ## Only the fast tests (not marked slow)

@@ -16,11 +16,14 @@ class SoriflowError(Exception):
 
     code: grpc.StatusCode = grpc.StatusCode.INTERNAL
 
-    def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
+    def __init__(self, message: str, *, retry_after_s: float | None = None, field: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         #: Suggested wait before retrying, sent to clients as google.rpc.RetryInfo.
         self.retry_after_s = retry_after_s
+        #: The request field at fault (e.g. "streaming_config", "audio_content"), sent to clients as a
+        #: google.rpc.BadRequest field violation: a relay tells a bad config from bad audio by it.
+        self.field = field
 
 
 class InvalidArgument(SoriflowError):
@@ -110,6 +113,20 @@ _BY_CODE: dict[grpc.StatusCode, type[SoriflowError]] = {
 def error_for_code(code: grpc.StatusCode, message: str) -> SoriflowError:
     """The typed error for a status code, e.g. to re-raise what a downstream service said."""
     return _BY_CODE.get(code, Internal)(message)
+
+
+def bad_request_field(error: grpc.RpcError) -> str | None:
+    """The field of the first google.rpc.BadRequest violation a server sent with `error`, if any."""
+    from google.rpc import error_details_pb2, status_pb2
+
+    trailing = error.trailing_metadata() if hasattr(error, "trailing_metadata") else None
+    for key, value in trailing or ():
+        if key == "grpc-status-details-bin" and isinstance(value, bytes):
+            for detail in status_pb2.Status.FromString(value).details:
+                violations = error_details_pb2.BadRequest()
+                if detail.Unpack(violations) and violations.field_violations:
+                    return str(violations.field_violations[0].field)
+    return None
 
 
 def from_rpc_error(error: grpc.RpcError, *, service: str = "") -> SoriflowError:

@@ -44,14 +44,22 @@ def split_method(full_method: str) -> tuple[str, str]:
 
 
 def rich_status_metadata(error: SoriflowError, request_id: str) -> tuple[tuple[str, str | bytes], ...]:
-    """Trailing metadata with the request id and, when set, google.rpc.RetryInfo."""
+    """Trailing metadata with the request id and, when set, google.rpc.RetryInfo and BadRequest."""
     metadata: list[tuple[str, str | bytes]] = [(REQUEST_ID_KEY, request_id)]
+    details = []
     if error.retry_after_s is not None:
         delay = duration_pb2.Duration()
         delay.FromNanoseconds(int(error.retry_after_s * 1e9))
         detail = any_pb2.Any()
         detail.Pack(error_details_pb2.RetryInfo(retry_delay=delay))
-        status = status_pb2.Status(code=error.code.value[0], message=error.message, details=[detail])
+        details.append(detail)
+    if error.field is not None:
+        violation = error_details_pb2.BadRequest.FieldViolation(field=error.field, description=error.message)
+        detail = any_pb2.Any()
+        detail.Pack(error_details_pb2.BadRequest(field_violations=[violation]))
+        details.append(detail)
+    if details:
+        status = status_pb2.Status(code=error.code.value[0], message=error.message, details=details)
         metadata.append(("grpc-status-details-bin", status.SerializeToString()))
     return tuple(metadata)
 

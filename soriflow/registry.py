@@ -62,6 +62,17 @@ class ServiceEntry:
         service: GrpcService[Any] = self._import("service").create_service(settings)
         return service
 
+    async def run(self, settings: ServiceSettings) -> int:
+        """Serves until SIGTERM; returns the exit code. A service that is not a gRPC server (the
+        live edge speaks HTTP and WebSocket) provides its own `serve(settings)` coroutine."""
+        module = self._import("service")
+        if hasattr(module, "serve"):
+            code: int = await module.serve(settings)
+            return code
+        from soriflow.server import serve
+
+        return await serve(self.create(settings))
+
     def _import(self, module: str) -> Any:
         full = f"{self.package}.{module}"
         try:
@@ -103,6 +114,12 @@ SERVICES: dict[str, ServiceEntry] = {
             "summarizer",
         ),
         ServiceEntry("tts", "soriflow.tts", "speech synthesis (Google, Polly, espeak-ng, piper)", "tts"),
+        ServiceEntry(
+            "live",
+            "soriflow.gateway.live",
+            "live captions: WebSocket edge and page over STT streams",
+            "gateway",
+        ),
     )
 }
 

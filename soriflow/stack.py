@@ -27,9 +27,11 @@ from soriflow.client import wait_for_serving
 
 log = logging.getLogger("soriflow.stack")
 
-SERVICE_ORDER = ("stt", "tts", "summarizer", "scoring", "gateway")
+SERVICE_ORDER = ("stt", "tts", "summarizer", "scoring", "gateway", "live")
+#: gRPC ports; the live edge speaks HTTP/WebSocket on its own port instead.
 PORTS = {"gateway": 50050, "stt": 50051, "scoring": 50052, "summarizer": 50053, "tts": 50054}
-METRICS_PORTS = {"gateway": 9150, "stt": 9151, "scoring": 9152, "summarizer": 9153, "tts": 9154}
+HTTP_PORTS = {"live": 8080}
+METRICS_PORTS = {"gateway": 9150, "stt": 9151, "scoring": 9152, "summarizer": 9153, "tts": 9154, "live": 9155}
 #: Key prefixes that trigger jobs (one notification rule each; `reference/` and `submissions/` do not).
 TRIGGER_PREFIXES = ("transcribe/", "voice-notes/", "connect/", "calls/", "users/")
 #: Prefixes of the input bucket that services may read besides the triggers (SORIFLOW_READ_URIS).
@@ -61,6 +63,25 @@ def bind_to_parent() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
+async def _wait_for_http(url: str, *, timeout: float, interval: float = 0.25) -> None:
+    """Polls `url` until it answers 200; TimeoutError after `timeout` seconds."""
+    import urllib.request
+
+    def get() -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await asyncio.to_thread(get):
+            return
+        await asyncio.sleep(interval)
+    raise TimeoutError(f"{url} did not answer within {timeout:.0f}s")
+
+
 class StackError(RuntimeError):
     """A part of the local stack failed to start or died."""
 
@@ -83,7 +104,12 @@ class StackConfig:
         return f"http://{self.host}:{self.aws_port}"
 
     def address(self, service: str) -> str:
-        return f"{self.host}:{PORTS[service]}"
+        return f"{self.host}:{PORTS.get(service) or HTTP_PORTS[service]}"
+
+    @property
+    def live_url(self) -> str:
+        """The live-caption page (the WebSocket is `/v1/live` beside it)."""
+        return f"http://{self.address('live')}/"
 
 
 @dataclass
@@ -191,7 +217,7 @@ class LocalStack:
                 "TRANSFORMERS_OFFLINE": "1",
                 "PYTHONUNBUFFERED": "1",
                 "SORIFLOW_HOST": c.host,
-                "SORIFLOW_PORT": str(PORTS[name]),
+                "SORIFLOW_PORT": str(PORTS.get(name) or HTTP_PORTS[name]),
                 "SORIFLOW_METRICS_PORT": str(METRICS_PORTS[name]),
                 "SORIFLOW_LOG_FORMAT": "text",
                 "SORIFLOW_GRACE_PERIOD_S": "10",
@@ -255,7 +281,10 @@ class LocalStack:
             while True:
                 self.raise_if_dead()
                 try:
-                    await wait_for_serving(self.config.address(name), timeout=2, interval=0.25)
+                    if name in HTTP_PORTS:
+                        await _wait_for_http(f"http://{self.config.address(name)}/healthz", timeout=2)
+                    else:
+                        await wait_for_serving(self.config.address(name), timeout=2, interval=0.25)
                 except TimeoutError:
                     if time.monotonic() > deadline:
                         raise StackError(
@@ -304,11 +333,13 @@ class LocalStack:
             for name in ("gateway", "stt", "scoring", "summarizer", "tts")
         ]
         lines += [
+            f"  live        {c.live_url}  (live captions page; WebSocket ws://{c.address('live')}/v1/live)",
             f"  AWS endpoint {c.aws_endpoint}  (S3, SQS, SNS; any access key works)",
             f"  input        s3://{c.input_bucket}/ (prefixes {', '.join(TRIGGER_PREFIXES)} start jobs)",
             f"  output       s3://{c.output_bucket}/results/",
             f"  queue        {self.queue_url} (dead letters: {self.dlq_url})",
             f"  logs         {c.workdir / 'logs'}/",
+            f"  live captions: open {c.live_url} and press Start",
             "  try: soriflow submit voice.wav --pipeline transcribe --watch",
             f"       aws --endpoint-url {c.aws_endpoint} s3 cp call.wav s3://{c.input_bucket}/connect/call.wav",
         ]

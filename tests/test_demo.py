@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from soriflow.stack import METRICS_PORTS, PORTS
+from soriflow.stack import HTTP_PORTS, METRICS_PORTS, PORTS
 
 pytestmark = pytest.mark.slow
 
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 def _ports_free() -> bool:
     import socket
 
-    for port in (*PORTS.values(), *METRICS_PORTS.values(), 4566):
+    for port in (*PORTS.values(), *HTTP_PORTS.values(), *METRICS_PORTS.values(), 4566):
         with socket.socket() as sock:
             if sock.connect_ex(("127.0.0.1", port)) == 0:
                 return False

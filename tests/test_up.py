@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import psycopg
 import pytest
 
 from soriflow.client import GatewayClient, check_health, open_channel
-from soriflow.stack import PORTS
+from soriflow.stack import HTTP_PORTS, PORTS
 from soriflow.v1 import gateway_pb2
 from tests.test_demo import _ports_free
 
@@ -81,6 +82,10 @@ def test_up_reports_ready_serves_and_stops_cleanly(tmp_path: Path, postgres_url:
         for name, port in PORTS.items():
             assert f"127.0.0.1:{port}" in printed
             assert asyncio.run(_health(f"127.0.0.1:{port}")) == "SERVING", name
+        page = f"http://127.0.0.1:{HTTP_PORTS['live']}/"
+        assert f"live captions: open {page}" in printed
+        with urllib.request.urlopen(page, timeout=10) as response:  # the page the URL names
+            assert b"Live captions" in response.read()
         aws = {
             "endpoint_url": "http://127.0.0.1:4577",
             "region_name": "us-east-1",
@@ -165,7 +170,7 @@ def test_sigterm_while_models_load_stops_at_once(tmp_path: Path) -> None:
     proc = start_up(tmp_path / "stack", 4577)
     try:
         read_until(proc, "starting moto", 60)
-        children = _stack_children(proc, len(PORTS), 60)
+        children = _stack_children(proc, len(PORTS) + len(HTTP_PORTS), 60)
         proc.send_signal(signal.SIGTERM)  # models are still loading: no "ready" yet
         rest, _ = proc.communicate(timeout=60)
         assert "stack ready" not in rest
@@ -189,7 +194,7 @@ def test_services_exit_when_up_is_killed_outright(tmp_path: Path) -> None:
     children: list[psutil.Process] = []
     try:
         read_until(proc, "starting moto", 60)
-        children = _stack_children(proc, len(PORTS), 60)
+        children = _stack_children(proc, len(PORTS) + len(HTTP_PORTS), 60)
         proc.kill()
         proc.wait()
         _, alive = psutil.wait_procs(children, timeout=30)

@@ -67,3 +67,11 @@ class Settings(ServiceSettings):
     stt_stream_silence_s: float = Field(
         0.6, gt=0, le=5.0, description="Silence (Silero VAD) that ends an utterance and triggers its final."
     )
+    stt_stream_sentence_silence_s: float = Field(
+        0.35,
+        gt=0,
+        le=5.0,
+        description="Shorter silence that ends an utterance when its decoded text already ends a sentence "
+        "(. ? ! and their CJK forms): the final comes sooner where the speaker has clearly finished. "
+        "Set it equal to stt_stream_silence_s to turn this off.",
+    )

@@ -95,7 +95,7 @@ def health(
 
 @app.command()
 def serve(
-    service: Annotated[str, typer.Argument(help="gateway, stt, scoring, summarizer or tts")],
+    service: Annotated[str, typer.Argument(help="gateway, stt, scoring, summarizer, tts or live")],
     port: Annotated[int | None, typer.Option(help="gRPC port (overrides SORIFLOW_PORT)")] = None,
     host: Annotated[str | None, typer.Option(help="Bind address (overrides SORIFLOW_HOST)")] = None,
     metrics_port: Annotated[
@@ -105,7 +105,6 @@ def serve(
     """Run one service until SIGTERM; health is NOT_SERVING until its models are loaded."""
     from soriflow.logs import configure_logging
     from soriflow.registry import get_service
-    from soriflow.server import serve as run_server
     from soriflow.stack import bind_to_parent
 
     bind_to_parent()
@@ -118,7 +117,7 @@ def serve(
         }
         settings = entry.load_settings(**overrides)
         configure_logging(settings.log_level, settings.log_format, service=entry.name)
-        code = asyncio.run(run_server(entry.create(settings)))
+        code = asyncio.run(entry.run(settings))
     except SoriflowError as exc:
         fail(exc.message)
     raise typer.Exit(code)

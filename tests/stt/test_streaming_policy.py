@@ -11,7 +11,7 @@ import pytest
 
 from soriflow.audio import AudioError, encode_alaw
 from soriflow.stt.engines import TranscribeOptions, Word, load_engine
-from soriflow.stt.streaming.agreement import LocalAgreement
+from soriflow.stt.streaming.agreement import LocalAgreement, norm
 from soriflow.stt.streaming.decoders import make_decoder
 from soriflow.stt.streaming.transcriber import StreamingOptions, StreamingTranscriber
 from soriflow.stt.streaming.vad import VadTimeline
@@ -198,3 +198,64 @@ def test_a_hypothesis_that_repeats_itself_is_cut() -> None:
         ]
     )
     assert _without_repeat(spoken) == spoken  # short repeats are how people talk
+
+
+@pytest.mark.slow
+def test_a_new_utterance_does_not_repeat_the_previous_final(tmp_path: Path) -> None:
+    """Low-confidence speech (espeak-ng Korean, multilingual base): two utterances, two distinct finals.
+
+    Decoded with the previous utterance's text as prompt, Whisper copied that text into the second
+    utterance's hypothesis ("네, 은, 피, 가, 오후, 조, 슬플링아" after "오후, 하우스카, 촌, 마우, 조,
+    슬플링아"); the copied words were aligned onto real speech, so no later check removed them.
+    """
+    sentences = ["오늘 날씨가 정말 좋습니다.", "내일은 비가 올 것 같습니다."]
+    parts = [silence(0.5)]
+    for text in sentences:
+        parts += [espeak(text, tmp_path, voice="ko").samples, silence(1.5)]
+    speech = concat(*parts)
+    engine = load_engine(stt_settings(stt_model="base"))
+    transcriber = StreamingTranscriber(engine, StreamingOptions(decode=TranscribeOptions(language="ko")))
+    finals = []
+    for offset in range(0, len(speech), 1600):  # 100 ms chunks, as a microphone delivers them
+        transcriber.push(speech[offset : offset + 1600])
+        finals += [r for r in transcriber.step() if r.is_final]
+    finals += transcriber.finish()
+    engine.close()
+    assert len(finals) == 2, [f.text for f in finals]
+    first, second = ([w for w in (norm(x) for x in f.text.split()) if w] for f in finals)
+    pairs = {tuple(first[i : i + 2]) for i in range(len(first) - 1)}
+    copied = [second[i : i + 2] for i in range(len(second) - 1) if tuple(second[i : i + 2]) in pairs]
+    assert not copied, f"the second final repeats the first's words {copied}: {finals[1].text!r}"
+    assert finals[1].utterance_index == 1
+    assert finals[1].start >= finals[0].end
+
+
+@pytest.mark.slow
+def test_a_finished_sentence_is_finalized_after_a_shorter_silence(tmp_path: Path) -> None:
+    """Whisper's closing punctuation on the whole utterance ends it after 0.35 s instead of 0.6 s."""
+    speech = espeak("The children played football in the park after school.", tmp_path, speed=160).samples
+    loud = np.flatnonzero(np.abs(speech) > 0.01)
+    spoken_until = (loud[-1] + 1) / 16000 + 0.5  # after the leading silence below
+    audio = concat(silence(0.5), speech[: loud[-1] + 1], silence(2.0))
+    engine = load_engine(stt_settings())
+
+    def final_after(sentence_silence_s: float) -> float:
+        options = StreamingOptions(
+            decode=TranscribeOptions(language="en", beam_size=1),
+            silence_s=0.6,
+            sentence_silence_s=sentence_silence_s,
+        )
+        transcriber = StreamingTranscriber(engine, options)
+        for offset in range(0, len(audio), 1600):
+            transcriber.push(audio[offset : offset + 1600])
+            finals = [r for r in transcriber.step() if r.is_final]
+            if finals:
+                assert finals[0].text.rstrip().endswith(".")
+                return transcriber.received - spoken_until
+        raise AssertionError("no final")
+
+    sentence = final_after(0.35)
+    silence_only = final_after(0.6)
+    engine.close()
+    assert silence_only >= 0.6
+    assert 0.35 <= sentence < silence_only

@@ -50,7 +50,7 @@ _MAX_BACKLOG_S = 30.0
 #: Least new audio between two policy steps (VAD granularity of utterance ends).
 _STEP_S = 0.1
 #: Silence after which a running interim decode is interrupted in favour of the final's.
-_INTERRUPT_S = 0.3
+_INTERRUPT_S = 0.2
 
 
 def result_to_proto(result: StreamResult, *, with_words: bool) -> stt_pb2.StreamingRecognitionResult:
@@ -111,19 +111,30 @@ class _Reader:
                 kind = message.WhichOneof("streaming_request")
                 if kind == "streaming_config":
                     raise InvalidArgument(
-                        "a second streaming_config was sent: only the first message carries it"
+                        "a second streaming_config was sent: only the first message carries it",
+                        field="streaming_config",
                     )
                 if kind != "audio_content":
-                    raise InvalidArgument("empty StreamingRecognizeRequest: set audio_content")
+                    raise InvalidArgument(
+                        "empty StreamingRecognizeRequest: set audio_content", field="audio_content"
+                    )
                 if message.audio_content:
-                    self._add(await asyncio.to_thread(self.decoder.feed, message.audio_content))
+                    self._add(await self._decode(self.decoder.feed, message.audio_content))
                 await self.space.wait()
-            self._add(await asyncio.to_thread(self.decoder.finish))
+            self._add(await self._decode(self.decoder.finish))
         except BaseException as exc:  # handed to the main loop, which raises it to the client
             self.error = exc
         finally:
             self.done = True
             self.arrived.set()
+
+    @staticmethod
+    async def _decode(fn: Callable[..., FloatArray], *args: bytes) -> FloatArray:
+        """Decodes in a thread; undecodable bytes are the `audio_content` field's fault."""
+        try:
+            return await asyncio.to_thread(fn, *args)
+        except InvalidArgument as exc:
+            raise InvalidArgument(exc.message, field="audio_content") from exc
 
     def take(self, max_samples: int) -> FloatArray:
         """Up to `max_samples` of the oldest waiting audio."""
@@ -162,24 +173,29 @@ async def serve_stream(
         return
     if first.WhichOneof("streaming_request") != "streaming_config":
         raise InvalidArgument(
-            "audio_content came before streaming_config: send the config as the first message"
+            "audio_content came before streaming_config: send the config as the first message",
+            field="streaming_config",
         )
     config = first.streaming_config
-    decode = options_from_config(
-        config.config, engine.info, default_beam_size=settings.stt_beam_size, default_vad=True
-    )
-    if config.config.channel_mode == stt_pb2.CHANNEL_MODE_SEPARATE:
-        raise InvalidArgument(
-            "CHANNEL_MODE_SEPARATE does not apply to streams (they are mixed to mono): "
-            "open one stream per channel"
+    try:
+        decode = options_from_config(
+            config.config, engine.info, default_beam_size=settings.stt_beam_size, default_vad=True
         )
-    decoder = make_decoder(config.encoding, config.sample_rate_hz, config.channel_count)
+        if config.config.channel_mode == stt_pb2.CHANNEL_MODE_SEPARATE:
+            raise InvalidArgument(
+                "CHANNEL_MODE_SEPARATE does not apply to streams (they are mixed to mono): "
+                "open one stream per channel"
+            )
+        decoder = make_decoder(config.encoding, config.sample_rate_hz, config.channel_count)
+    except InvalidArgument as exc:  # the config's fault, not the audio's: relays report them apart
+        raise InvalidArgument(exc.message, field="streaming_config") from exc
     with_words = config.config.enable_word_time_offsets
     policy = StreamingOptions(
         decode=decode,
         interim_results=config.interim_results,
         min_chunk_s=settings.stt_stream_min_chunk_s,
         silence_s=settings.stt_stream_silence_s,
+        sentence_silence_s=min(settings.stt_stream_sentence_silence_s, settings.stt_stream_silence_s),
         max_buffer_s=settings.stt_stream_max_buffer_s,
     )
     vad = VadTimeline()
