@@ -174,7 +174,13 @@ class OpenAIChatEngine(Engine):
 
     def generate(self, tasks: Sequence[Task], cancel: threading.Event) -> list[Generation]:
         async def all_tasks() -> list[Generation]:
-            return list(await asyncio.gather(*(self._complete(task, None) for task in tasks)))
+            jobs = [asyncio.ensure_future(self._complete(task, None)) for task in tasks]
+            try:
+                return list(await asyncio.gather(*jobs))
+            except BaseException:
+                for job in jobs:  # one failed or all were cancelled: stop the other requests too
+                    job.cancel()
+                raise
 
         return self._run(all_tasks(), cancel)
 
@@ -199,13 +205,11 @@ class OpenAIChatEngine(Engine):
             coro.close()
             raise Cancelled("summarization cancelled")
         future = asyncio.run_coroutine_threadsafe(coro, self._loop)
-        while True:
-            try:
-                return future.result(timeout=CANCEL_POLL_S)
-            except concurrent.futures.TimeoutError:
-                if cancel.is_set():
-                    future.cancel()
-                    raise Cancelled("summarization cancelled") from None
+        while not concurrent.futures.wait([future], timeout=CANCEL_POLL_S).done:
+            if cancel.is_set():
+                future.cancel()
+                raise Cancelled("summarization cancelled")
+        return future.result()
 
     async def _complete(self, task: Task, on_text: OnText | None) -> Generation:
         import openai
