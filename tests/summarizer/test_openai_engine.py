@@ -139,13 +139,13 @@ async def test_generation_deadline_stops_the_remote_request(proxy_nowhere: Fault
         took = time.monotonic() - started
         assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED, error.details()
         assert "SORIFLOW_SUMMARIZER_GENERATION_TIMEOUT_S" in (error.details() or "")
-        assert 0.9 < took < 5
-        for _ in range(40):  # the server sees the connection close soon after
+        assert 0.9 < took < 10  # not the 60 s read timeout
+        for _ in range(200):  # the server sees the connection close soon after
             if proxy_nowhere.hangups:
                 break
             await asyncio.sleep(0.05)
         assert proxy_nowhere.hangups
-        assert proxy_nowhere.hangups[0] - started < 5
+        assert proxy_nowhere.hangups[0] - started < 10
 
         # The same for a stream.
         proxy_nowhere.reset(stall_s=30)
@@ -163,8 +163,8 @@ async def test_the_rpc_deadline_wins_when_sooner(proxy_nowhere: FaultProxy) -> N
         started = time.monotonic()
         error = await status_of(stub.Summarize(request(), timeout=1.5))
         assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-        assert time.monotonic() - started < 3
-        for _ in range(40):
+        assert time.monotonic() - started < 10
+        for _ in range(200):
             if proxy_nowhere.hangups:
                 break
             await asyncio.sleep(0.05)
