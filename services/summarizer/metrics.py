@@ -32,3 +32,7 @@ TIME_TO_FIRST_TEXT = Histogram(
     ["engine"],
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
 )
+DEADLINES = Counter(
+    "soriflow_summarizer_deadline_exceeded_total",
+    "Requests stopped by the generation deadline (SORIFLOW_SUMMARIZER_GENERATION_TIMEOUT_S or the RPC's).",
+)

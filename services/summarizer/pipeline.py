@@ -16,7 +16,12 @@ runs. A request goes through:
    again in the requested style, repeated until they fit. Nothing
    is truncated silently; `chunk_count` says how many chunks there were;
 5. generation through the engine's dynamic batcher, or streamed for
-   SummarizeStream (the last step only: partial summaries are not the answer).
+   SummarizeStream (the last step only: partial summaries are not the answer);
+6. a deadline over all of it: `summarizer_generation_timeout_s`, or the
+   request's own gRPC deadline when that is sooner. Past it the generation is
+   cancelled (engines stop between tokens; a remote request is closed) and the
+   request fails with DEADLINE_EXCEEDED naming the setting: a summary cut off
+   mid-sentence would be read back to a caller as if it were whole.
 """
 
 from __future__ import annotations
@@ -26,17 +31,18 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from soriflow.concurrency import WorkQueue, run_blocking
-from soriflow.errors import Internal, InvalidArgument, ResourceExhausted
+from soriflow.errors import DeadlineExceeded, Internal, InvalidArgument, ResourceExhausted
 from soriflow.inputs import clean_text, has_words
 
 from .batching import DynamicBatcher
 from .chunking import split_into_chunks
 from .engines.base import Engine, Generation, Task
-from .metrics import CHUNKS, TIME_TO_FIRST_TEXT, TOKENS
+from .metrics import CHUNKS, DEADLINES, TIME_TO_FIRST_TEXT, TOKENS
 from .settings import Settings
 from .styles import Style, parse_bullets
 from .text import detect_language, normalize_language
@@ -49,6 +55,8 @@ MAX_REDUCE_ROUNDS = 6
 MIN_PARTIAL_TOKENS = 32
 #: A chunk must leave at least this many tokens for text, else the settings cannot work.
 MIN_BUDGET = 16
+#: Part of a gRPC deadline kept to send our own DEADLINE_EXCEEDED before the client's timer fires.
+DEADLINE_MARGIN = 0.1
 
 
 @dataclass(frozen=True)
@@ -101,12 +109,23 @@ class Summarizer:
             for name, engine in engines.items()
             if engine.batched
         }
+        # Local models stream one at a time (they share the cores); a remote server takes several.
         self.streams = WorkQueue(
             "summarizer-stream",
             max_concurrency=1,
             max_waiting=settings.summarizer_max_waiting,
             retry_after_s=settings.summarizer_retry_after_s,
         )
+        self.engine_streams = {
+            name: WorkQueue(
+                f"summarizer-stream-{name}",
+                max_concurrency=engine.concurrency,
+                max_waiting=settings.summarizer_max_waiting,
+                retry_after_s=settings.summarizer_retry_after_s,
+            )
+            for name, engine in engines.items()
+            if engine.concurrency > 1
+        }
 
     # --- request handling --------------------------------------------------------------------
 
@@ -150,10 +169,44 @@ class Summarizer:
         language = normalize_language(request.language) or detect_language(request.text)
         return language, style, max_new
 
-    async def summarize(self, request: SummaryRequest) -> SummaryResult:
-        return await self._summarize(request, None)
+    async def summarize(
+        self, request: SummaryRequest, *, time_remaining_s: float | None = None
+    ) -> SummaryResult:
+        """The summary; `time_remaining_s` is the request's own deadline (gRPC), if it has one."""
+        return await self._within_deadline(self._summarize(request, None), time_remaining_s)
 
-    async def stream(self, request: SummaryRequest) -> AsyncIterator[str | SummaryResult]:
+    async def _within_deadline(
+        self, work: Coroutine[Any, Any, SummaryResult], time_remaining_s: float | None
+    ) -> SummaryResult:
+        """Runs `work` under the generation deadline; past it, DEADLINE_EXCEEDED naming the setting."""
+        setting = self.settings.summarizer_generation_timeout_s
+        limit = setting
+        if time_remaining_s is not None:
+            limit = min(limit, max(0.0, time_remaining_s - min(DEADLINE_MARGIN, time_remaining_s / 10)))
+        started = time.perf_counter()
+        timeout = asyncio.timeout(limit)
+        try:
+            async with timeout:
+                return await work
+        except TimeoutError:
+            if not timeout.expired():
+                raise
+            DEADLINES.inc()
+            took = time.perf_counter() - started
+            if limit < setting:
+                raise DeadlineExceeded(
+                    f"the request's deadline ({time_remaining_s:.1f} s) passed while summarizing "
+                    f"(stopped after {took:.1f} s); allow more time, ask for fewer max_output_tokens or "
+                    "send less text"
+                ) from None
+            raise DeadlineExceeded(
+                f"summarizing took longer than {setting:g} s (SORIFLOW_SUMMARIZER_GENERATION_TIMEOUT_S) and "
+                "was stopped: ask for fewer max_output_tokens, send less text, or raise the setting"
+            ) from None
+
+    async def stream(
+        self, request: SummaryRequest, *, time_remaining_s: float | None = None
+    ) -> AsyncIterator[str | SummaryResult]:
         """Text deltas as they are generated, then the SummaryResult (their concatenation's summary)."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[str | None] = asyncio.Queue()
@@ -162,7 +215,7 @@ class Summarizer:
             loop.call_soon_threadsafe(queue.put_nowait, piece)
             return True
 
-        work = asyncio.create_task(self._summarize(request, on_text))
+        work = asyncio.create_task(self._within_deadline(self._summarize(request, on_text), time_remaining_s))
         work.add_done_callback(lambda _: queue.put_nowait(None))
         try:
             while (piece := await queue.get()) is not None:
@@ -287,7 +340,7 @@ class Summarizer:
                 first = False
             return on_text(piece)
 
-        async with self.streams.slot():
+        async with self.engine_streams.get(engine.info.engine, self.streams).slot():
             return await run_blocking(lambda cancel: engine.stream(task, cancel, timed))
 
     async def close(self) -> None:
