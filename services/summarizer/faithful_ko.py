@@ -119,7 +119,9 @@ _LIGHT_VERBS = frozenset(
         "바라",
     }
 )
-_QUESTION_ENDINGS = re.compile(r"(나요|까요|ᆫ가요|가요|ᆯ까|니|냐|나|는지요|ᆫ지요|죠|어|아|지|래|ᆫ데요|는데요|ᆫ가)$")
+_QUESTION_ENDINGS = re.compile(
+    r"(나요|까요|ᆫ가요|가요|ᆯ까|니|냐|나|는지요|ᆫ지요|죠|어|아|지|래|ᆫ데요|는데요|ᆫ가)$"
+)
 _WH = {
     "어떻게": "방법",
     "어떡하": "방법",
@@ -140,7 +142,9 @@ _COMPLAINT = re.compile(
     r"고맙네요|불완전판매|사기|책임져|이게 뭐|너무하|실망"
 )
 _SARCASM = re.compile(r"참 친절|대단하시|감사하네요|쉽네요|고맙네요|잘 빼가")
-_GREETING = re.compile(r"^(?:네|예|아|음|어|저|저기|야|와|아니)?\s*(?:안녕하세요|안녕하십니까|여보세요|감사합니다|고맙습니다)")
+_GREETING = re.compile(
+    r"^(?:네|예|아|음|어|저|저기|야|와|아니)?\s*(?:안녕하세요|안녕하십니까|여보세요|감사합니다|고맙습니다)"
+)
 
 
 @dataclass
@@ -172,7 +176,9 @@ class Reading:
         return self.request or self.question
 
 
-_CLAUSE_ENDINGS = frozenset({"는데", "ᆫ데", "은데", "는데요", "니까", "으니까", "어서", "아서", "지만", "다가", "면서"})
+_CLAUSE_ENDINGS = frozenset(
+    {"는데", "ᆫ데", "은데", "는데요", "니까", "으니까", "어서", "아서", "지만", "다가", "면서"}
+)
 
 
 def _clauses(text: str, words: list[list[Morph]]) -> list[Clause]:
@@ -181,7 +187,7 @@ def _clauses(text: str, words: list[list[Morph]]) -> list[Clause]:
     for word in words:
         current.append(word)
         last = [m for m in word if m.tag not in ("SF", "SP", "SE", "SS", "SO", "SW", "JX")]
-        if last and (last[-1].tag == "EC" and last[-1].form in _CLAUSE_ENDINGS or last[-1].tag == "EF"):
+        if last and ((last[-1].tag == "EC" and last[-1].form in _CLAUSE_ENDINGS) or last[-1].tag == "EF"):
             clauses.append(Clause(current, ""))
             current = []
     if current:
@@ -201,7 +207,9 @@ def read_sentence(text: str) -> Reading:
     asked = text.rstrip().endswith("?")
     for i, (form, tag) in enumerate(forms):
         nxt = forms[i + 1][0] if i + 1 < len(forms) else ""
-        if tag == "VX" and form == "주" or (tag == "VV" and form in ("주", "줘")) and i > 0 and forms[i - 1][1] == "EC":
+        if (tag == "VX" and form == "주") or (
+            (tag == "VV" and form in ("주", "줘")) and i > 0 and forms[i - 1][1] == "EC"
+        ):
             reading.request = True
             if i >= 2 and forms[i - 2][0] in _INFO_VERBS:
                 reading.info_request = True
@@ -211,7 +219,7 @@ def read_sentence(text: str) -> Reading:
             reading.request = True
         if form in ("궁금하", "궁금") or (form == "문의" and tag == "NNG"):
             reading.question = True
-        if form == "알" and nxt in ("고", "고자") or form in ("여쭈", "물어보", "알아보"):
+        if (form == "알" and nxt in ("고", "고자")) or form in ("여쭈", "물어보", "알아보"):
             reading.question = True
         if form in ("어떻", "어떻게") and any(f == "되" for f, _ in forms[i + 1 : i + 4]):
             reading.wh = reading.wh or "현황"
@@ -260,9 +268,9 @@ def _predicate(clause: Clause) -> tuple[str, str, bool] | None:
     for index in range(len(morphs) - 1, -1, -1):
         morph = morphs[index]
         before = morphs[index - 1] if index else None
-        if morph.tag == "VX" and morph.form in ("않", "못하"):
-            negated = True
-        elif morph.tag == "MAG" and morph.form in ("안", "못"):
+        if (morph.tag == "VX" and morph.form in ("않", "못하")) or (
+            morph.tag == "MAG" and morph.form in ("안", "못")
+        ):
             negated = True
         elif morph.tag in ("XSV", "XSA", "VCP"):
             return None

@@ -44,6 +44,7 @@ class CausalLmEngine(HfEngine):
             focus_speaker=task.focus_speaker,
             partial=task.partial,
             transcript=task.transcript,
+            strict=task.strict,
         )
 
     def prompt(self, task: Task) -> str:
