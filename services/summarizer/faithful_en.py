@@ -176,7 +176,7 @@ _DETERMINERS = frozenset(
 #: Most words an ask keeps (the line is read back on a call).
 MAX_CLAUSE_WORDS = 14
 #: Most words of the whole line before a second ask is left out.
-MAX_LINE_WORDS = 22
+MAX_LINE_WORDS = 16
 
 
 @dataclass
@@ -302,7 +302,17 @@ def _indirect(tokens: list[str]) -> list[str]:
     return ["whether", *tokens]
 
 
+_FILLERS = re.compile(
+    r"\s*\b(?:right now|just|actually|really|basically|honestly|a lot|at all|please|every single|anyway|"
+    r"any time soon|or something|or anything)\b",
+    re.IGNORECASE,
+)
+
+
 def _cap(tokens: list[str]) -> list[str]:
+    """Fillers out ("right now", "a lot", "just"), then at most MAX_CLAUSE_WORDS, cut at a clause break."""
+    kept = _tokens(_FILLERS.sub("", " ".join(tokens)))
+    tokens = kept or tokens
     while tokens and tokens[-1] in (",", ";", ":", "-"):
         tokens = tokens[:-1]
     if len(tokens) <= MAX_CLAUSE_WORDS:
@@ -415,6 +425,9 @@ def _statement(sentence: str) -> str:
     text = _clean(sentence).rstrip("?.! ")
     if match := re.search(r",?\s+but\s+", text):
         text = text[match.end() :] or text
+    pieces = re.split(r",?\s+and\s+|,\s+", text)
+    if len(pieces) > 1:  # the piece that carries the complaint ("… and I still haven't been paid")
+        text = next((p for p in pieces if _COMPLAINT.search(p)), text)
     tokens = _tokens(text)
     return _detok(_cap(_lower_first(shift_person(tokens))))
 
@@ -439,7 +452,7 @@ def inquiry_line(sentences: list[str]) -> str:
             complaints.append(sentence)
     asks = asks[:2]
     parts: list[str] = []
-    if complaints and (not asks or all(a.kind != "request" for a in asks)):
+    if complaints:
         statement = _statement(complaints[0])
         if statement:
             parts.append(f"complains that {statement}")

@@ -378,14 +378,22 @@ def _ko_source(text: str) -> tuple[set[str], set[float]]:
 def _check_korean(summary: str, source: str, allowed: frozenset[str]) -> Grounding:
     forms, values = _ko_source(source)
     unsupported: list[str] = []
-    terms = _ko_terms(summary)
-    for term, value in terms:
-        if term in allowed or term.lower() in forms:
-            continue
-        if value is not None and value in values:
-            continue
-        unsupported.append(term)
-    return Grounding(not unsupported, _unique(unsupported), len(terms))
+    checked = 0
+    morphs = nlp.morphemes(summary)
+    for word in nlp.korean_words(summary, morphs):
+        start, end = word[0].start, word[-1].end
+        part = nlp.noun_part(word, summary)
+        terms = _ko_terms(summary[start:end])
+        checked += len(terms)
+        if part and (part.lower() in forms or part in allowed):
+            continue  # the caller's word as written (Kiwi may split it differently alone)
+        for term, value in terms:
+            if term in allowed or term.lower() in forms:
+                continue
+            if value is not None and value in values:
+                continue
+            unsupported.append(term)
+    return Grounding(not unsupported, _unique(unsupported), checked)
 
 
 # --- English ---------------------------------------------------------------------------------

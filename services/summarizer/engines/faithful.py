@@ -27,6 +27,27 @@ from .extractive import ExtractiveEngine, focus_sentences, trim_inquiry
 LANGUAGES = ("ko", "en")
 
 
+_INTENT_HEAD = re.compile(r"^Customer (?:asks|requests|complains(?: that|, asking)?|says) ")
+
+
+def shorter_than(line: str, source: str, quote: str) -> str:
+    """`line`, or a shorter form of it, so that it is shorter than `source` (a read-back longer than
+    what the caller said helps nobody): without "Customer" ("Asks how to ..."), the clause alone
+    ("how to ..."), the quoted request sentence trimmed, the source trimmed."""
+    source = source.strip()
+    if line and len(line) < len(source):
+        return line
+    candidates = []
+    if line:
+        clause = _INTENT_HEAD.sub("", line)
+        candidates += [line.removeprefix("Customer ").capitalize(), clause]
+    candidates += [trim_inquiry(quote), trim_inquiry(source)]
+    for candidate in candidates:
+        if candidate and len(candidate) < len(source):
+            return candidate
+    return min((c for c in candidates if c), key=len, default=line)
+
+
 class FaithfulEngine(Engine):
     """Rule-based compression over kiwipiepy morphemes and lemminflect lemmas; TextRank otherwise."""
 
@@ -56,14 +77,7 @@ class FaithfulEngine(Engine):
             line = faithful_ko.inquiry_line(sentences)
         else:
             line = faithful_en.inquiry_line(sentences)
-        line = " ".join(line.split())
-        source = " ".join(sentences)
-        if not line or len(line) >= len(source):
-            # Nothing to compress (one short sentence): the caller's own words, trimmed.
-            line = line or trim_inquiry(self.extractive.summarize(task))
-            if len(line) >= len(source):
-                line = trim_inquiry(source)
-        return re.sub(r"\s+", " ", line).strip()
+        return shorter_than(" ".join(line.split()), " ".join(sentences), self.extractive.summarize(task))
 
     def generate(self, tasks: Sequence[Task], cancel: threading.Event) -> list[Generation]:
         results = []
