@@ -150,6 +150,8 @@ _AGREE_COMPANY = {
     "aren't": "isn't",
     "weren't": "wasn't",
 }
+#: Adverbs between a do-support auxiliary and its verb ("why did you only pay").
+_ADVERBS = frozenset("only also ever really even still actually just never already always".split())
 _SUBJECT_PRONOUNS = frozenset(
     ["i", "you", "we", "they", "he", "she", "it", "there", "this", "that", "someone", "anyone", "anybody"]
 )
@@ -292,7 +294,8 @@ def _indirect(tokens: list[str]) -> list[str]:
         if how_to and aux.lower() in ("do", "can", "should", "could", "would"):
             return ["how", "to", *rest]
         if aux.lower().replace("n't", "") in ("do", "does", "did") and rest and not negative:
-            rest = [_inflect_after_do(aux, rest[0]), *rest[1:]]
+            at = next((i for i, t in enumerate(rest) if t.lower() not in _ADVERBS), 0)
+            rest = [*rest[:at], _inflect_after_do(aux, rest[at]), *rest[at + 1 :]]
             return [*(wh or ["whether"]), *subject, *rest]
         if not subject:
             return [*(wh or ["whether"]), aux.lower(), *rest]
@@ -335,6 +338,10 @@ def _read_segment(text: str, asked: bool) -> Ask | None:
         return None
     if match := _EMBEDDED.match(body) or _TELL_ME.match(body):
         clause = _tokens(body[match.end() :])
+        verb = re.search(r"\b(check|confirm|look up|find out)\s*$", body[: match.end()], re.IGNORECASE)
+        if verb:  # "please check whether …": a request to check, not a question
+            clause = ["the", "agent", "to", *verb.group(1).lower().split(), *clause]
+            return Ask("request", _detok(_cap(shift_person(clause))), "asks")
         if clause and clause[0].lower() == "if":
             clause[0] = "whether"
         return Ask("question", _detok(_cap(shift_person(clause))), "asks")
@@ -358,7 +365,14 @@ def _read_segment(text: str, asked: bool) -> Ask | None:
         return None
     first = tokens[0].lower()
     inverted = first in _AUX and len(tokens) > 1 and tokens[1].lower() in _SUBJECT_PRONOUNS | _DETERMINERS
-    if (asked and first not in ("if", "when", "because", "since")) or inverted or (asked and first in _WH):
+    # Speech-to-text drops question marks: a wh-word or an auxiliary before its subject still asks.
+    wh_first = first in _WH and len(tokens) > 1 and tokens[1].lower() in _AUX | {"much", "many", "long", "to"}
+    if (
+        (asked and first not in ("if", "when", "because", "since"))
+        or inverted
+        or wh_first
+        or (asked and first in _WH)
+    ):
         clause = _indirect(tokens) if first in _AUX or first in _WH else ["whether", *tokens]
         return Ask("question", _detok(_cap(_lower_first(shift_person(clause)))), "asks")
     if match := _PLEASE.match(body):

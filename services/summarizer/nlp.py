@@ -49,7 +49,7 @@ def kiwi() -> Any:
             if _KIWI is None:
                 from kiwipiepy import Kiwi
 
-                _KIWI = Kiwi(num_workers=0)
+                _KIWI = Kiwi()
     return _KIWI
 
 

@@ -174,7 +174,7 @@ _FILLER_SENTENCE = re.compile(
     re.IGNORECASE,
 )
 _LEADING_FILLER = re.compile(
-    r"^(?:(?:네|예|아|음|어|저|저기|그|그게|저기요|혹시|um|uh|so|well|oh|yeah|hi|hello)[\s,.]+)+",
+    r"^(?:(?:네|예|아|음|어|저|저기|그|그게|저기요|혹시|um|uh|so|well|oh|yeah|hi|hello|hey|okay|ok)[\s,.]+)+",
     re.IGNORECASE,
 )
 

@@ -12,6 +12,7 @@ engine can replace any summary that failed the grounding check.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from collections.abc import Sequence
@@ -19,9 +20,12 @@ from collections.abc import Sequence
 from soriflow.errors import Cancelled
 
 from .. import faithful_en, faithful_ko, nlp
+from ..grounding import check_grounding
 from ..styles import Style
 from .base import Engine, EngineInfo, Generation, OnText, Task
 from .extractive import ExtractiveEngine, focus_sentences, trim_inquiry
+
+log = logging.getLogger("soriflow.summarizer.engines")
 
 #: Languages with an inquiry compressor.
 LANGUAGES = ("ko", "en")
@@ -41,7 +45,7 @@ def shorter_than(line: str, source: str, quote: str) -> str:
     if line:
         clause = _INTENT_HEAD.sub("", line)
         candidates += [line.removeprefix("Customer ").capitalize(), clause]
-    candidates += [trim_inquiry(quote), trim_inquiry(source)]
+    candidates += [trim_inquiry(quote).rstrip("?!. "), trim_inquiry(source).rstrip("?!. ")]
     for candidate in candidates:
         if candidate and len(candidate) < len(source):
             return candidate
@@ -77,7 +81,14 @@ class FaithfulEngine(Engine):
             line = faithful_ko.inquiry_line(sentences)
         else:
             line = faithful_en.inquiry_line(sentences)
-        return shorter_than(" ".join(line.split()), " ".join(sentences), self.extractive.summarize(task))
+        source = " ".join(sentences)
+        quote = self.extractive.summarize(task)
+        line = shorter_than(" ".join(line.split()), source, quote)
+        if not check_grounding(line, source, task.language).grounded:
+            # A rule produced a word the caller did not say (a wrong inflection): quote instead.
+            log.warning("faithful line not grounded, quoting instead: %r", line)
+            line = shorter_than("", source, quote)
+        return line
 
     def generate(self, tasks: Sequence[Task], cancel: threading.Event) -> list[Generation]:
         results = []
