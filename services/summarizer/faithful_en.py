@@ -151,7 +151,9 @@ _AGREE_COMPANY = {
     "weren't": "wasn't",
 }
 #: Adverbs between a do-support auxiliary and its verb ("why did you only pay").
-_ADVERBS = frozenset("only also ever really even still actually just never already always".split())
+_ADVERBS = frozenset(
+    ["only", "also", "ever", "really", "even", "still", "actually", "just", "never", "already", "always"]
+)
 _SUBJECT_PRONOUNS = frozenset(
     ["i", "you", "we", "they", "he", "she", "it", "there", "this", "that", "someone", "anyone", "anybody"]
 )

@@ -272,6 +272,8 @@ def _predicate(clause: Clause) -> tuple[str, str, bool] | None:
             morph.tag == "MAG" and morph.form in ("안", "못")
         ):
             negated = True
+        elif morph.tag == "VCP" and before is not None and before.tag == "NNB":
+            continue  # "…는 거예요": the verb before 거 is the predicate
         elif morph.tag in ("XSV", "XSA", "VCP"):
             return None
         elif morph.tag in ("VV", "VA"):
@@ -351,12 +353,11 @@ def _phrase(reading: Reading, intent: str, max_words: int) -> list[str]:
     """The content words of one key sentence, with its template word (여부, 방법, ...)."""
     words = _content(reading, max_words)
     if intent == "항의":
+        if reading.wh in ("시기", "사유", "현황"):  # "보험금 들어오는 시기 항의"
+            verb = _verb_phrase(reading, "wh")
+            return [*words, *([verb] if verb else []), reading.wh]
         verb = _verb_phrase(reading, "complaint")
-        if verb:
-            words.append(verb)
-        elif reading.wh in ("시기", "사유", "현황"):
-            words.append(reading.wh)
-        return words
+        return [*words, verb] if verb else words
     if reading.which:
         if reading.wh:
             words.append(reading.wh)

@@ -59,8 +59,15 @@ def _analyse(text: str) -> tuple[Morph, ...]:
     return tuple(Morph(t.form, t.tag.split("-")[0], t.start, t.len) for t in tokens)
 
 
+#: Texts longer than this (characters) are analysed without caching (a whole long call).
+CACHE_MAX_CHARS = 2000
+
+
 def morphemes(text: str) -> list[Morph]:
-    """Kiwi's best analysis of `text` (cached for repeated sentences)."""
+    """Kiwi's best analysis of `text` (cached for sentences and short texts)."""
+    if len(text) > CACHE_MAX_CHARS:
+        tokens = kiwi().tokenize(text)
+        return [Morph(t.form, t.tag.split("-")[0], t.start, t.len) for t in tokens]
     return list(_analyse(text))
 
 

@@ -44,6 +44,7 @@ from soriflow.errors import Internal, InvalidArgument, ResourceExhausted
 from .batching import DynamicBatcher
 from .chunking import split_into_chunks
 from .engines.base import Engine, Generation, Task
+from .engines.faithful import LANGUAGES as INQUIRY_LANGUAGES
 from .grounding import check_grounding, source_text
 from .metrics import CHUNKS, GROUNDING, TIME_TO_FIRST_TEXT, TOKENS
 from .settings import Settings
@@ -169,8 +170,16 @@ class Summarizer:
                 )
             return engine
         inquiry = self.engines.get(self.settings.summarizer_inquiry_engine)
-        if request.style is Style.INQUIRY and inquiry is not None and inquiry.speaks(language):
-            return inquiry
+        if request.style is Style.INQUIRY and inquiry is not None:
+            # The faithful engine compresses Korean and English; other languages stay with the
+            # model that writes them (or TextRank).
+            writes = (
+                language in INQUIRY_LANGUAGES
+                if inquiry.info.engine == "faithful"
+                else inquiry.speaks(language)
+            )
+            if writes:
+                return inquiry
         if self.default.speaks(language):
             return self.default
         return self.engines["extractive"]
@@ -307,6 +316,7 @@ class Summarizer:
             return result.grounded, result.unsupported
 
         grounded, unsupported = await asyncio.to_thread(check, summary)
+        grounded = grounded and bool(summary.strip())  # an empty answer says nothing the caller said
         replaceable = (
             mode == "enforce" and engine.info.engine not in MODEL_FREE_ENGINES and style is not Style.CUSTOM
         )
