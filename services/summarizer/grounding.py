@@ -328,9 +328,12 @@ class Grounding:
 # --- Korean ----------------------------------------------------------------------------------
 
 
-def _ko_terms(text: str) -> list[tuple[str, float | None]]:
-    """(term, numeric value or None) of Korean text: nouns, names, foreign words, numbers with units."""
-    morphs = nlp.morphemes(text)
+def _ko_terms(text: str, morphs: list[nlp.Morph] | None = None) -> list[tuple[str, float | None]]:
+    """(term, numeric value or None) of Korean text: nouns, names, foreign words, numbers with units.
+
+    `morphs` (a slice of the whole text's analysis) avoids analysing a word again out of context.
+    """
+    morphs = nlp.morphemes(text) if morphs is None else morphs
     terms: list[tuple[str, float | None]] = []
     i = 0
     while i < len(morphs):
@@ -381,9 +384,8 @@ def _check_korean(summary: str, source: str, allowed: frozenset[str]) -> Groundi
     checked = 0
     morphs = nlp.morphemes(summary)
     for word in nlp.korean_words(summary, morphs):
-        start, end = word[0].start, word[-1].end
         part = nlp.noun_part(word, summary)
-        terms = _ko_terms(summary[start:end])
+        terms = _ko_terms(summary, word)
         checked += len(terms)
         if part and (part.lower() in forms or part in allowed):
             continue  # the caller's word as written (Kiwi may split it differently alone)

@@ -58,3 +58,23 @@ def test_other_languages_by_words_and_transcript_labels_are_not_source() -> None
     assert text == "hello\nmy claim was denied"
     assert check_grounding("customer claim denied", text, "en").grounded  # "customer" is a template word
     assert not check_grounding("agent claim", "hello\nmy claim was denied", "fr").grounded
+
+
+def test_quotes_of_the_source_are_always_grounded() -> None:
+    """TextRank quotes the source, in every style: the check must never flag the caller's own words."""
+    import csv
+    from pathlib import Path
+
+    from soriflow.summarizer.engines.base import Task
+    from soriflow.summarizer.engines.extractive import ExtractiveEngine
+    from soriflow.summarizer.styles import Style
+
+    engine = ExtractiveEngine()
+    data = Path(__file__).resolve().parents[2] / "bench" / "data"
+    for language in ("ko", "en"):
+        with open(data / f"inquiries_{language}.csv", encoding="utf-8", newline="") as handle:
+            for row in csv.DictReader(handle):
+                for style in (Style.INQUIRY, Style.ABSTRACT, Style.BULLETS):
+                    quote = engine.summarize(Task(row["input"], style, language, 128))
+                    result = check_grounding(quote, row["input"], language)
+                    assert result.grounded, (quote, result.unsupported)
