@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import csv
+from pathlib import Path
+
+from soriflow.summarizer.engines.base import Task
+from soriflow.summarizer.engines.extractive import ExtractiveEngine
 from soriflow.summarizer.grounding import check_grounding, source_text
+from soriflow.summarizer.styles import Style
 
 EN_SOURCE = (
     "Hi, I had a small accident this morning and someone backed into my car in a parking lot. "
@@ -62,13 +68,6 @@ def test_other_languages_by_words_and_transcript_labels_are_not_source() -> None
 
 def test_quotes_of_the_source_are_always_grounded() -> None:
     """TextRank quotes the source, in every style: the check must never flag the caller's own words."""
-    import csv
-    from pathlib import Path
-
-    from soriflow.summarizer.engines.base import Task
-    from soriflow.summarizer.engines.extractive import ExtractiveEngine
-    from soriflow.summarizer.styles import Style
-
     engine = ExtractiveEngine()
     data = Path(__file__).resolve().parents[2] / "bench" / "data"
     for language in ("ko", "en"):
