@@ -96,7 +96,7 @@ def test_korean_lines_name_the_request_in_the_teams_style(engine: FaithfulEngine
         "방법 문의"
     )
     complaint = inquiry(engine, "도대체 보험금은 언제 들어오는 거예요? 아무도 연락을 안 주잖아요!", "ko")
-    assert complaint.startswith("보험금") and complaint.endswith("항의")
+    assert complaint == "보험금 들어오는 시기 항의"
     # Negation is the caller's and stays: "못 받음" is never turned into "받음".
     assert "못 받음" in inquiry(engine, "보험금을 아직도 못 받았어요. 너무하네요.", "ko")
 
