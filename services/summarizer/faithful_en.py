@@ -437,15 +437,32 @@ def read_asks(sentence: str) -> list[Ask]:
 
 
 def _statement(sentence: str) -> str:
-    """A complaint as a that-clause; in "X, but Y" the point is Y."""
+    """A complaint as "that …" (a clause with its subject) or "about …" (a bare phrase).
+
+    In "X, but Y" the point is Y; of the pieces of a sentence, the one with the complaint cue
+    ("… and I still haven't been paid") — unless the cue is sarcasm ("that's a new record"), whose
+    point is the other piece ("only forty minutes on hold").
+    """
     text = _clean(sentence).rstrip("?.! ")
     if match := re.search(r",?\s+but\s+", text):
         text = text[match.end() :] or text
-    pieces = re.split(r",?\s+and\s+|,\s+", text)
-    if len(pieces) > 1:  # the piece that carries the complaint ("… and I still haven't been paid")
-        text = next((p for p in pieces if _COMPLAINT.search(p)), text)
-    tokens = _tokens(text)
-    return _detok(_cap(_lower_first(shift_person(tokens))))
+    pieces = [p for p in re.split(r",?\s+and\s+|,\s+", text) if p.strip()]
+    if len(pieces) > 1:
+        plain = [p for p in pieces if not _SARCASM.search(p)]
+        if len(plain) < len(pieces) and plain:
+            text = max(plain, key=len)
+        else:
+            text = next((p for p in pieces if _COMPLAINT.search(p)), text)
+    text = re.sub(r"^(?:only|just|so)\s+", "", text.strip(), flags=re.IGNORECASE)
+    tokens = _cap(_lower_first(shift_person(_tokens(text))))
+    if not tokens:
+        return ""
+    lowered = {t.lower() for t in tokens}
+    clause = (
+        bool(lowered & (_SUBJECT_PRONOUNS | {"they", "they're", "company", "nobody"}))
+        or tokens[0].lower() == "the"
+    )
+    return ("that " if clause else "about ") + _detok(tokens)
 
 
 def inquiry_line(sentences: list[str]) -> str:
@@ -471,7 +488,7 @@ def inquiry_line(sentences: list[str]) -> str:
     if complaints:
         statement = _statement(complaints[0])
         if statement:
-            parts.append(f"complains that {statement}")
+            parts.append(f"complains {statement}")
         asks = [a for a in asks if a.kind != "complaint"]
     elif not asks:
         statement = _statement(sentences[-1])
