@@ -89,7 +89,7 @@ _TELL_ME = re.compile(
 )
 _WANT_TO = re.compile(
     r"^(?:i|we)\s*(?:really\s+|just\s+|'m\s+|am\s+|also\s+)*"
-    r"(?:want|wanted|would like|'d like|need|needed|wanna|have|calling|trying|hoping)\s+(?:to\s+)?(?=\w)",
+    r"(?:(?:want|wanted|would like|'d like|need|needed|have|calling|trying|hoping)\s+to|wanna)\s+(?=\w)",
     re.IGNORECASE,
 )
 _WANT_NP = re.compile(
@@ -103,7 +103,7 @@ _COMPLAINT = re.compile(
     r"misleading|promised|supposed to|waste|furious|angry|annoyed|sick of|tired of|fed up|scam|switching|"
     r"escalat\w*|is this how|new record|oh great|thanks so much|really appreciate|just what i needed|"
     r"so now|suddenly|charged (?:me )?twice|only paid|why did you|why was i|why is my|why am i|"
-    r"explain to me why)\b",
+    r"explain to me why|been waiting|waiting for (?:weeks|months|days))\b",
     re.IGNORECASE,
 )
 _SARCASM = re.compile(
@@ -179,6 +179,8 @@ _DETERMINERS = frozenset(
 )
 #: Most words an ask keeps (the line is read back on a call).
 MAX_CLAUSE_WORDS = 14
+#: Most words of a complaint that an ask follows.
+SHORT_COMPLAINT_WORDS = 8
 #: Most words of the whole line before a second ask is left out.
 MAX_LINE_WORDS = 16
 
@@ -208,22 +210,22 @@ def _detok(tokens: list[str]) -> str:
 def shift_person(tokens: list[str]) -> list[str]:
     """First person to third ("my" -> "their"), "you" to the company, with agreement fixed."""
     out: list[str] = []
-    previous = ""
+    previous = before = ""
     for token in tokens:
         lower = token.lower()
         if lower in _SHIFT:
             out.extend(_SHIFT[lower].split())
-            previous = lower
+            before, previous = previous, lower
             continue
         if previous in ("i",) and lower in _AGREE_THEY:
             out.append(_AGREE_THEY[lower])
         elif previous == "you" and lower in _AGREE_COMPANY:
             out.append(_AGREE_COMPANY[lower])
-        elif previous == "you" and lower in nlp.english_pos(lower).get("VERB", ()):
+        elif previous == "you" and before not in _AUX and lower in nlp.english_pos(lower).get("VERB", ()):
             out.append(nlp.inflect(lower, "VBZ"))
         else:
             out.append(token)
-        previous = lower
+        before, previous = previous, lower
     return out
 
 
@@ -238,8 +240,18 @@ def _can_be_verb(word: str) -> bool:
     return "VERB" in pos or "AUX" in pos
 
 
-def _subject_end(tokens: list[str], start: int) -> int:
-    """Index after the subject that starts at `start` (a pronoun, or a determiner and its nouns)."""
+def _can_be_noun(word: str) -> bool:
+    pos = nlp.english_pos(word.lower())
+    return not pos or "NOUN" in pos or "PROPN" in pos
+
+
+def _subject_end(tokens: list[str], start: int, aux: str = "") -> int:
+    """Index after the subject that starts at `start` (a pronoun, or a determiner and its nouns).
+
+    After a form of "be" the predicate is a participle or adjective, so the subject runs while
+    words can be nouns ("is the emergency room visit | covered"); after "do" or a modal the
+    predicate is a verb, so it stops at the first word that can be one ("does my plan | cover").
+    """
     if start >= len(tokens):
         return start
     first = tokens[start].lower()
@@ -248,8 +260,12 @@ def _subject_end(tokens: list[str], start: int) -> int:
     end = start + 1
     if first in _DETERMINERS and end < len(tokens):
         end += 1
-    while end < len(tokens) and not _can_be_verb(tokens[end]) and re.fullmatch(r"[A-Za-z'-]+", tokens[end]):
-        if tokens[end].lower() in _DETERMINERS or tokens[end].lower() in ("to", "for", "of", "on", "in"):
+    be = aux.lower().replace("n't", "") in ("is", "are", "was", "were", "am")
+    while end < len(tokens) and re.fullmatch(r"[A-Za-z'-]+", tokens[end]):
+        word = tokens[end].lower()
+        if word in _DETERMINERS or word in ("to", "for", "of", "on", "in", "at", "by", "with", "from"):
+            break
+        if (be and not _can_be_noun(word)) or (not be and _can_be_verb(word)):
             break
         end += 1
     return end
@@ -288,7 +304,7 @@ def _indirect(tokens: list[str]) -> list[str]:
                 index += 1
     if index < len(tokens) and tokens[index].lower() in _AUX:
         aux = tokens[index]
-        subject_end = _subject_end(tokens, index + 1)
+        subject_end = _subject_end(tokens, index + 1, aux)
         subject = tokens[index + 1 : subject_end]
         rest = tokens[subject_end:]
         negative = aux.lower().endswith("n't")
@@ -391,7 +407,7 @@ def _read_segment(text: str, asked: bool) -> Ask | None:
 
 _SEGMENT = re.compile(
     r",\s+(?:and\s+|but\s+|so\s+)?|\s+(?:and|but|so)\s+(?=(?:i|i'd|i'm|we|can|could|will|would|do|does|is|are|"
-    r"please|my|how|what|when)\b)",
+    r"please|my|how|what|when)\b)|\s+(?=(?:can|could|would|will)\s+you\b)",
     re.IGNORECASE,
 )
 
@@ -436,7 +452,7 @@ def read_asks(sentence: str) -> list[Ask]:
     return asks
 
 
-def _statement(sentence: str) -> str:
+def _statement(sentence: str, *, short: bool = False) -> str:
     """A complaint as "that …" (a clause with its subject) or "about …" (a bare phrase).
 
     In "X, but Y" the point is Y; of the pieces of a sentence, the one with the complaint cue
@@ -455,6 +471,8 @@ def _statement(sentence: str) -> str:
             text = next((p for p in pieces if _COMPLAINT.search(p)), text)
     text = re.sub(r"^(?:only|just|so)\s+", "", text.strip(), flags=re.IGNORECASE)
     tokens = _cap(_lower_first(shift_person(_tokens(text))))
+    if short and len(tokens) > SHORT_COMPLAINT_WORDS:  # the ask that follows matters more
+        tokens = tokens[:SHORT_COMPLAINT_WORDS]
     if not tokens:
         return ""
     lowered = {t.lower() for t in tokens}
@@ -486,7 +504,7 @@ def inquiry_line(sentences: list[str]) -> str:
     asks = asks[:2]
     parts: list[str] = []
     if complaints:
-        statement = _statement(complaints[0])
+        statement = _statement(complaints[0], short=bool(asks))
         if statement:
             parts.append(f"complains {statement}")
         asks = [a for a in asks if a.kind != "complaint"]
@@ -496,8 +514,9 @@ def inquiry_line(sentences: list[str]) -> str:
     if parts and len(parts[0].split()) > 8:
         asks = [a for a in asks if a.kind == "request"][:1]
     previous_verb = ""
-    for ask in asks:
-        if parts and len(" ".join(parts).split()) + len(ask.clause.split()) > MAX_LINE_WORDS:
+    for index, ask in enumerate(asks):
+        # The first ask always comes (after a complaint too: it is what the caller wants done).
+        if index and len(" ".join(parts).split()) + len(ask.clause.split()) > MAX_LINE_WORDS:
             break
         verb = ask.verb
         if ask.kind == "complaint" and not parts:

@@ -135,11 +135,11 @@ _WH = {
 }
 _EMBEDDED = frozenset({"는지", "ᆫ지", "은지", "ᆯ지", "을지"})
 _TIME_UNITS = frozenset({"주", "개월", "달", "일", "년", "시", "살", "시간", "분"})
-_INFO_VERBS = frozenset({"알리", "알려주", "가르치", "안내", "설명"})
+_INFO_VERBS = frozenset({"알리", "알려주", "가르치", "안내"})
 _COMPLAINT = re.compile(
     r"도대체|대체|말이 됩니까|말이 돼|말이 되|어이[가 ]?없|황당|짜증|화가|화나|장난|뭘로 보|우습게|"
     r"아무도|한 통이 없|몇 번을|벌써 [0-9일이삼사오육칠팔구십]+|참 친절|대단하시|감사하네요|쉽네요|"
-    r"고맙네요|불완전판매|사기|책임져|이게 뭐|너무하|실망"
+    r"고맙네요|불완전판매|사기|책임져|이게 뭐|너무하|실망|다고요\?|라고요\?"
 )
 _SARCASM = re.compile(r"참 친절|대단하시|감사하네요|쉽네요|고맙네요|잘 빼가")
 _GREETING = re.compile(
@@ -214,7 +214,11 @@ def read_sentence(text: str) -> Reading:
             if i >= 2 and forms[i - 2][0] in _INFO_VERBS:
                 reading.info_request = True
         if tag == "VX" and form == "싶":
-            reading.request = True
+            knowing = any(f in ("알", "궁금하", "여쭈") for f, _ in forms[max(0, i - 3) : i])
+            if knowing:  # "알고 싶어요": wants to know, a question
+                reading.question = True
+            else:
+                reading.request = True
         if form in ("부탁", "요청") and tag == "NNG":
             reading.request = True
         if form in ("궁금하", "궁금") or (form == "문의" and tag == "NNG"):

@@ -149,3 +149,30 @@ def test_a_line_never_outgrows_what_the_caller_said() -> None:
     line = shorter_than("Customer asks how to opt out of emails", source, source)
     assert len(line) < len(source)
     assert line == "how to opt out of emails"
+
+
+def test_inputs_written_after_the_rules() -> None:
+    """Inquiries first seen after the rules were written (they found the cases fixed here)."""
+    engine = FaithfulEngine()
+    # "알고 싶어요" wants to know: a question, not a request.
+    ko = "여보세요 제가 지난달에 암 진단을 받았는데요 진단비가 얼마나 나오는지 알고 싶어요"
+    assert inquiry(engine, ko, "ko") == "암 진단 진단비 나오는 금액 문의"
+    # After "is", the subject runs while words can be nouns; after "does", until a verb.
+    en = (
+        "Hi, my son broke his arm at soccer practice yesterday. "
+        "Is the emergency room visit covered by our family plan?"
+    )
+    assert (
+        inquiry(engine, en, "en")
+        == "Customer asks whether the emergency room visit is covered by their family plan"
+    )
+    # "I have been waiting" is no request; the ask after a complaint is kept.
+    waited = (
+        "I have been waiting two weeks for someone to inspect my car. Can you send an adjuster this week?"
+    )
+    assert inquiry(engine, waited, "en") == "Customer asks the agent to send an adjuster this week"
+    # Unpunctuated speech: "can you" starts a new ask.
+    spoken = "so um i lost my insurance card and i need a new one can you mail it to me"
+    assert (
+        inquiry(engine, spoken, "en") == "Customer requests a new one and asks the agent to mail it to them"
+    )

@@ -43,6 +43,13 @@ def shorter_than(line: str, source: str, quote: str) -> str:
         return line
     candidates = []
     if line:
+        ask = (
+            re.search(r" and ((?:asks|requests) .*)$", line)
+            if line.startswith("Customer complains")
+            else None
+        )
+        if ask:  # the complaint goes first: what the caller wants done stays
+            candidates.append(f"Customer {ask.group(1)}")
         clause = _INTENT_HEAD.sub("", line)
         candidates += [line.removeprefix("Customer ").capitalize(), clause]
     candidates += [trim_inquiry(quote).rstrip("?!. "), trim_inquiry(source).rstrip("?!. ")]
