@@ -463,7 +463,7 @@ def _statement(sentence: str, *, short: bool = False) -> str:
     if match := re.search(r",?\s+but\s+", text):
         text = text[match.end() :] or text
     pieces = [p for p in re.split(r",?\s+and\s+|,\s+", text) if p.strip()]
-    if len(pieces) > 1:
+    if len(pieces) > 1 and len(text.split()) > MAX_CLAUSE_WORDS:
         plain = [p for p in pieces if not _SARCASM.search(p)]
         if len(plain) < len(pieces) and plain:
             text = max(plain, key=len)

@@ -139,8 +139,11 @@ _INFO_VERBS = frozenset({"알리", "알려주", "가르치", "안내"})
 _COMPLAINT = re.compile(
     r"도대체|대체|말이 됩니까|말이 돼|말이 되|어이[가 ]?없|황당|짜증|화가|화나|장난|뭘로 보|우습게|"
     r"아무도|한 통이 없|몇 번을|벌써 [0-9일이삼사오육칠팔구십]+|참 친절|대단하시|감사하네요|쉽네요|"
-    r"고맙네요|불완전판매|사기|책임져|이게 뭐|너무하|실망|다고요\?|라고요\?"
+    r"고맙네요|불완전판매|사기|책임져|이게 뭐|너무하|실망|다고요\?|라고요\?|왜 이렇게|왜 이래|"
+    r"계속 (?:에러|오류|안 )"
 )
+_URGING = frozenset({"빨리", "당장", "얼른", "어서", "좀", "제발"})
+_RHETORICAL = re.compile(r"아닌가요\?|아니에요\?|맞죠\?|잖아요|거 아니|건 아니")
 _SARCASM = re.compile(r"참 친절|대단하시|감사하네요|쉽네요|고맙네요|잘 빼가")
 _GREETING = re.compile(
     r"^(?:네|예|아|음|어|저|저기|야|와|아니)?\s*(?:안녕하세요|안녕하십니까|여보세요|감사합니다|고맙습니다)"
@@ -169,6 +172,7 @@ class Reading:
     embedded: bool = False
     #: A "which X" question (어떤 서류): the nouns are the answer's topic, no template word.
     which: bool = False
+    rhetorical: bool = False
     clauses: list[Clause] = field(default_factory=list)
 
     @property
@@ -247,6 +251,12 @@ def read_sentence(text: str) -> Reading:
         reading.question = True
     reading.complaint = bool(_COMPLAINT.search(text))
     reading.sarcasm = bool(_SARCASM.search(text))
+    # 반말 imperative ("빨리 고쳐", "당장 해지해"): a plain ending after an urging adverb.
+    urged = any(m.tag == "MAG" and m.form in _URGING for m in morphs)
+    if final in ("어", "아", "라", "어라", "아라") and urged and not asked:
+        reading.request = True
+    # The expert's rhetorical check ("…하는 거 아닌가요?", "…맞죠?", "…잖아요"): context for the real ask.
+    reading.rhetorical = bool(_RHETORICAL.search(text))
     if reading.request and final in ("세요", "어요", "아요") and not asked:
         reading.question = reading.question and reading.embedded
     reading.clauses = _clauses(text, nlp.korean_words(text, morphs))
@@ -431,6 +441,9 @@ def inquiry_line(sentences: list[str], max_words: int = 8) -> str:
         return ""
     call_sarcastic = any(r.sarcasm for r in readings)
     asks = [r for r in readings if r.ask and (_content(r, max_words) or not r.complaint)]
+    plain = [r for r in asks if not r.rhetorical]
+    if len(plain) < len(asks) and plain and len(_content(plain[0], max_words)) >= 2:
+        asks = plain  # the real ask says enough on its own
     if not asks:
         complaints = [r for r in readings if r.complaint]
         target = complaints[-1] if complaints else readings[-1]
@@ -444,7 +457,10 @@ def inquiry_line(sentences: list[str], max_words: int = 8) -> str:
     used: set[str] = set()
     for reading in asks:
         intent = _intent(reading, call_sarcastic)
-        kept = [w for w in _phrase(reading, intent, max_words) if w not in used or w in ("여부", "가능")]
+        phrase = _phrase(reading, intent, max_words)
+        kept = [w for w in phrase if w not in used or w in ("여부", "가능")]
+        if parts and all(w in grounding.KO_TEMPLATE_WORDS for w in kept):
+            kept = phrase  # its nouns were said before, but this ask is about them: keep them
         used.update(kept)
         if not kept:
             continue

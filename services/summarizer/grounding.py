@@ -387,8 +387,9 @@ def _check_korean(summary: str, source: str, allowed: frozenset[str]) -> Groundi
         part = nlp.noun_part(word, summary)
         terms = _ko_terms(summary, word)
         checked += len(terms)
-        if part and (part.lower() in forms or part in allowed):
-            continue  # the caller's word as written (Kiwi may split it differently alone)
+        surface = summary[word[0].start : word[-1].end].strip(".,!?")
+        if surface in allowed or (part and (part.lower() in forms or part in allowed)):
+            continue  # a template word, or the caller's word as written (however Kiwi split it)
         for term, value in terms:
             if term in allowed or term.lower() in forms:
                 continue

@@ -77,7 +77,9 @@ _END = re.compile(
     re.VERBOSE,
 )
 # Spoken Korean sentence endings, for unpunctuated STT text: a cut after them when a space follows.
+# The ending closes a longer word: "다" or "요" standing alone is an adverb or a particle ("다 보냈어요").
 _KO_ENDINGS = re.compile(
+    r"(?<=[\uac00-\ud7a3])"
     r"(?:습니다|니다|어요|아요|에요|예요|해요|세요|네요|데요|군요|지요|까요|나요|래요|거든요|죠|요|다)(?=\s)"
 )
 _HANGUL = re.compile(r"[\uac00-\ud7a3]")

@@ -37,6 +37,10 @@ def test_korean_punctuated_and_spoken_without_punctuation() -> None:
         "보험 처리가 되는지 확인하고 싶어서 전화했습니다",
         "상대방이 박았어요",
     ]
+    # "다" on its own is the adverb "all", not an ending.
+    assert split_sentences(
+        "설계사가 가입할 때는 다 보장된다고 해 놓고 이제 와서 안 된다는 게 말이 됩니까"
+    ) == ["설계사가 가입할 때는 다 보장된다고 해 놓고 이제 와서 안 된다는 게 말이 됩니까"]
     # Short unpunctuated Korean stays one sentence.
     assert split_sentences("네 맞아요 감사합니다") == ["네 맞아요 감사합니다"]
 
