@@ -107,8 +107,8 @@ _COMPLAINT = re.compile(
     re.IGNORECASE,
 )
 _SARCASM = re.compile(
-    r"\b(?:oh great|new record|thanks so much|really appreciate|just what i needed|how nice|so now that|"
-    r"wow)\b",
+    r"\b(?:oh great|great, so|just great|new record|thanks so much|thanks a lot|really appreciate|"
+    r"just what i needed|how nice|so now that|wow|fantastic|wonderful|brilliant|so i get to)\b",
     re.IGNORECASE,
 )
 _SHIFT = {
@@ -382,7 +382,11 @@ def _read_segment(text: str, asked: bool) -> Ask | None:
     if not tokens:
         return None
     first = tokens[0].lower()
-    inverted = first in _AUX and len(tokens) > 1 and tokens[1].lower() in _SUBJECT_PRONOUNS | _DETERMINERS
+    inverted = (
+        first in _AUX
+        and len(tokens) > 2
+        and (tokens[1].lower() in _SUBJECT_PRONOUNS | _DETERMINERS or _can_be_noun(tokens[1]))
+    )
     # Speech-to-text drops question marks: a wh-word or an auxiliary before its subject still asks.
     wh_first = first in _WH and len(tokens) > 1 and tokens[1].lower() in _AUX | {"much", "many", "long", "to"}
     if (
@@ -510,6 +514,8 @@ def inquiry_line(sentences: list[str]) -> str:
         asks = [a for a in asks if a.kind != "complaint"]
     elif not asks:
         statement = _statement(sentences[-1])
+        if statement.startswith("about "):
+            statement = "that " + statement.removeprefix("about ")
         return f"Customer says {statement}" if statement else ""
     if parts and len(parts[0].split()) > 8:
         asks = [a for a in asks if a.kind == "request"][:1]

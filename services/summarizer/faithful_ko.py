@@ -315,7 +315,7 @@ def _content(reading: Reading, max_words: int) -> list[str]:
     index = len(clauses) - 2
     while index >= 0 and len(pieces) < 2:
         earlier = _nouns(reading, clauses[index].words)
-        pieces = earlier[-(3 - len(pieces)) :] + pieces if earlier else pieces
+        pieces = earlier[:3] + pieces if earlier else pieces  # topic nouns come first
         index -= 1
     if reading.possible:
         pieces = [p for p in pieces if p != "가능"]
