@@ -91,6 +91,19 @@ class Settings(ServiceSettings):
         '`{"repetition_penalty": 1.1}` (vLLM) or `{"repeat_penalty": 1.1}` (llama.cpp).',
     )
 
+    summarizer_inquiry_engine: str = Field(
+        "faithful",
+        description="Engine for the `inquiry` style when a request names none: `faithful` (compressed "
+        "from the caller's own words, Korean and English; no model) or any loaded engine's name; empty: "
+        "the same engine as the other styles.",
+    )
+    summarizer_grounding: Literal["enforce", "report", "off"] = Field(
+        "enforce",
+        description="Grounding check of every summary against its source: `enforce` retries an LM summary "
+        "that names things the source lacks once under a stricter prompt, then replaces it with the "
+        "faithful engine's; `report` only reports (`grounded`, `unsupported_terms`); `off` skips the check.",
+    )
+
     # Limits
     summarizer_max_input_chars: int = Field(
         100_000, gt=0, description="Hard limit on input length in characters; beyond it RESOURCE_EXHAUSTED."

@@ -1,8 +1,10 @@
 """Loading the engines the settings name.
 
 A server always runs the extractive engine (no model; the fallback for
-languages the model does not write), plus the configured model engine
-unless `SORIFLOW_SUMMARIZER_ENGINE=extractive`: transformers (`causal-lm`,
+languages the model does not write) and the faithful engine (no model; the
+default for the `inquiry` style and the replacement for summaries that fail
+the grounding check), plus the configured model engine unless
+`SORIFLOW_SUMMARIZER_ENGINE=extractive`: transformers (`causal-lm`,
 `seq2seq`), a GGUF file in llama.cpp (`llama-cpp`), or an OpenAI-compatible
 chat server (`openai`, which loads nothing here). The service, the CLI and the
 benchmarks all load engines through `load_engines`.
@@ -61,11 +63,15 @@ def load_model_engine(settings: Settings) -> Engine:
     return engine
 
 
-def load_engines(settings: Settings) -> dict[str, Engine]:
-    """Engines by name: the configured one first, then `extractive`."""
+def load_engines(settings: Settings, *, model: bool = True) -> dict[str, Engine]:
+    """Engines by name: the configured one first (unless `model` is false), then `extractive` and
+    `faithful` (no model; the inquiry default and the grounding fallback)."""
+    from .faithful import FaithfulEngine
+
     engines: dict[str, Engine] = {}
-    if settings.summarizer_engine != "extractive":
+    if model and settings.summarizer_engine != "extractive":
         engine = load_model_engine(settings)
         engines[engine.info.engine] = engine
     engines["extractive"] = ExtractiveEngine(chunk_words=settings.summarizer_chunk_tokens)
+    engines["faithful"] = FaithfulEngine(chunk_words=settings.summarizer_chunk_tokens)
     return engines

@@ -37,6 +37,9 @@ class Task:
     partial: bool = False
     #: The text is a transcript, one "speaker: words" line per turn.
     transcript: bool = False
+    #: A retry after a summary failed the grounding check: instruction LMs get the stricter prompt
+    #: (`styles.STRICT_HINT`: only words and facts from the text); other engines ignore it.
+    strict: bool = False
 
 
 @dataclass(frozen=True)

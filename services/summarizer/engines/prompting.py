@@ -14,9 +14,10 @@ from ..styles import prompt_parts
 from .base import Task
 
 
-def chat_messages(task: Task, settings: Settings) -> list[dict[str, str]]:
-    """The conversation for `task`: the instruction in the user turn, or as system turn (setting)."""
-    instruction, text = prompt_parts(
+def task_prompt_parts(task: Task, settings: Settings) -> tuple[str, str]:
+    """(instruction, text part) of `task`'s prompt: its style, the operator's overrides, and the
+    stricter wording when the pipeline retries an ungrounded summary (`Task.strict`)."""
+    return prompt_parts(
         task.style,
         task.language,
         task.text,
@@ -25,7 +26,13 @@ def chat_messages(task: Task, settings: Settings) -> list[dict[str, str]]:
         focus_speaker=task.focus_speaker,
         partial=task.partial,
         transcript=task.transcript,
+        strict=task.strict,
     )
+
+
+def chat_messages(task: Task, settings: Settings) -> list[dict[str, str]]:
+    """The conversation for `task`: the instruction in the user turn, or as system turn (setting)."""
+    instruction, text = task_prompt_parts(task, settings)
     if settings.summarizer_prompt_role == "system":
         return [
             {"role": "system", "content": instruction.strip()},
