@@ -9,7 +9,7 @@ BUF := .tools/node_modules/.bin/buf
 PYTEST_ARGS ?=
 BENCHES ?= $(sort $(basename $(notdir $(wildcard bench/[a-z]*_*.py))))
 
-.PHONY: help setup test-setup test test-fast lint format proto proto-check docs docs-check bench demo up images clean
+.PHONY: help setup test-setup llama test test-fast lint format proto proto-check docs docs-check bench demo up images clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -23,7 +23,10 @@ $(STAMP): pyproject.toml setup.py scripts/setup.sh
 test-setup: setup  ## What only the tests need: Debian chromium (page test), examples/node's npm packages
 	scripts/setup_test_tools.sh
 
-test: setup test-setup  ## Run the whole test suite (unit + integration with real servers and models)
+llama: setup  ## Install llama-cpp-python (+ its server): compiles llama.cpp once (minutes), cached after
+	scripts/setup-llama.sh
+
+test: setup test-setup llama  ## Run the whole test suite (unit + integration with real servers and models)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-fast: setup  ## Only the fast tests (not marked slow)
@@ -57,7 +60,7 @@ docs-check: setup  ## Fail when docs/configuration.md or docs/benchmarks.md is s
 	$(BIN)/soriflow config docs --check docs/configuration.md
 	$(PY) scripts/benchmarks_doc.py --check docs/benchmarks.md
 
-bench: setup  ## Run every benchmark and render docs/benchmarks.md
+bench: setup llama  ## Run every benchmark and render docs/benchmarks.md
 	@set -e; for b in $(BENCHES); do echo "== bench.$$b"; HF_HUB_OFFLINE=1 $(PY) -m bench.$$b; done
 	$(PY) scripts/benchmarks_doc.py > docs/benchmarks.md
 

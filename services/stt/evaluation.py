@@ -1,10 +1,16 @@
-"""Word error rate on real and synthesized English speech, offline.
+"""Word error rate on real and synthesized English speech, character error rate for Korean, offline.
 
 Used by the benchmarks, the engine-agreement test and `soriflow eval stt`.
 Text is normalized with Whisper's English normalizer (the one the Whisper
 paper reports WER with: case, punctuation, numbers and spellings), and WER
 is computed over the whole corpus (errors / reference words), not averaged
 per clip, so long and short clips weigh by their words.
+
+Korean (and Japanese, Chinese, Thai) is scored by character error rate
+instead: Korean spacing is loose (자동차보험 / 자동차 보험 are both right) and
+a word carries its particles, so one wrong particle would cost a whole word.
+Text is normalized with Whisper's basic (multilingual) normalizer, spaces
+are removed, and CER is errors / reference characters over the corpus.
 
 Speech comes from what is on the machine: Debian's alsa-utils clips (a
 person reading the channel names; the file name is the transcript, and
@@ -70,6 +76,45 @@ def corpus_wer(references: Sequence[str], hypotheses: Sequence[str]) -> float:
     if not pairs:
         raise ValueError("no reference words to score against")
     return float(jiwer.wer([r for r, _ in pairs], [h for _, h in pairs]))
+
+
+#: Languages scored by characters, not words (no spaces between words, or loose spacing).
+CER_LANGUAGES = frozenset({"ko", "ja", "zh", "th"})
+
+
+@functools.cache
+def basic_normalizer() -> Callable[[str], str]:
+    from whisper.normalizers import BasicTextNormalizer
+
+    return BasicTextNormalizer()  # type: ignore[no-any-return]
+
+
+def normalize_characters(text: str) -> str:
+    """Whisper's basic normalization (case, punctuation, symbols), then every space removed."""
+    return "".join(str(basic_normalizer()(text)).split())
+
+
+def corpus_cer(references: Sequence[str], hypotheses: Sequence[str]) -> float:
+    """Corpus CER (0-1): character edits / reference characters, spaces and punctuation ignored."""
+    import jiwer
+
+    pairs = [
+        (normalize_characters(r), normalize_characters(h))
+        for r, h in zip(references, hypotheses, strict=True)
+    ]
+    pairs = [(r, h) for r, h in pairs if r]
+    if not pairs:
+        raise ValueError("no reference characters to score against")
+    return float(jiwer.cer([r for r, _ in pairs], [h for _, h in pairs]))
+
+
+def corpus_error_rate(
+    references: Sequence[str], hypotheses: Sequence[str], language: str
+) -> tuple[str, float]:
+    """("cer", CER) for Korean and other CER languages, ("wer", WER) otherwise."""
+    if language.split("-")[0].lower() in CER_LANGUAGES:
+        return "cer", corpus_cer(references, hypotheses)
+    return "wer", corpus_wer(references, hypotheses)
 
 
 def alsa_clips() -> list[Clip]:

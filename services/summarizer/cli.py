@@ -83,14 +83,20 @@ def _result_dict(result: SummaryResult) -> dict[str, Any]:
         "output_tokens": result.output_tokens,
         "chunk_count": result.chunk_count,
         "processing_ms": result.processing_ms,
+        "grounded": result.grounding.grounded,
+        "unsupported_terms": result.grounding.unsupported,
+        "fallback": result.grounding.fallback.name.lower(),
+        "rejected_terms": result.grounding.rejected_terms,
+        "rejected_engine": result.grounding.rejected_engine,
     }
 
 
 async def _summarize_local(request: SummaryRequest, stream: bool) -> SummaryResult:
-    from .pipeline import SummaryResult, build_summarizer
+    from .pipeline import Summarizer, SummaryResult
     from .settings import Settings
 
-    summarizer = await asyncio.to_thread(build_summarizer, Settings())
+    settings = Settings()
+    summarizer = await asyncio.to_thread(Summarizer.load, settings, _needs_model(request, settings))
     try:
         if not stream:
             return await summarizer.summarize(request)
@@ -105,6 +111,16 @@ async def _summarize_local(request: SummaryRequest, stream: bool) -> SummaryResu
         await summarizer.close()
 
 
+def _needs_model(request: SummaryRequest, settings: Any) -> bool:
+    """Whether a local run must load the configured model: not for an inquiry the faithful engine
+    writes (seconds saved); the model's grounding fallback is the faithful engine anyway."""
+    from .styles import Style
+
+    if request.engine:
+        return request.engine not in ("faithful", "extractive")
+    return not (request.style is Style.INQUIRY and settings.summarizer_inquiry_engine == "faithful")
+
+
 async def _summarize_remote(
     address: str,
     request: SummaryRequest,
@@ -116,7 +132,7 @@ async def _summarize_remote(
     from soriflow.errors import from_rpc_error
     from soriflow.v1 import summarizer_pb2, summarizer_pb2_grpc
 
-    from .messages import STYLE_VALUES
+    from .messages import STYLE_VALUES, grounding_from_proto
     from .pipeline import SummaryResult
 
     message = summarizer_pb2.SummarizeRequest(
@@ -164,6 +180,7 @@ async def _summarize_remote(
         output_tokens=response.output_tokens,
         chunk_count=response.chunk_count,
         processing_ms=response.processing_time_ms,
+        grounding=grounding_from_proto(response),
     )
 
 
@@ -174,7 +191,9 @@ def summarize(
     style: Annotated[str, typer.Option(help="inquiry, bullets, abstract or custom")] = "abstract",
     prompt: Annotated[str, typer.Option(help="Instruction for --style custom")] = "",
     language: Annotated[str, typer.Option(help="ISO 639-1 code; empty: detect from the script")] = "",
-    engine: Annotated[str, typer.Option(help="seq2seq, causal-lm or extractive; empty: by language")] = "",
+    engine: Annotated[
+        str, typer.Option(help="seq2seq, causal-lm, extractive or faithful; empty: by style and language")
+    ] = "",
     max_tokens: Annotated[int, typer.Option(help="Summary length bound in tokens (0: default)")] = 0,
     focus_speaker: Annotated[str, typer.Option(help="Transcript speaker to summarize (e.g. customer)")] = "",
     stream: Annotated[bool, typer.Option(help="Print the summary as it is generated")] = False,
@@ -229,7 +248,9 @@ def eval_summarize(
     server: Annotated[str | None, typer.Option(help="Evaluate a running summarizer service")] = None,
     style: Annotated[str, typer.Option(help="inquiry, bullets or abstract")] = "inquiry",
     language: Annotated[str, typer.Option(help="ISO 639-1 code for every row; empty: detect per row")] = "",
-    engine: Annotated[str, typer.Option(help="seq2seq, causal-lm or extractive; empty: by language")] = "",
+    engine: Annotated[
+        str, typer.Option(help="seq2seq, causal-lm, extractive or faithful; empty: by style and language")
+    ] = "",
     max_tokens: Annotated[int, typer.Option(help="Summary length bound in tokens (0: default)")] = 0,
     limit: Annotated[int, typer.Option(help="Evaluate only the first N rows (0: all)")] = 0,
     concurrency: Annotated[int, typer.Option(help="Requests in flight (they batch together)")] = 8,

@@ -7,7 +7,7 @@ import re
 from soriflow.errors import InvalidArgument
 from soriflow.v1 import audio_pb2, summarizer_pb2
 
-from .pipeline import SummaryRequest, SummaryResult
+from .pipeline import Fallback, GroundingReport, SummaryRequest, SummaryResult
 from .styles import Style
 
 STYLES: dict[int, Style] = {
@@ -23,6 +23,13 @@ STYLE_VALUES: dict[Style, summarizer_pb2.SummaryStyle.ValueType] = {
     Style.ABSTRACT: summarizer_pb2.SUMMARY_STYLE_ABSTRACT,
     Style.CUSTOM: summarizer_pb2.SUMMARY_STYLE_CUSTOM,
 }
+FALLBACK_VALUES: dict[Fallback, summarizer_pb2.SummaryFallback.ValueType] = {
+    Fallback.UNSPECIFIED: summarizer_pb2.SUMMARY_FALLBACK_UNSPECIFIED,
+    Fallback.NONE: summarizer_pb2.SUMMARY_FALLBACK_NONE,
+    Fallback.STRICT_RETRY: summarizer_pb2.SUMMARY_FALLBACK_STRICT_RETRY,
+    Fallback.FAITHFUL_ENGINE: summarizer_pb2.SUMMARY_FALLBACK_FAITHFUL_ENGINE,
+}
+FALLBACKS = {value: key for key, value in FALLBACK_VALUES.items()}
 _LABELLED_LINE = re.compile(r"^[^:\n]{1,40}:\s")
 
 
@@ -90,4 +97,22 @@ def result_to_proto(result: SummaryResult) -> summarizer_pb2.SummarizeResponse:
         output_tokens=result.output_tokens,
         chunk_count=result.chunk_count,
         processing_time_ms=result.processing_ms,
+        grounded=result.grounding.grounded,
+        unsupported_terms=result.grounding.unsupported,
+        fallback=FALLBACK_VALUES[result.grounding.fallback],
+        rejected_terms=result.grounding.rejected_terms,
+        rejected_engine=result.grounding.rejected_engine,
+    )
+
+
+def grounding_from_proto(message: summarizer_pb2.SummarizeResponse) -> GroundingReport:
+    """The grounding report a server sent (the inverse of `result_to_proto`'s fields)."""
+    fallback = FALLBACKS.get(message.fallback, Fallback.UNSPECIFIED)
+    return GroundingReport(
+        checked=fallback is not Fallback.UNSPECIFIED,
+        grounded=message.grounded,
+        unsupported=list(message.unsupported_terms),
+        fallback=fallback,
+        rejected_terms=list(message.rejected_terms),
+        rejected_engine=message.rejected_engine,
     )

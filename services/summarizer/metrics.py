@@ -32,3 +32,13 @@ TIME_TO_FIRST_TEXT = Histogram(
     ["engine"],
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
 )
+DEADLINES = Counter(
+    "soriflow_summarizer_deadline_exceeded_total",
+    "Requests stopped by the generation deadline (SORIFLOW_SUMMARIZER_GENERATION_TIMEOUT_S or the RPC's).",
+)
+GROUNDING = Counter(
+    "soriflow_summarizer_grounding_total",
+    "Grounding checks by the engine that wrote the first summary and the outcome: grounded, ungrounded "
+    "(a failed check; reported, or followed by strict_retry / faithful_engine when enforced).",
+    ["engine", "outcome"],
+)

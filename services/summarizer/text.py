@@ -8,11 +8,8 @@ script is taken to be English (the caller sets `language_code` for French,
 German, ...). Korean text routinely carries Latin words (product names,
 "SMS", "OTP"), so Hangul wins once it makes up a fair share of the letters.
 
-Sentence splitting handles Korean: STT output often has no punctuation, so
-besides `.?!` and line breaks, a long unpunctuated Hangul run is split after
-the polite/declarative verb endings that close a spoken sentence
-(…습니다, …어요, …죠, …까요, …데요). Decimal points and lower-case
-continuations ("e.g. the") do not end a sentence.
+Sentences come from the shared splitter (`soriflow.text.sentences`, Korean-aware,
+the same one TTS uses); it is re-exported here for the summarizer's modules.
 """
 
 from __future__ import annotations
@@ -20,6 +17,8 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import Counter
+
+from soriflow.text.sentences import split_sentences as split_sentences
 
 #: Names used in prompts ("Write the summary in Korean.").
 LANGUAGE_NAMES: dict[str, str] = {
@@ -122,55 +121,7 @@ def normalize_language(code: str) -> str:
     return code.strip().lower().replace("_", "-").split("-")[0]
 
 
-# A sentence ends at . ! ? (and their full-width forms) or an ellipsis, with any closing quotes,
-# when space and something that starts a sentence follow (not a lower-case Latin letter).
-_TERMINAL = re.compile(r"[.!?。！？…][\"'”’)\]]*(?=\s+[^a-z\s])")
-# Spoken Korean sentence endings, for unpunctuated STT text: a cut after them when a space follows.
-_KO_ENDINGS = re.compile(
-    r"(?:습니다|니다|어요|아요|에요|예요|해요|세요|네요|데요|군요|지요|까요|나요|래요|거든요|죠|요|다)(?=\s)"
-)
 _HANGUL = re.compile(r"[\uac00-\ud7a3]")
-#: Unpunctuated Hangul runs longer than this (characters) are split at verb endings.
-KO_SPLIT_MIN_CHARS = 40
-#: Pieces shorter than this (characters) are glued back to their neighbour after a verb-ending cut.
-KO_MIN_PIECE_CHARS = 8
-
-
-def _cut_after(pattern: re.Pattern[str], text: str) -> list[str]:
-    pieces: list[str] = []
-    start = 0
-    for match in pattern.finditer(text):
-        pieces.append(text[start : match.end()])
-        start = match.end()
-    pieces.append(text[start:])
-    return [p.strip() for p in pieces if p.strip()]
-
-
-def _split_korean_run(sentence: str) -> list[str]:
-    if len(sentence) < KO_SPLIT_MIN_CHARS or not _HANGUL.search(sentence):
-        return [sentence]
-    # Endings such as "요"/"다" also close some words mid-sentence; glue very short pieces back.
-    merged: list[str] = []
-    for part in _cut_after(_KO_ENDINGS, sentence):
-        if merged and (len(part) < KO_MIN_PIECE_CHARS or len(merged[-1]) < KO_MIN_PIECE_CHARS):
-            merged[-1] = f"{merged[-1]} {part}"
-        else:
-            merged.append(part)
-    return merged or [sentence]
-
-
-def split_sentences(text: str) -> list[str]:
-    """Sentences of `text` in order, whitespace-normalized; line breaks always end a sentence."""
-    sentences: list[str] = []
-    for line in text.splitlines():
-        line = " ".join(line.split())
-        if not line:
-            continue
-        for piece in _cut_after(_TERMINAL, line):
-            sentences.extend(_split_korean_run(piece))
-    return sentences
-
-
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 

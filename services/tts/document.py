@@ -26,9 +26,10 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from soriflow.errors import InvalidArgument
+from soriflow.text.sentences import normalize_text, sentence_spans
 from soriflow.tts import ssml as S
 from soriflow.tts.lexicon import LanguageLexicon
-from soriflow.tts.sentences import normalize_text, sentence_spans, split_long, utf8_len
+from soriflow.tts.sentences import split_long, utf8_len
 
 _WS = re.compile(r"\s+")
 

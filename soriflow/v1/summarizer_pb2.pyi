@@ -58,6 +58,46 @@ SUMMARY_STYLE_CUSTOM: SummaryStyle.ValueType  # 4
 """Follow `prompt` (instruction LMs only; others fall back to ABSTRACT)."""
 Global___SummaryStyle: _TypeAlias = SummaryStyle  # noqa: Y015
 
+class _SummaryFallback:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SummaryFallbackEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SummaryFallback.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SUMMARY_FALLBACK_UNSPECIFIED: _SummaryFallback.ValueType  # 0
+    """Not checked (the server runs with SORIFLOW_SUMMARIZER_GROUNDING=off)."""
+    SUMMARY_FALLBACK_NONE: _SummaryFallback.ValueType  # 1
+    """Checked; the first summary was kept (grounded, or reported only)."""
+    SUMMARY_FALLBACK_STRICT_RETRY: _SummaryFallback.ValueType  # 2
+    """The first summary failed; the retry under the stricter prompt passed and
+    is returned.
+    """
+    SUMMARY_FALLBACK_FAITHFUL_ENGINE: _SummaryFallback.ValueType  # 3
+    """The first summary and the retry failed; the faithful engine's summary
+    (compressed from the source's own words) is returned.
+    """
+
+class SummaryFallback(_SummaryFallback, metaclass=_SummaryFallbackEnumTypeWrapper):
+    """What the grounding check did with a summary. Every content word of a
+    summary (nouns, numbers, names, dates, times: Korean morphemes, English
+    lemmas) must occur in the source; a model's summary that fails is written
+    again under a stricter prompt, then replaced by the faithful engine's.
+    """
+
+SUMMARY_FALLBACK_UNSPECIFIED: SummaryFallback.ValueType  # 0
+"""Not checked (the server runs with SORIFLOW_SUMMARIZER_GROUNDING=off)."""
+SUMMARY_FALLBACK_NONE: SummaryFallback.ValueType  # 1
+"""Checked; the first summary was kept (grounded, or reported only)."""
+SUMMARY_FALLBACK_STRICT_RETRY: SummaryFallback.ValueType  # 2
+"""The first summary failed; the retry under the stricter prompt passed and
+is returned.
+"""
+SUMMARY_FALLBACK_FAITHFUL_ENGINE: SummaryFallback.ValueType  # 3
+"""The first summary and the retry failed; the faithful engine's summary
+(compressed from the source's own words) is returned.
+"""
+Global___SummaryFallback: _TypeAlias = SummaryFallback  # noqa: Y015
+
 @_typing.final
 class SummarizeRequest(_message.Message):
     """A request to summarize."""
@@ -83,9 +123,10 @@ class SummarizeRequest(_message.Message):
     max_output_tokens: _builtins.int
     """Upper bound on the summary length, in model tokens; 0: server default."""
     engine: _builtins.str
-    """Engine to use ("seq2seq", "causal-lm", "extractive"); empty: the server
-    picks by language (its configured model, or extractive for languages the
-    model does not speak).
+    """Engine to use ("seq2seq", "causal-lm", "extractive", "faithful"); empty:
+    the server picks: "faithful" for SUMMARY_STYLE_INQUIRY (by default), else
+    by language (its configured model, or extractive for languages the model
+    does not speak).
     """
     focus_speaker: _builtins.str
     """Speaker label whose words the summary is about, for transcripts (e.g.
@@ -133,6 +174,11 @@ class SummarizeResponse(_message.Message):
     OUTPUT_TOKENS_FIELD_NUMBER: _builtins.int
     CHUNK_COUNT_FIELD_NUMBER: _builtins.int
     PROCESSING_TIME_MS_FIELD_NUMBER: _builtins.int
+    GROUNDED_FIELD_NUMBER: _builtins.int
+    UNSUPPORTED_TERMS_FIELD_NUMBER: _builtins.int
+    FALLBACK_FIELD_NUMBER: _builtins.int
+    REJECTED_TERMS_FIELD_NUMBER: _builtins.int
+    REJECTED_ENGINE_FIELD_NUMBER: _builtins.int
     summary: _builtins.str
     """The summary text."""
     model: _builtins.str
@@ -149,9 +195,32 @@ class SummarizeResponse(_message.Message):
     """Number of chunks the input was split into (1 when it fit)."""
     processing_time_ms: _builtins.int
     """Wall time the server spent, in milliseconds."""
+    grounded: _builtins.bool
+    """Whether every content word of `summary` occurs in the source (false when
+    not checked: see `fallback`). A caller reading the summary back to a
+    person should gate on it.
+    """
+    fallback: Global___SummaryFallback.ValueType
+    """What the grounding check did: kept, retried, or replaced the summary."""
+    rejected_engine: _builtins.str
+    """Engine whose summaries were rejected (then `engine` names the one that
+    wrote `summary`); empty when nothing was rejected.
+    """
     @_builtins.property
     def bullets(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Bullet items, for SUMMARY_STYLE_BULLETS."""
+
+    @_builtins.property
+    def unsupported_terms(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Content words of `summary` the source does not support, in order; empty
+        when grounded.
+        """
+
+    @_builtins.property
+    def rejected_terms(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Unsupported words of the rejected attempts (what the model invented), when
+        `fallback` is STRICT_RETRY or FAITHFUL_ENGINE.
+        """
 
     def __init__(
         self,
@@ -165,10 +234,15 @@ class SummarizeResponse(_message.Message):
         output_tokens: _builtins.int = ...,
         chunk_count: _builtins.int = ...,
         processing_time_ms: _builtins.int = ...,
+        grounded: _builtins.bool = ...,
+        unsupported_terms: _abc.Iterable[_builtins.str] | None = ...,
+        fallback: Global___SummaryFallback.ValueType = ...,
+        rejected_terms: _abc.Iterable[_builtins.str] | None = ...,
+        rejected_engine: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bullets", b"bullets", "chunk_count", b"chunk_count", "engine", b"engine", "input_tokens", b"input_tokens", "language_code", b"language_code", "model", b"model", "output_tokens", b"output_tokens", "processing_time_ms", b"processing_time_ms", "summary", b"summary"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bullets", b"bullets", "chunk_count", b"chunk_count", "engine", b"engine", "fallback", b"fallback", "grounded", b"grounded", "input_tokens", b"input_tokens", "language_code", b"language_code", "model", b"model", "output_tokens", b"output_tokens", "processing_time_ms", b"processing_time_ms", "rejected_engine", b"rejected_engine", "rejected_terms", b"rejected_terms", "summary", b"summary", "unsupported_terms", b"unsupported_terms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -210,7 +284,10 @@ class SummarizeStreamResponse(_message.Message):
     """Text generated since the previous message."""
     @_builtins.property
     def result(self) -> Global___SummarizeResponse:
-        """The complete result; always the last message."""
+        """The complete result; always the last message. When its `fallback` is
+        STRICT_RETRY or FAITHFUL_ENGINE the deltas were the rejected attempt and
+        `result.summary` is the answer.
+        """
 
     def __init__(
         self,
@@ -257,7 +334,7 @@ class SummarizerModel(_message.Message):
     ADAPTER_FIELD_NUMBER: _builtins.int
     DEVICE_FIELD_NUMBER: _builtins.int
     engine: _builtins.str
-    """Engine name ("seq2seq", "causal-lm", "extractive")."""
+    """Engine name ("seq2seq", "causal-lm", "extractive", "faithful")."""
     model: _builtins.str
     """Model name or path."""
     adapter: _builtins.str

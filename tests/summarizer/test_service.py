@@ -64,11 +64,15 @@ def content_words(text: str) -> set[str]:
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def server() -> AsyncIterator[Server]:
+    # These tests are about the LM path itself (batching, streaming, prompts): grounding only
+    # reports here, so SmolLM2's own summaries come back; enforcement is tested in
+    # test_grounding_service.py.
     settings = summarizer_settings(
         cache_dir=MODEL_CACHE,
         summarizer_max_input_chars=LIMIT_CHARS,
         summarizer_max_batch_size=4,
         summarizer_max_wait_ms=300,
+        summarizer_grounding="report",
     )
     async with running(create_service(settings)) as started:
         yield started
@@ -97,7 +101,7 @@ async def test_english_summary_from_the_bundled_lm(stub: Stub) -> None:
 
 async def test_stream_deltas_add_up_to_the_summary(stub: Stub) -> None:
     request = summarizer_pb2.SummarizeRequest(
-        text=EN_CLAIM, style=summarizer_pb2.SUMMARY_STYLE_INQUIRY, max_output_tokens=16
+        text=EN_CLAIM, style=summarizer_pb2.SUMMARY_STYLE_INQUIRY, max_output_tokens=16, engine="causal-lm"
     )
     events = [
         e
@@ -114,6 +118,7 @@ async def test_stream_deltas_add_up_to_the_summary(stub: Stub) -> None:
     assert result.summary
     assert "\n" not in result.summary  # an inquiry is one line
     assert result.engine == "causal-lm"
+    assert result.fallback == summarizer_pb2.SUMMARY_FALLBACK_NONE  # reported, not replaced
     assert 0 < result.output_tokens <= 16
 
 
@@ -140,16 +145,35 @@ async def test_concurrent_requests_are_batched(stub: Stub, server: Server) -> No
         assert alone.summary == batched.summary
 
 
-async def test_korean_goes_to_extractive_inquiry(stub: Stub) -> None:
+async def test_inquiry_goes_to_the_faithful_engine(stub: Stub) -> None:
     response = await stub.Summarize(
         summarizer_pb2.SummarizeRequest(text=KO_CALL, style=summarizer_pb2.SUMMARY_STYLE_INQUIRY), timeout=60
     )
-    assert (response.engine, response.model, response.language_code) == ("extractive", "textrank", "ko")
-    # TextRank quotes the most central request sentence (trimmed), it does not rephrase.
+    assert (response.engine, response.language_code) == ("faithful", "ko")
+    # One line in the team's style, compressed from the caller's words, ending with the intent.
     assert "보험" in response.summary
-    assert response.summary in KO_CALL
+    assert response.summary.endswith(("문의", "요청", "항의"))
     assert "\n" not in response.summary
-    assert "안녕하세요" not in response.summary
+    assert len(response.summary) < len(KO_CALL) / 3
+    assert response.grounded
+    assert list(response.unsupported_terms) == []
+    assert response.fallback == summarizer_pb2.SUMMARY_FALLBACK_NONE
+    english = await stub.Summarize(
+        summarizer_pb2.SummarizeRequest(text=EN_CLAIM, style=summarizer_pb2.SUMMARY_STYLE_INQUIRY), timeout=60
+    )
+    assert english.engine == "faithful"
+    assert english.summary.startswith("Customer asks whether their insurance covers the repair")
+    assert english.grounded
+    # TextRank on request quotes the most central request sentence (trimmed), it does not rephrase.
+    quoted = await stub.Summarize(
+        summarizer_pb2.SummarizeRequest(
+            text=KO_CALL, style=summarizer_pb2.SUMMARY_STYLE_INQUIRY, engine="extractive"
+        ),
+        timeout=60,
+    )
+    assert (quoted.engine, quoted.model) == ("extractive", "textrank")
+    assert quoted.summary in KO_CALL
+    assert "안녕하세요" not in quoted.summary
 
 
 async def test_korean_bullets(stub: Stub) -> None:
@@ -176,10 +200,9 @@ async def test_transcript_with_speakers_focuses_on_the_customer(stub: Stub) -> N
         timeout=60,
     )
     assert response.language_code == "ko"
-    assert response.engine == "extractive"
-    assert (
-        response.summary == "어제 주차장에서 접촉 사고가 났는데 자동차 보험으로 처리가 되는지 확인하고 싶어요"
-    )
+    assert response.engine == "faithful"
+    # Only the customer's turns: the agent's greeting and question are not summarized.
+    assert response.summary == "자동차 보험 처리 여부 확인 요청"
 
 
 async def test_custom_prompt_on_the_lm_and_the_fallback(stub: Stub, server: Server) -> None:
@@ -258,7 +281,7 @@ async def test_errors_have_actionable_statuses(stub: Stub) -> None:
 async def test_list_models(stub: Stub) -> None:
     response = await stub.ListSummarizerModels(summarizer_pb2.ListSummarizerModelsRequest(), timeout=10)
     models = {m.engine: m for m in response.models}
-    assert set(models) == {"causal-lm", "extractive"}
+    assert set(models) == {"causal-lm", "extractive", "faithful"}
     assert models["causal-lm"].model == "smollm2-135m-instruct"
     assert list(models["causal-lm"].language_codes) == ["en"]
     assert models["causal-lm"].device == "cpu"

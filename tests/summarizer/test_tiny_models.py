@@ -201,6 +201,9 @@ async def bart_server(tiny_bart: Path, tmp_path_factory: pytest.TempPathFactory)
         summarizer_adapter=str(adapter),
         summarizer_languages=["en"],
         summarizer_max_output_tokens=8,
+        # The random tiny BART invents every word: report grounding so its own output (chunking,
+        # beams, streaming) is what comes back; enforcement is tested in test_grounding_service.py.
+        summarizer_grounding="report",
     )
     async with running(create_service(settings)) as server:
         yield server

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 
 from soriflow.errors import InvalidArgument
+from soriflow.text.sentences import split_sentences
 from soriflow.tts.document import Document, Pause
 from soriflow.tts.lexicon import Lexicon
-from soriflow.tts.sentences import pack, split_long, split_sentences, utf8_len
+from soriflow.tts.sentences import pack, split_long, utf8_len
 from soriflow.tts.ssml import parse_ssml
 from soriflow.tts.templates import placeholders, render
 from soriflow.tts.voices import match_score, normalize_language

@@ -1,8 +1,12 @@
 """Loading the engines the settings name.
 
 A server always runs the extractive engine (no model; the fallback for
-languages the model does not write), plus the configured model engine
-unless `SORIFLOW_SUMMARIZER_ENGINE=extractive`. The service, the CLI and the
+languages the model does not write) and the faithful engine (no model; the
+default for the `inquiry` style and the replacement for summaries that fail
+the grounding check), plus the configured model engine unless
+`SORIFLOW_SUMMARIZER_ENGINE=extractive`: transformers (`causal-lm`,
+`seq2seq`), a GGUF file in llama.cpp (`llama-cpp`), or an OpenAI-compatible
+chat server (`openai`, which loads nothing here). The service, the CLI and the
 benchmarks all load engines through `load_engines`.
 """
 
@@ -11,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 
-from ..models import locate_model
+from ..models import locate_gguf, locate_model
 from ..settings import Settings
 from .base import Engine, EngineInfo, Generation, OnText, Task
 from .extractive import ExtractiveEngine
@@ -22,10 +26,22 @@ log = logging.getLogger("soriflow.summarizer.engines")
 
 
 def load_model_engine(settings: Settings) -> Engine:
-    """The configured seq2seq or causal-LM engine, model (and adapter) loaded."""
+    """The configured model engine, model (and adapter) loaded."""
     started = time.perf_counter()
-    files = locate_model(settings.summarizer_model, settings)
     engine: Engine
+    if settings.summarizer_engine == "openai":
+        from . import openai_chat
+
+        engine = openai_chat.load(settings)
+        log.info("summaries from %s at %s", engine.info.model, settings.summarizer_openai_base_url)
+        return engine
+    if settings.summarizer_engine == "llama-cpp":
+        from . import llamacpp
+
+        engine = llamacpp.load(locate_gguf(settings.summarizer_model, settings), settings)
+        log.info("loaded %s (llama-cpp) in %.1fs", engine.info.model, time.perf_counter() - started)
+        return engine
+    files = locate_model(settings.summarizer_model, settings)
     if settings.summarizer_engine == "seq2seq":
         from . import seq2seq
 
@@ -47,11 +63,15 @@ def load_model_engine(settings: Settings) -> Engine:
     return engine
 
 
-def load_engines(settings: Settings) -> dict[str, Engine]:
-    """Engines by name: the configured one first, then `extractive`."""
+def load_engines(settings: Settings, *, model: bool = True) -> dict[str, Engine]:
+    """Engines by name: the configured one first (unless `model` is false), then `extractive` and
+    `faithful` (no model; the inquiry default and the grounding fallback)."""
+    from .faithful import FaithfulEngine
+
     engines: dict[str, Engine] = {}
-    if settings.summarizer_engine != "extractive":
+    if model and settings.summarizer_engine != "extractive":
         engine = load_model_engine(settings)
         engines[engine.info.engine] = engine
     engines["extractive"] = ExtractiveEngine(chunk_words=settings.summarizer_chunk_tokens)
+    engines["faithful"] = FaithfulEngine(chunk_words=settings.summarizer_chunk_tokens)
     return engines

@@ -37,6 +37,9 @@ class Task:
     partial: bool = False
     #: The text is a transcript, one "speaker: words" line per turn.
     transcript: bool = False
+    #: A retry after a summary failed the grounding check: instruction LMs get the stricter prompt
+    #: (`styles.STRICT_HINT`: only words and facts from the text); other engines ignore it.
+    strict: bool = False
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,9 @@ class Engine(abc.ABC):
     follows_prompts: bool = False
     #: Whether several tasks in one `generate` call run as one padded batch (worth batching).
     batched: bool = False
+    #: Streams that may run at once: 1 for a model in this process (they share its cores and lock);
+    #: more for a remote server that batches concurrent requests itself.
+    concurrency: int = 1
 
     def speaks(self, language: str) -> bool:
         return not self.info.languages or language in self.info.languages

@@ -20,9 +20,9 @@ from soriflow.errors import InvalidArgument
 
 from ..models import ModelFiles
 from ..settings import Settings
-from ..styles import prompt_parts
 from .base import Task
 from .hf import CONTEXT_MARGIN, HfEngine, load_hf
+from .prompting import task_prompt_parts
 
 
 class CausalLmEngine(HfEngine):
@@ -35,16 +35,7 @@ class CausalLmEngine(HfEngine):
 
     def prompt_parts(self, task: Task) -> tuple[str, str]:
         """(instruction, text part) of the style's prompt for `task`."""
-        return prompt_parts(
-            task.style,
-            task.language,
-            task.text,
-            custom=task.prompt,
-            overrides=self.settings.summarizer_prompts,
-            focus_speaker=task.focus_speaker,
-            partial=task.partial,
-            transcript=task.transcript,
-        )
+        return task_prompt_parts(task, self.settings)
 
     def prompt(self, task: Task) -> str:
         """The full prompt text, special tokens included, ending where the answer starts."""

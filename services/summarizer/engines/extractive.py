@@ -174,7 +174,7 @@ _FILLER_SENTENCE = re.compile(
     re.IGNORECASE,
 )
 _LEADING_FILLER = re.compile(
-    r"^(?:(?:네|예|아|음|어|저|저기|그|그게|저기요|혹시|um|uh|so|well|oh|yeah|hi|hello)[\s,.]+)+",
+    r"^(?:(?:네|예|아|음|어|저|저기|그|그게|저기요|혹시|um|uh|so|well|oh|yeah|hi|hello|hey|okay|ok)[\s,.]+)+",
     re.IGNORECASE,
 )
 
@@ -237,6 +237,31 @@ def _limit_words(text: str, max_words: int) -> str:
     return text if len(parts) <= max_words else " ".join(parts[:max_words])
 
 
+def candidates(task: Task) -> tuple[list[str], list[str]]:
+    """(sentences, their speakers) of the task's text; transcript speaker labels stripped."""
+    sentences: list[str] = []
+    speakers: list[str] = []
+    for line in task.text.splitlines():
+        speaker = ""
+        match = _SPEAKER.match(line) if task.transcript else None
+        if match:
+            speaker, line = match.group(1).strip(), line[match.end() :]
+        for sentence in split_sentences(line):
+            sentences.append(sentence)
+            speakers.append(speaker)
+    return sentences, speakers
+
+
+def focus_sentences(task: Task) -> list[str]:
+    """The sentences of the speaker in focus (all of them without a focus or when it never speaks)."""
+    sentences, speakers = candidates(task)
+    if task.focus_speaker:
+        focus = task.focus_speaker.casefold()
+        focused = [s for s, who in zip(sentences, speakers, strict=True) if who.casefold() == focus]
+        return focused or sentences
+    return sentences
+
+
 class ExtractiveEngine(Engine):
     """TextRank over sentences; deterministic, instant, language-agnostic."""
 
@@ -250,22 +275,8 @@ class ExtractiveEngine(Engine):
     def input_budget(self, task: Task) -> int:
         return self.chunk_words
 
-    def _candidates(self, task: Task) -> tuple[list[str], list[str]]:
-        """(sentences, their speakers) of the task's text; transcript speaker labels stripped."""
-        sentences: list[str] = []
-        speakers: list[str] = []
-        for line in task.text.splitlines():
-            speaker = ""
-            match = _SPEAKER.match(line) if task.transcript else None
-            if match:
-                speaker, line = match.group(1).strip(), line[match.end() :]
-            for sentence in split_sentences(line):
-                sentences.append(sentence)
-                speakers.append(speaker)
-        return sentences, speakers
-
     def summarize(self, task: Task) -> str:
-        sentences, speakers = self._candidates(task)
+        sentences, speakers = candidates(task)
         if not sentences:
             return ""
         scores = textrank(sentences)

@@ -11,6 +11,14 @@ vanishes. Here ROUGE is computed twice:
   without a morphological analyser (the usual practice for Korean ROUGE
   without MeCab); for English it is a letter-level measure.
 
+For Korean the measure that matters is on **morphemes** (`morphs`, Kiwi's
+analysis, punctuation dropped): 보험료를 and 보험료는 share the morpheme 보험료
+and the particles count as their own tokens, as with MeCab-based Korean
+ROUGE. For English, `content_f1` is the F1 of content-word lemmas (lemminflect;
+function words and the inquiry template's words — customer, asks, requests,
+complains, whether — left out), which is what a one-line summary has to get
+right.
+
 F1 is reported per example and averaged over the data set.
 """
 
@@ -38,6 +46,31 @@ def char_tokens(text: str) -> list[str]:
 
 
 TOKENIZERS: dict[str, Callable[[str], list[str]]] = {"words": word_tokens, "chars": char_tokens}
+
+_PUNCTUATION_TAGS = frozenset({"SF", "SP", "SS", "SE", "SO", "SW", "SB"})
+
+
+def morpheme_tokens(text: str) -> list[str]:
+    """Kiwi morphemes of (Korean) text, punctuation dropped, Latin lower-cased."""
+    from ..nlp import morphemes
+
+    return [m.form.lower() for m in morphemes(text) if m.tag not in _PUNCTUATION_TAGS]
+
+
+def content_lemmas(text: str) -> list[str]:
+    """One canonical lemma per English content word (the shortest lemma), template words left out."""
+    from ..grounding import EN_STOPWORDS, EN_TEMPLATE_WORDS
+    from ..nlp import english_lemmas, english_words
+
+    out: list[str] = []
+    for word in english_words(text):
+        if word.lower() in EN_STOPWORDS:
+            continue
+        lemmas = english_lemmas(word)
+        if lemmas & EN_TEMPLATE_WORDS:
+            continue
+        out.append(min(lemmas, key=lambda lemma: (len(lemma), lemma)))
+    return out
 
 
 @dataclass(frozen=True)
@@ -77,12 +110,21 @@ def rouge_l(prediction: Sequence[str], reference: Sequence[str]) -> Score:
     return _f1(lcs_length(prediction, reference), len(prediction), len(reference))
 
 
-def rouge_scores(prediction: str, reference: str) -> dict[str, float]:
-    """F1 of ROUGE-1, -2 and -L on both tokenizations: keys like `rouge1_words`, `rougeL_chars`."""
+def rouge_scores(prediction: str, reference: str, language: str = "") -> dict[str, float]:
+    """F1 of ROUGE-1, -2 and -L on both tokenizations: keys like `rouge1_words`, `rougeL_chars`.
+
+    Korean (`language="ko"`) adds ROUGE on morphemes (`rouge1_morphs`, ...); English adds
+    `content_f1` (content-word lemmas).
+    """
+    tokenizers = dict(TOKENIZERS)
+    if language == "ko":
+        tokenizers["morphs"] = morpheme_tokens
     scores: dict[str, float] = {}
-    for name, tokenize in TOKENIZERS.items():
+    for name, tokenize in tokenizers.items():
         pred, ref = tokenize(prediction), tokenize(reference)
         scores[f"rouge1_{name}"] = rouge_n(pred, ref, 1).f1
         scores[f"rouge2_{name}"] = rouge_n(pred, ref, 2).f1
         scores[f"rougeL_{name}"] = rouge_l(pred, ref).f1
+    if language == "en":
+        scores["content_f1"] = rouge_n(content_lemmas(prediction), content_lemmas(reference), 1).f1
     return scores

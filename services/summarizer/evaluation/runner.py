@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..pipeline import Summarizer, SummaryRequest
+from ..pipeline import Fallback, GroundingReport, Summarizer, SummaryRequest
 from ..text import detect_language
 from .bertscore import BertScorer
 from .data import Example
@@ -33,6 +33,7 @@ class Prediction:
     model: str
     engine: str
     language: str
+    grounding: GroundingReport = field(default_factory=GroundingReport)
 
 
 @dataclass
@@ -72,7 +73,7 @@ def score_predictions(
                 "reference": example.summary,
                 "prediction": prediction,
                 "language": language,
-                **rouge_scores(prediction, example.summary),
+                **rouge_scores(prediction, example.summary, language),
             }
         )
     notes: list[str] = []
@@ -103,7 +104,8 @@ def score_predictions(
             "SORIFLOW_SUMMARIZER_BERTSCORE_MODEL to a local HF encoder folder)"
         )
     metrics: dict[str, float] = {}
-    keys = [k for k in rows[0] if isinstance(rows[0][k], float)] if rows else []
+    # Union over rows: Korean rows add morpheme ROUGE, English rows content-word F1.
+    keys = list(dict.fromkeys(k for row in rows for k, v in row.items() if isinstance(v, float)))
     for key in keys:
         values = [row[key] for row in rows if isinstance(row.get(key), float)]
         metrics[key] = statistics.fmean(values) if values else 0.0
@@ -149,7 +151,7 @@ async def predict_local(
                     max_output_tokens=max_output_tokens,
                 )
             )
-        return Prediction(result.summary, result.model, result.engine, result.language)
+        return Prediction(result.summary, result.model, result.engine, result.language, result.grounding)
 
     return list(await asyncio.gather(*(one(e) for e in examples)))
 
@@ -169,7 +171,7 @@ async def predict_remote(
     from soriflow.client import open_channel
     from soriflow.v1 import summarizer_pb2, summarizer_pb2_grpc
 
-    from ..messages import STYLE_VALUES
+    from ..messages import STYLE_VALUES, grounding_from_proto
 
     gate = asyncio.Semaphore(max(1, concurrency))
     async with open_channel(address) as channel:
@@ -185,9 +187,47 @@ async def predict_remote(
             )
             async with gate:
                 response = await stub.Summarize(request, timeout=timeout)
-            return Prediction(response.summary, response.model, response.engine, response.language_code)
+            return Prediction(
+                response.summary,
+                response.model,
+                response.engine,
+                response.language_code,
+                grounding_from_proto(response),
+            )
 
         return list(await asyncio.gather(*(one(e) for e in examples)))
+
+
+def add_grounding(report: EvalReport, predictions: Sequence[Prediction]) -> None:
+    """Per-row grounding and, per engine that wrote the first summary, the share that failed it.
+
+    With grounding enforced a failed summary was retried or replaced; the row's `engine` is then
+    the one that wrote the answer and `first_engine` the one that failed. `ungrounded_share[E]` is
+    the share of E's own first summaries that failed the check (0 when it never failed).
+    """
+    by_engine: dict[str, list[bool]] = defaultdict(list)
+    for row, prediction in zip(report.examples, predictions, strict=True):
+        check = prediction.grounding
+        if not check.checked:
+            continue
+        first = check.rejected_engine or prediction.engine
+        failed = check.fallback in (Fallback.STRICT_RETRY, Fallback.FAITHFUL_ENGINE) or not check.grounded
+        row.update(
+            grounded=check.grounded,
+            unsupported_terms=" ".join(check.unsupported),
+            fallback=check.fallback.name.lower(),
+            rejected_terms=" ".join(check.rejected_terms),
+            first_engine=first,
+        )
+        by_engine[first].append(failed)
+    for engine, failures in sorted(by_engine.items()):
+        report.metrics[f"ungrounded_share[{engine}]"] = sum(failures) / len(failures)
+    if by_engine:
+        report.metrics["grounded_share"] = statistics.fmean(
+            1.0 if p.grounding.grounded else 0.0 for p in predictions if p.grounding.checked
+        )
+    else:
+        report.notes.append("grounding not checked (SORIFLOW_SUMMARIZER_GROUNDING=off)")
 
 
 def timed_report(
@@ -207,6 +247,7 @@ def timed_report(
         bertscorer=bertscorer,
         languages=[p.language for p in predictions],
     )
+    add_grounding(report, predictions)
     report.info.update(
         models=sorted({f"{p.engine}:{p.model}" for p in predictions}),
         summarize_seconds=round(seconds, 2),
