@@ -41,7 +41,17 @@ def _llama_cpp_installed() -> None:
 
 @contextlib.asynccontextmanager
 async def serve(**overrides: Any) -> AsyncIterator[Stub]:
-    settings = summarizer_settings(summarizer_engine="llama-cpp", summarizer_model=MODEL_ALIAS, **overrides)
+    # Every style goes to the engine and grounding reports rather than replaces, so the engine's own
+    # text is what the tests check.
+    settings = summarizer_settings(
+        **{
+            "summarizer_engine": "llama-cpp",
+            "summarizer_model": MODEL_ALIAS,
+            "summarizer_grounding": "report",
+            "summarizer_inquiry_engine": "",
+        }
+        | overrides
+    )
     async with running(create_service(settings)) as server, open_channel(server.address) as channel:
         yield Stub(channel)
 

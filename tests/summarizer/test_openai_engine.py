@@ -39,12 +39,21 @@ NOWHERE = "http://127.0.0.1:9/v1"
 
 @contextlib.asynccontextmanager
 async def summarizer_for(base_url: str, **overrides: Any) -> AsyncIterator[Stub]:
-    """A real summarizer gRPC server with the `openai` engine pointed at `base_url`."""
+    """A real summarizer gRPC server with the `openai` engine pointed at `base_url`.
+
+    Every style goes to the engine (not the faithful inquiry default), and grounding reports
+    instead of replacing (unless a test asks), so what is checked is the engine's own text; the
+    replacement is tested in `test_grounding_is_enforced_on_the_server_s_text`.
+    """
     settings = summarizer_settings(
-        summarizer_engine="openai",
-        summarizer_model=MODEL_ALIAS,
-        summarizer_openai_base_url=base_url,
-        **overrides,
+        **{
+            "summarizer_engine": "openai",
+            "summarizer_model": MODEL_ALIAS,
+            "summarizer_openai_base_url": base_url,
+            "summarizer_grounding": "report",
+            "summarizer_inquiry_engine": "",  # the inquiry style too is the engine's
+        }
+        | overrides
     )
     async with running(create_service(settings)) as server, open_channel(server.address) as channel:
         yield Stub(channel)
@@ -232,6 +241,25 @@ async def test_summary_and_stream_from_a_real_llama_cpp_server(llama: tuple[Llam
         openai_model = next(m for m in models.models if m.engine == "openai")
         assert openai_model.model == MODEL_ALIAS
         assert openai_model.device.startswith("remote (127.0.0.1:")
+
+
+@pytest.mark.slow
+async def test_grounding_is_enforced_on_the_server_s_text(llama: tuple[LlamaServer, Path]) -> None:
+    """A remote model is checked like a local one: whatever it wrote, the answer is grounded, and
+    when its text was not, the response names the overruled engine and what it invented."""
+    server, key_file = llama
+    async with summarizer_for(
+        server.base_url, summarizer_openai_api_key_file=key_file, summarizer_grounding="enforce"
+    ) as stub:
+        response = await stub.Summarize(request(style=INQUIRY, max_output_tokens=48), timeout=120)
+    assert response.grounded
+    assert not response.unsupported_terms
+    if response.engine != "openai":
+        assert response.fallback == summarizer_pb2.SUMMARY_FALLBACK_FAITHFUL_ENGINE
+        assert response.rejected_engine == "openai"
+        assert response.rejected_terms
+    allowed = content_words(EN_CLAIM) | {"customer", "asks", "whether", "their", "they", "them"}
+    assert content_words(response.summary) <= allowed, response.summary
 
 
 @pytest.mark.slow
