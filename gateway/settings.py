@@ -33,6 +33,18 @@ class Settings(ServiceSettings):
         "sqlite:///soriflow-jobs.db",
         description="Job store: `sqlite:///path.db` (embedded) or `postgresql://user@host/db`.",
     )
+    gateway_database_upgrade: bool = Field(
+        True,
+        description="Apply pending job-store migrations at start. Set false when `soriflow db upgrade` "
+        "runs before the gateway (a Helm pre-upgrade hook or an init container): the gateway then refuses "
+        "to start on a schema that is not the one it needs.",
+    )
+    gateway_database_wait_s: float = Field(
+        30.0,
+        ge=0,
+        description="How long the gateway keeps trying (with backoff) to reach a job store that refuses "
+        "connections at start, before it exits with a one-line error.",
+    )
     gateway_pipelines_file: str | None = Field(
         None,
         description="YAML file with extra or overriding pipeline definitions (documents separated by ---).",
