@@ -36,7 +36,7 @@ from soriflow.gateway.notify import Notifier
 from soriflow.gateway.outputs import OutputWriter
 from soriflow.gateway.pipelines import PipelineDef, PipelineRegistry, StageDef
 from soriflow.gateway.retry import classify
-from soriflow.gateway.stages import KINDS, StageContext
+from soriflow.gateway.stages import KINDS, StageContext, StageKind
 from soriflow.gateway.states import JobState, StageState
 from soriflow.gateway.store import Claim, JobRecord, JobStore, StageRecord, job_state_event, utcnow
 from soriflow.v1 import gateway_pb2
@@ -424,7 +424,8 @@ class JobRunner:
         ctx.results[stage.name] = result
         job_result = gateway_pb2.JobResult()
         kind.apply(stage_ctx, args, result, job_result)
-        await asyncio.to_thread(kind.persist, self.store, stage_ctx, args, result)
+        if type(kind).persist is not StageKind.persist:  # most kinds keep nothing else: no thread hop
+            await asyncio.to_thread(kind.persist, self.store, stage_ctx, args, result)
         await asyncio.to_thread(
             self.store.complete_stage,
             job.id,

@@ -46,6 +46,7 @@ class GatewayService(GrpcService[Settings]):
             settings.gateway_database_url,
             upgrade=settings.gateway_database_upgrade,
             wait_s=settings.gateway_database_wait_s,
+            sqlite_synchronous=settings.gateway_sqlite_synchronous,
         )
         self.objects = ObjectStore(settings)
         self.clients = ServiceClients(settings)

@@ -269,10 +269,17 @@ def _reason(exc: BaseException) -> str:
 class JobStore:
     """Blocking access to the job store (call from threads in async code)."""
 
-    def __init__(self, url: str, *, upgrade: bool = True) -> None:
-        """Connects and brings the schema to the newest revision (`upgrade=False`: requires it)."""
+    def __init__(self, url: str, *, upgrade: bool = True, sqlite_synchronous: str = "full") -> None:
+        """Connects and brings the schema to the newest revision (`upgrade=False`: requires it).
+
+        `sqlite_synchronous`: SQLite's `synchronous` pragma. `full` syncs the write-ahead log to
+        disk at every commit; `normal` leaves that to the operating system (a commit survives the
+        process crashing, not the machine losing power) and saves a disk sync per commit.
+        """
         self.url = normalize_url(url)
-        self.engine: Engine = self._engine(self.url)
+        if sqlite_synchronous not in ("full", "normal"):
+            raise InvalidArgument(f"sqlite_synchronous must be full or normal, not {sqlite_synchronous!r}")
+        self.engine: Engine = self._engine(self.url, sqlite_synchronous)
         # Event numbers are per job: writers of one job's events take turns within this process
         # (other replicas are handled by the primary key and a retry).
         self._locks = [threading.Lock() for _ in range(64)]
@@ -289,7 +296,9 @@ class JobStore:
             raise
 
     @classmethod
-    def open(cls, url: str, *, upgrade: bool = True, wait_s: float = 0.0) -> JobStore:
+    def open(
+        cls, url: str, *, upgrade: bool = True, wait_s: float = 0.0, sqlite_synchronous: str = "full"
+    ) -> JobStore:
         """Connects, retrying with backoff for up to `wait_s` while the database refuses connections.
 
         A database that comes up a little after the gateway (a pod starting beside it) is waited
@@ -318,7 +327,7 @@ class JobStore:
             reraise=True,
         )
         try:
-            return retrying(cls, url, upgrade=upgrade)
+            return retrying(cls, url, upgrade=upgrade, sqlite_synchronous=sqlite_synchronous)
         except OperationalError as exc:
             attempts = retrying.statistics.get("attempt_number", 1)
             raise Unavailable(
@@ -328,7 +337,7 @@ class JobStore:
             ) from None
 
     @staticmethod
-    def _engine(url: str) -> Engine:
+    def _engine(url: str, sqlite_synchronous: str = "full") -> Engine:
         if url.startswith("sqlite"):
             engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
@@ -338,6 +347,7 @@ class JobStore:
                 cursor.execute("PRAGMA journal_mode=WAL")  # readers do not block the writer
                 cursor.execute("PRAGMA foreign_keys=ON")
                 cursor.execute("PRAGMA busy_timeout=30000")
+                cursor.execute(f"PRAGMA synchronous={sqlite_synchronous.upper()}")
                 cursor.close()
 
             return engine
