@@ -163,7 +163,7 @@ class JobRunner:
         self, job: JobRecord, pipeline: PipelineDef, stored: list[StageRecord], last_attempt: bool
     ) -> JobRecord:
         main = {s.name: s for s in pipeline.stages}
-        if {r.name for r in stored} < set(main):  # claimed without knowing the pipeline
+        if not set(main) <= {r.name for r in stored}:  # claimed without knowing the pipeline
             await asyncio.to_thread(
                 self.store.init_stages, job.id, [(s.name, s.service, s.optional) for s in pipeline.stages]
             )

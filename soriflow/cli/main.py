@@ -193,7 +193,7 @@ SERVICE_CLIS = (
     "soriflow.scoring.cli",
     "soriflow.summarizer.cli",
     "soriflow.gateway.cli",
-    "soriflow.gateway.store.cli",
+    "soriflow.gateway.dbcli",
     "soriflow.cli.local",
 )
 
