@@ -43,8 +43,6 @@ from soriflow.v1 import gateway_pb2
 
 log = logging.getLogger("soriflow.gateway.runner")
 
-__all__ = ["JobRunner", "StageFailure", "classify", "job_result"]
-
 
 class Outcome(enum.Enum):
     """What became of a stage in this run (NOT_APPLICABLE: its `when` parameter was unset)."""

@@ -23,6 +23,7 @@ import datetime as dt
 import json
 import logging
 import threading
+import time
 import uuid
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -31,7 +32,7 @@ from typing import Any, TypeVar
 
 import tenacity
 from sqlalchemy import Connection, Engine, and_, create_engine, event, func, make_url, or_, select, update
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from soriflow.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from soriflow.gateway.states import (
@@ -326,14 +327,19 @@ class JobStore:
             before_sleep=note,
             reraise=True,
         )
+        started = time.monotonic()
         try:
             return retrying(cls, url, upgrade=upgrade, sqlite_synchronous=sqlite_synchronous)
         except OperationalError as exc:
             attempts = retrying.statistics.get("attempt_number", 1)
             raise Unavailable(
-                f"cannot reach the job store at {shown} ({attempts} attempt{'s' * (attempts > 1)} "
-                f"in {wait_s:g}s): {_reason(exc)}; check SORIFLOW_GATEWAY_DATABASE_URL and that the "
-                "database accepts connections"
+                f"cannot reach the job store at {shown} ({attempts} attempt{'s' * (attempts > 1)} in "
+                f"{time.monotonic() - started:.0f}s): {_reason(exc)}; check SORIFLOW_GATEWAY_DATABASE_URL "
+                "and that the database accepts connections"
+            ) from None
+        except DBAPIError as exc:  # reached, but it refused what the schema upgrade asked (permissions...)
+            raise FailedPrecondition(
+                f"the job store at {shown} refused the schema upgrade: {_reason(exc)}"
             ) from None
 
     @staticmethod
