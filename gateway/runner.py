@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import enum
 import logging
 import random
@@ -38,7 +39,15 @@ from soriflow.gateway.pipelines import PipelineDef, PipelineRegistry, StageDef
 from soriflow.gateway.retry import classify
 from soriflow.gateway.stages import KINDS, StageContext, StageKind
 from soriflow.gateway.states import JobState, StageState
-from soriflow.gateway.store import Claim, JobRecord, JobStore, StageRecord, job_state_event, utcnow
+from soriflow.gateway.store import (
+    Claim,
+    JobRecord,
+    JobStore,
+    OutputRecord,
+    StageRecord,
+    job_state_event,
+    utcnow,
+)
 from soriflow.v1 import gateway_pb2
 
 log = logging.getLogger("soriflow.gateway.runner")
@@ -63,6 +72,21 @@ class StageFailure:
     code: str
     message: str
     retryable: bool
+
+
+@dataclass
+class Completion:
+    """A stage's success, its outputs already in S3, waiting to be recorded in the store."""
+
+    attempt: int
+    result: Message
+    outputs: list[OutputRecord]
+    job_result: gateway_pb2.JobResult
+    duration_ms: int
+    ended_at: dt.datetime
+
+
+StageRun = tuple[str, Outcome, StageFailure | None, Completion | None]
 
 
 class JobRunner:
@@ -173,7 +197,7 @@ class JobRunner:
                 ctx.results[record.name] = KINDS[main[record.name].uses].result_type.FromString(record.result)
                 done[record.name] = Outcome.SUCCEEDED
         pending = {s.name: s for s in pipeline.topological_order() if s.name not in done}
-        tasks: dict[asyncio.Task[tuple[str, Outcome, StageFailure | None]], str] = {}
+        tasks: dict[asyncio.Task[StageRun], str] = {}
         while pending or tasks:
             for name, stage in list(pending.items()):
                 if any(n not in done for n in stage.needs):
@@ -197,13 +221,57 @@ class JobRunner:
             if not tasks:
                 break
             finished, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            completions = []
             for task in finished:
                 name = tasks.pop(task)
-                _, outcome, failure = task.result()
+                _, outcome, failure, completion = task.result()
                 done[name] = outcome
                 if failure is not None:
                     failures[name] = failure
+                if completion is not None:
+                    completions.append((name, completion))
+            # Recorded before the stages that need them start. When the last one ends the job
+            # (nothing else to run, every stage done), the job's success is the same write.
+            ends = (
+                not pending and not tasks and all(done.get(s.name, Outcome.FAILED).ok for s in main.values())
+            )
+            for number, (name, completion) in enumerate(completions, start=1):
+                ended = await self._record(
+                    job, name, completion, ends_job=ends and number == len(completions)
+                )
+                if ended is not None:
+                    return await self._ended(job, ended, last_attempt=last_attempt)
         return await self._conclude(job, pipeline, ctx, done, failures, last_attempt)
+
+    async def _record(
+        self, job: JobRecord, name: str, completion: Completion, *, ends_job: bool = False
+    ) -> JobRecord | None:
+        """Stores a stage's success (with the job's, when `ends_job` and the job is still ours)."""
+        values: dict[str, Any] = dict(
+            attempt=completion.attempt,
+            result=completion.result.SerializeToString(),
+            outputs=completion.outputs,
+            job_result=completion.job_result,
+            ended_at=completion.ended_at,
+            duration_ms=completion.duration_ms,
+        )
+        record = None
+        try:
+            record = await asyncio.to_thread(
+                self.store.complete_stage,
+                job.id,
+                name,
+                succeed_job=self.worker_id if ends_job else None,
+                **values,
+            )
+        except FailedPrecondition:
+            if not ends_job:
+                raise
+            # The job is no longer ours to end (taken over, cancelled): record the stage alone and
+            # let the conclusion say why.
+            await asyncio.to_thread(self.store.complete_stage, job.id, name, **values)
+        self.events.bus.notify(job.id)
+        return record
 
     async def _conclude(
         self,
@@ -276,7 +344,9 @@ class JobRunner:
                     job.id, stage.name, StageState.SKIPPED, error=f"not applicable: no {stage.when}"
                 )
             else:
-                _, outcomes[stage.name], _ = await self._run_stage(job, stage, ctx)
+                _, outcomes[stage.name], _, completion = await self._run_stage(job, stage, ctx)
+                if completion is not None:
+                    await self._record(job, stage.name, completion)
         return "failure path: " + ", ".join(f"{s.name} {outcomes[s.name].value}" for s in pipeline.on_failure)
 
     async def _finish(
@@ -290,8 +360,7 @@ class JobRunner:
         last_attempt: bool = True,
     ) -> JobRecord:
         message = error or f"job {state.lower()}"
-        transient = state is JobState.FAILED and retryable
-        if transient:
+        if state is JobState.FAILED and retryable:
             if not last_attempt:
                 message += " (transient: the message will be delivered again and the job retried)"
             elif job.origin == "sqs":
@@ -312,9 +381,13 @@ class JobRunner:
         except FailedPrecondition as exc:  # ended, or taken over, elsewhere meanwhile: theirs to tell
             log.warning("job %s: not recording %s: %s", job.id, state, exc.message)
             return await asyncio.to_thread(self.store.get_job, job.id) or job
+        return await self._ended(job, record, last_attempt=last_attempt)
+
+    async def _ended(self, job: JobRecord, record: JobRecord, *, last_attempt: bool) -> JobRecord:
+        """After the end is stored: watchers woken, and the final state notified."""
         self.events.bus.notify(job.id)
-        log.info("job %s %s %s", job.id, state, error)
-        if not transient or last_attempt:  # else the next delivery runs it again, and notifies then
+        log.info("job %s %s %s", job.id, record.state, record.error)
+        if record.final or last_attempt:  # else the next delivery runs it again, and notifies then
             await self.announce_final(record)
         return record
 
@@ -332,9 +405,8 @@ class JobRunner:
         )
         self.events.bus.notify(job_id)
 
-    async def _run_stage(
-        self, job: JobRecord, stage: StageDef, ctx: StageContext
-    ) -> tuple[str, Outcome, StageFailure | None]:
+    async def _run_stage(self, job: JobRecord, stage: StageDef, ctx: StageContext) -> StageRun:
+        """Runs a stage's attempts; a success comes back as a `Completion` for the caller to record."""
         kind = KINDS[stage.uses]
         try:
             args = kind.arguments(stage.with_, {**job.metadata, **job.parameters})
@@ -348,7 +420,7 @@ class JobRunner:
                 error=exc.message,
                 ended_at=utcnow(),
             )
-            return stage.name, Outcome.FAILED, StageFailure(exc.code.name, exc.message, False)
+            return stage.name, Outcome.FAILED, StageFailure(exc.code.name, exc.message, False), None
         stage_ctx = self._context(job, ctx.results, stage.timeout_s)
         service_ms = 0.0
         attempt_number = 0
@@ -418,25 +490,21 @@ class JobRunner:
                 ended_at=utcnow(),
                 duration_ms=int(service_ms),
             )
-            return stage.name, Outcome.FAILED, StageFailure(code, message, stage.retry.retries(code))
+            return stage.name, Outcome.FAILED, StageFailure(code, message, stage.retry.retries(code)), None
         ctx.results[stage.name] = result
         job_result = gateway_pb2.JobResult()
         kind.apply(stage_ctx, args, result, job_result)
         if type(kind).persist is not StageKind.persist:  # most kinds keep nothing else: no thread hop
             await asyncio.to_thread(kind.persist, self.store, stage_ctx, args, result)
-        await asyncio.to_thread(
-            self.store.complete_stage,
-            job.id,
-            stage.name,
+        completion = Completion(
             attempt=attempt_number,
-            result=result.SerializeToString(),
+            result=result,
             outputs=list(records),
             job_result=job_result,
-            ended_at=utcnow(),
             duration_ms=int(service_ms),
+            ended_at=utcnow(),
         )
-        self.events.bus.notify(job.id)
-        return stage.name, Outcome.SUCCEEDED, None
+        return stage.name, Outcome.SUCCEEDED, None, completion
 
 
 def job_result(

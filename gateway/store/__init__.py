@@ -634,30 +634,45 @@ class JobStore:
         target = JobState(state)
         if not target.terminal:
             raise ValueError(f"{target} is not a final state")
+        return self._write(
+            job_id,
+            lambda conn, now: self._end(
+                conn, now, job_id, target, error, error_code, retryable, owner, message
+            ),
+        )
+
+    def _end(
+        self,
+        conn: Connection,
+        now: dt.datetime,
+        job_id: str,
+        target: JobState,
+        error: str,
+        error_code: str,
+        retryable: bool,
+        owner: str | None,
+        message: str,
+    ) -> JobRecord:
         j = schema.jobs.c
-
-        def work(conn: Connection, now: dt.datetime) -> JobRecord:
-            record = self._transition(
-                conn,
-                job_id,
-                target,
-                now,
-                where=[j.lease_owner == owner] if owner is not None else [],
-                values=dict(
-                    error=error,
-                    error_code=error_code,
-                    retryable=retryable,
-                    ended_at=now,
-                    lease_owner=None,
-                    lease_expires_at=None,
-                ),
-                message=message or error or f"job {target.lower()}",
-            )
-            if record is None:
-                raise self._refusal(conn, job_id, target, owner)
-            return record
-
-        return self._write(job_id, work)
+        record = self._transition(
+            conn,
+            job_id,
+            target,
+            now,
+            where=[j.lease_owner == owner] if owner is not None else [],
+            values=dict(
+                error=error,
+                error_code=error_code,
+                retryable=retryable,
+                ended_at=now,
+                lease_owner=None,
+                lease_expires_at=None,
+            ),
+            message=message or error or f"job {target.lower()}",
+        )
+        if record is None:
+            raise self._refusal(conn, job_id, target, owner)
+        return record
 
     def request_cancel(self, job_id: str) -> JobRecord:
         """Marks a job for cancellation; queued jobs, and running ones no worker holds, end CANCELLED now.
@@ -882,9 +897,14 @@ class JobStore:
         result: bytes,
         outputs: Sequence[OutputRecord] = (),
         job_result: gateway_pb2.JobResult | None = None,
+        succeed_job: str | None = None,
         **values: Any,
-    ) -> None:
-        """A stage's success in one transaction: its outputs, SUCCEEDED with the saved result, events."""
+    ) -> JobRecord | None:
+        """A stage's success in one transaction: its outputs, SUCCEEDED with the saved result, events.
+
+        `succeed_job=<owner>`: it was the job's last stage, and the job ends SUCCEEDED in the same
+        transaction (as `finish` would, with its checks); the job as stored is returned.
+        """
         events = [output_event(name, o) for o in outputs]
         events.append(
             gateway_pb2.JobEvent(
@@ -897,7 +917,7 @@ class JobStore:
             )
         )
 
-        def work(conn: Connection, now: dt.datetime) -> None:
+        def work(conn: Connection, now: dt.datetime) -> JobRecord | None:
             self._put_outputs(conn, job_id, outputs, now)
             self._stage_to(
                 conn,
@@ -907,8 +927,11 @@ class JobStore:
                 {"attempt": attempt, "result": result, "error": "", "error_code": "", **values},
             )
             self._append(conn, job_id, events, now)
+            if succeed_job is None:
+                return None
+            return self._end(conn, now, job_id, JobState.SUCCEEDED, "", "", False, succeed_job, "")
 
-        self._write(job_id, work)
+        return self._write(job_id, work)
 
     def update_stage(self, job_id: str, name: str, **values: Any) -> None:
         """Changes a stage's columns other than its state (use `set_stage` for that)."""

@@ -127,7 +127,7 @@ def test_an_upload_that_cannot_run_is_one_failed_job(aws: AwsWorld, tmp_path: Pa
 
 
 @pytest.mark.slow
-def test_an_upload_resolves_its_pipeline_once_and_reads_no_job_record(
+def test_a_job_resolves_its_pipeline_once_and_reads_no_job_record(
     aws: AwsWorld, tmp_path: Path, start_gateway: Callable[..., ThreadedServer], speech_wav: Path
 ) -> None:
     stt = start_slow_stt([0.0], text="front center")
@@ -153,5 +153,14 @@ def test_an_upload_resolves_its_pipeline_once_and_reads_no_job_record(
         [job] = finished_jobs(gateway, 1, timeout=60)
         assert job.state is JobState.SUCCEEDED, job.error
         assert calls == Counter({"route": 1}), calls
+
+        async def submit() -> None:
+            async with GatewayClient(gateway.address) as client:
+                await client.submit_bytes(speech_wav.read_bytes(), pipeline="transcribe")
+
+        calls.clear()
+        asyncio.run(submit())
+        assert {j.state for j in finished_jobs(gateway, 2, timeout=60)} == {JobState.SUCCEEDED}
+        assert calls == Counter({"get": 1}), "SubmitJob: the named pipeline looked up once, no job read"
     finally:
         stt.stop(grace=0.5)

@@ -269,6 +269,24 @@ def test_each_state_change_is_written_with_its_event(store: JobStore) -> None:
     assert [o.name for o in store.outputs(job_id)] == ["transcript.txt"]
 
 
+def test_the_last_stage_and_the_job_succeed_in_one_write(store: JobStore) -> None:
+    job_id = new_job(store)
+    assert store.claim(job_id, "w", 30, stages=[("stt", "stt", False)])
+    store.set_stage(job_id, "stt", "RUNNING", attempt=1)
+    with pytest.raises(NotHeld):  # not ours to end: nothing of it is written
+        store.complete_stage(job_id, "stt", attempt=1, result=b"r", succeed_job="someone-else")
+    assert store.stages(job_id)[0].state == "RUNNING"
+    ended = store.complete_stage(job_id, "stt", attempt=1, result=b"r", succeed_job="w")
+    assert ended is not None
+    assert (ended.state, ended.lease_owner) == ("SUCCEEDED", None)
+    assert store.stages(job_id)[0].state == "SUCCEEDED"
+    last = store.events_after(job_id, 0)[-2:]
+    assert [(e.type, e.job_state) for e in last] == [
+        (gateway_pb2.JOB_EVENT_TYPE_STAGE_RESULT, gateway_pb2.JOB_STATE_RUNNING),
+        (gateway_pb2.JOB_EVENT_TYPE_JOB_STATE, gateway_pb2.JOB_STATE_SUCCEEDED),
+    ]
+
+
 def test_named_leases_are_exclusive_until_they_expire(store: JobStore) -> None:
     name = f"schedule:nightly-story:{time.time()}"
     assert store.acquire_lease(name, "replica-a", ttl_s=0.5)
