@@ -3,38 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
-from pathlib import PurePosixPath
 from typing import Any
 
 import grpc
 
-from soriflow.audio import sniff_format
-from soriflow.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
+from soriflow.errors import FailedPrecondition, InvalidArgument
 from soriflow.gateway.events import EventLog
-from soriflow.gateway.intake import create_job, route
-from soriflow.gateway.outputs import JOB_ID_KEY
+from soriflow.gateway.jobs import JobService
 from soriflow.gateway.pipelines import PipelineRegistry
 from soriflow.gateway.scheduler import Scheduler
 from soriflow.gateway.settings import Settings
-from soriflow.gateway.stages import audio_format_metadata
+from soriflow.gateway.states import JobState
 from soriflow.gateway.store import JobStore
 from soriflow.gateway.validation import validate_submit
 from soriflow.gateway.views import JobViews, pipeline_message
-from soriflow.storage import ObjectStore, S3Uri
-from soriflow.v1 import audio_pb2, gateway_pb2, gateway_pb2_grpc
-
-STATE_NAMES = {v: k.removeprefix("JOB_STATE_") for k, v in gateway_pb2.JobState.items()}
-FINAL_STATES = frozenset(
-    {
-        gateway_pb2.JOB_STATE_SUCCEEDED,
-        gateway_pb2.JOB_STATE_PARTIAL,
-        gateway_pb2.JOB_STATE_FAILED,
-        gateway_pb2.JOB_STATE_CANCELLED,
-    }
-)
-EXTENSIONS = {"wav": ".wav", "flac": ".flac", "mp3": ".mp3", "ogg": ".ogg", "webm": ".webm"}
+from soriflow.v1 import gateway_pb2, gateway_pb2_grpc
 
 
 class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
@@ -43,7 +27,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         *,
         settings: Settings,
         store: JobStore,
-        objects: ObjectStore,
+        jobs: JobService,
         registry: PipelineRegistry,
         scheduler: Scheduler,
         views: JobViews,
@@ -51,7 +35,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
     ) -> None:
         self.settings = settings
         self.store = store
-        self.objects = objects
+        self.jobs = jobs
         self.registry = registry
         self.scheduler = scheduler
         self.views = views
@@ -65,78 +49,13 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         self, request: gateway_pb2.SubmitJobRequest, context: Any
     ) -> gateway_pb2.SubmitJobResponse:
         validate_submit(request, self.settings)
-        source = request.audio.WhichOneof("source")
-        if source is None:
-            raise InvalidArgument("no audio: set audio.uri (s3://bucket/key) or audio.content")
-        job_id = str(uuid.uuid4())
-        metadata = dict(request.metadata) | audio_format_metadata(request.audio)
-        if source == "content":
-            uri, info = await self._store_submission(request, job_id)
-        else:
-            uri = S3Uri.parse(request.audio.uri)
-            if not uri.key or uri.key.endswith("/"):
-                raise InvalidArgument(f"{request.audio.uri} names a prefix, not an object")
-            info = await asyncio.to_thread(self.objects.head, uri)
-        pipeline = route(self.registry, uri.key, info.metadata if info else {}, request.pipeline)
-        intake = await create_job(
-            store=self.store,
-            objects=self.objects,
-            registry=self.registry,
-            pipeline_name=pipeline,
-            uri=uri,
-            info=info,
-            origin="api",
-            metadata=metadata,
-            parameters=dict(request.parameters),
-            idempotency_key=request.idempotency_key,
-            job_id=job_id,
-        )
-        if intake.created or (intake.job.state == "FAILED" and intake.job.retryable):
-            self.scheduler.submit(intake.job.id)
-        job = await asyncio.to_thread(self.views.job, intake.job)
-        return gateway_pb2.SubmitJobResponse(job=job, deduplicated=not intake.created)
-
-    async def _store_submission(
-        self, request: gateway_pb2.SubmitJobRequest, job_id: str
-    ) -> tuple[S3Uri, Any]:
-        content = request.audio.content
-        if not content:
-            raise InvalidArgument("audio.content is empty")
-        if len(content) > self.settings.audio_max_bytes:
-            raise ResourceExhausted(
-                f"audio is {len(content)} bytes, over the limit of "
-                f"{self.settings.audio_max_bytes} bytes (SORIFLOW_AUDIO_MAX_BYTES)"
-            )
-        kind = sniff_format(bytes(content[:4096]))
-        headerless = request.audio.encoding in (
-            audio_pb2.AUDIO_ENCODING_LINEAR16,
-            audio_pb2.AUDIO_ENCODING_MULAW,
-            audio_pb2.AUDIO_ENCODING_ALAW,
-            audio_pb2.AUDIO_ENCODING_FLOAT32,
-        )
-        if kind is None and not headerless:
-            raise InvalidArgument(
-                "audio.content is not a recognized audio file (WAV, FLAC, MP3, Ogg, WebM); "
-                "for headerless PCM set audio.encoding and audio.sample_rate_hz"
-            )
-        if kind is None and request.audio.sample_rate_hz <= 0:
-            raise InvalidArgument(
-                f"audio.encoding {audio_pb2.AudioEncoding.Name(request.audio.encoding)} is headerless: "
-                "set audio.sample_rate_hz (and audio.channel_count when it is not mono)"
-            )
-        name = PurePosixPath(request.filename).name if request.filename else ""
-        if not name:
-            name = "audio" + EXTENSIONS.get(kind or "", ".raw")
-        uri = S3Uri.parse(self.settings.gateway_submissions_uri).join(job_id, name)
-        metadata = {JOB_ID_KEY: job_id} | (audio_format_metadata(request.audio) if kind is None else {})
-        info = await asyncio.to_thread(
-            self.objects.write_bytes,
-            uri,
-            bytes(content),
-            metadata=metadata,
-            content_type="application/octet-stream",
-        )
-        return uri, info
+        accepted = await self.jobs.submit(request)
+        job = accepted.job
+        if accepted.created or (job.state is JobState.FAILED and job.retryable):
+            self.scheduler.submit(job, accepted.pipeline)
+        # A new job has no stages or outputs yet: its detail would be three reads for nothing.
+        message = await asyncio.to_thread(self.views.job, job, detail=not accepted.created)
+        return gateway_pb2.SubmitJobResponse(job=message, deduplicated=not accepted.created)
 
     async def GetJob(self, request: gateway_pb2.GetJobRequest, context: Any) -> gateway_pb2.GetJobResponse:
         return gateway_pb2.GetJobResponse(job=await self._job_message(request.job_id))
@@ -147,7 +66,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         page_size = request.page_size or 50
         if not 1 <= page_size <= 1000:
             raise InvalidArgument(f"page_size must be 1-1000, not {request.page_size}")
-        state = STATE_NAMES[request.state] if request.state else ""
+        state = JobState.from_proto(request.state) if request.state else ""
         jobs, token = await asyncio.to_thread(
             self.store.list_jobs,
             page_size=page_size,
@@ -167,9 +86,10 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         if job.terminal:
             raise FailedPrecondition(f"job {job.id} already ended ({job.state}); nothing to cancel")
         job = await asyncio.to_thread(self.store.request_cancel, job.id)
-        if not self.scheduler.cancel_local(job.id) and job.state == "CANCELLED":
-            # Queued, or its worker is gone: no run will end it, so the final state is announced here.
-            await self.scheduler.runner.announce_final(job.id, "cancelled by a caller")
+        self.events.bus.notify(job.id)
+        if not self.scheduler.cancel_local(job.id) and job.state is JobState.CANCELLED:
+            # Queued, or its worker is gone: no run will end it, so it is notified here.
+            await self.scheduler.runner.announce_final(job)
         for _ in range(100):  # wait briefly for the run to wind down so the answer shows the final state
             job = await asyncio.to_thread(self.store.require_job, job.id)
             if job.terminal:
@@ -188,10 +108,11 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             for event in await asyncio.to_thread(self.store.events_after, job.id, last):
                 last = event.sequence
                 if event.type == gateway_pb2.JOB_EVENT_TYPE_JOB_STATE:
-                    saw_final = event.job_state in FINAL_STATES
+                    saw_final = bool(event.job_state) and JobState.from_proto(event.job_state).terminal
                 yield gateway_pb2.WatchJobResponse(event=event)
             if job.terminal:
-                # The final state is stored before its event; wait (briefly) for the event so none is missed.
+                # The final state and its event are one write, but a replica of the first release
+                # wrote the event after the state: wait (briefly) for it so none is missed.
                 give_up_at = give_up_at or loop.time() + 10
                 if saw_final or loop.time() > give_up_at:
                     yield gateway_pb2.WatchJobResponse(job=await asyncio.to_thread(self.views.job, job))

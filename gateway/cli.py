@@ -11,21 +11,22 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from soriflow.gateway.states import JobState, StageState
 from soriflow.registry import hook
 
 console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
-STATE_STYLE = {
-    "SUCCEEDED": "green",
-    "PARTIAL": "yellow",
-    "FAILED": "red",
-    "CANCELLED": "magenta",
-    "RUNNING": "cyan",
-    "QUEUED": "white",
-    "RETRYING": "yellow",
-    "PENDING": "dim",
-    "SKIPPED": "dim",
+STATE_STYLE: dict[str, str] = {
+    JobState.SUCCEEDED: "green",
+    JobState.PARTIAL: "yellow",
+    JobState.FAILED: "red",
+    JobState.CANCELLED: "magenta",
+    JobState.RUNNING: "cyan",
+    JobState.QUEUED: "white",
+    StageState.RETRYING: "yellow",
+    StageState.PENDING: "dim",
+    StageState.SKIPPED: "dim",
 }
 ServerOption = Annotated[
     str | None,
@@ -104,12 +105,12 @@ async def follow(client: Any, job_id: str, *, quiet: bool = False) -> Any:
             elif event.stage:
                 state = _name(gateway_pb2.StageState, event.stage_state, "STAGE_STATE_")
                 if event.type == gateway_pb2.JOB_EVENT_TYPE_OUTPUT:
-                    state, detail = "SUCCEEDED", f"stored {event.output.name}"
+                    state, detail = StageState.SUCCEEDED, f"stored {event.output.name}"
                 else:
                     detail = event.message
                 if event.stage not in tasks:
                     tasks[event.stage] = progress.add_task(event.stage, total=1)
-                done = 1 if state in ("SUCCEEDED", "FAILED", "SKIPPED") else 0
+                done = 1 if state in (StageState.SUCCEEDED, StageState.FAILED, StageState.SKIPPED) else 0
                 attempt = f" (attempt {event.attempt})" if event.attempt > 1 else ""
                 progress.update(
                     tasks[event.stage],
@@ -122,9 +123,11 @@ async def follow(client: Any, job_id: str, *, quiet: bool = False) -> Any:
 
 
 def register(app: typer.Typer, groups: Any) -> None:
+    from .dbcli import register as register_db
     from .images.cli import register as register_images
 
     register_images(app, groups)
+    register_db(app, groups)
 
     @app.command()
     def submit(

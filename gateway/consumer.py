@@ -26,11 +26,11 @@ from typing import Any
 
 from prometheus_client import Counter
 
-from soriflow.errors import NotFound, SoriflowError
-from soriflow.gateway.intake import create_job, parameters_from_metadata, route
+from soriflow.errors import NotFound
+from soriflow.gateway.jobs import JobService
 from soriflow.gateway.outputs import JOB_ID_KEY, OUTPUT_MARKER
-from soriflow.gateway.pipelines import PipelineRegistry
 from soriflow.gateway.scheduler import Scheduler
+from soriflow.gateway.states import JobState
 from soriflow.gateway.store import JobStore, utcnow
 from soriflow.storage import ObjectStore, S3Uri, key_from_event
 
@@ -93,9 +93,9 @@ class SqsConsumer:
         sqs: Any,
         queue_url: str,
         scheduler: Scheduler,
+        jobs: JobService,
         store: JobStore,
         objects: ObjectStore,
-        registry: PipelineRegistry,
         output_uri: str,
         wait_s: int,
         visibility_s: int,
@@ -104,9 +104,9 @@ class SqsConsumer:
         self.sqs = sqs
         self.queue_url = queue_url
         self.scheduler = scheduler
+        self.jobs = jobs
         self.store = store
         self.objects = objects
-        self.registry = registry
         self.output = S3Uri.parse(output_uri)
         self.wait_s = wait_s
         self.visibility_s = visibility_s
@@ -249,60 +249,31 @@ class SqsConsumer:
         if info is not None and (OUTPUT_MARKER in info.metadata or JOB_ID_KEY in info.metadata):
             log.info("ignoring %s: written by Soriflow (job %s)", uri, info.metadata.get(JOB_ID_KEY, "?"))
             return None
-        metadata = dict(info.metadata) if info else {}
-        try:
-            if info is None:
-                raise NotFound(f"{uri} no longer exists (deleted before it could be processed)")
-            pipeline = route(self.registry, event.key, metadata)
-            pipeline_def = self.registry.get(pipeline)
-            params = parameters_from_metadata(pipeline_def, metadata)
-        except SoriflowError as exc:
-            job, _ = await asyncio.to_thread(
-                self.store.create_job,
-                pipeline="",
-                source_uri=str(uri),
-                origin="sqs",
-                metadata=metadata,
-                parameters={},
-                dedupe_key=f"{uri}#{event.version_id or event.etag}",
-                state="FAILED",
-                error=exc.message,
-                error_code=exc.code.name,
-            )
-            log.warning("job %s for %s failed at intake: %s", job.id, uri, exc.message)
-            return None
-        intake = await create_job(
-            store=self.store,
-            objects=self.objects,
-            registry=self.registry,
-            pipeline_name=pipeline,
-            uri=uri,
-            info=info,
-            origin="sqs",
-            metadata={k: v for k, v in metadata.items()},
-            parameters=params,
-        )
-        job = intake.job
-        if not intake.created:
+        accepted = await self.jobs.accept_object(uri, info, event_version=event.version_id or event.etag)
+        job = accepted.job
+        if not accepted.created:
             log.info("%s: job %s already exists (%s)", uri, job.id, job.state)
-        if job.terminal and not (job.state == "FAILED" and job.retryable):
+        if job.final:
             return None
-        state = await self.scheduler.run_job(job.id, last_attempt=last_attempt)
-        final = await asyncio.to_thread(self.store.get_job, job.id)
-        if final is None or (final.terminal and not (final.state == "FAILED" and final.retryable)):
+        ran = await self.scheduler.run_job(job, accepted.pipeline, last_attempt=last_attempt)
+        if ran is None:  # not claimed: see who has it
+            ran = await asyncio.to_thread(self.store.get_job, job.id)
+            if ran is None:
+                return None
+            if ran.state is JobState.RUNNING:
+                # Another worker holds the job under a live lease (a duplicate delivery, or a worker
+                # that died moments ago). Deleting the message would strand the job if that worker is
+                # dead: let it come back once the lease would have expired; by then the job is
+                # finished (the message is deleted) or free to take over.
+                expires = ran.lease_expires_at or utcnow()
+                remaining = max(0.0, (expires - utcnow()).total_seconds())
+                log.info("%s: job %s is held by %s; the message returns later", uri, job.id, ran.lease_owner)
+                return min(43200, math.ceil(remaining) + 1)
+        if ran.final:
             return None
-        if final.state == "FAILED":  # retryable: the message comes back, or goes to the dead-letter queue
-            return self.retry_delay_s
-        if state is None and final.state == "RUNNING":
-            # Another worker holds the job under a live lease (a duplicate delivery, or a worker that
-            # died moments ago). Deleting the message would strand the job if that worker is dead:
-            # let it come back once the lease would have expired; by then the job is finished (the
-            # message is deleted) or free to take over.
-            expires = final.lease_expires_at or utcnow()
-            remaining = max(0.0, (expires - utcnow()).total_seconds())
-            log.info("%s: job %s is held by %s; the message returns later", uri, job.id, final.lease_owner)
-            return min(43200, math.ceil(remaining) + 1)
-        return self.retry_delay_s  # handed back (shutdown) or still queued: try again later
+        # A retryable failure (the message comes back, or goes to the dead-letter queue), or a job
+        # still queued (cancel raced the claim): try again later.
+        return self.retry_delay_s
 
     async def _keep_invisible(self, receipt: str) -> None:
         while True:

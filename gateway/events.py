@@ -1,7 +1,9 @@
 """Job events: stored in order (the history a late WatchJob subscriber replays) and announced.
 
+The store writes each state change's event in the same transaction as the
+change; this module wakes the watchers in this process when a job has news.
 The store is the source of truth, so a watcher on another replica sees
-everything by polling; within a replica, `EventBus` wakes watchers at once.
+everything by polling.
 """
 
 from __future__ import annotations
@@ -11,15 +13,6 @@ from collections import defaultdict
 
 from soriflow.gateway.store import JobStore
 from soriflow.v1 import gateway_pb2
-
-JOB_STATES = {
-    name: getattr(gateway_pb2, f"JOB_STATE_{name}")
-    for name in ("QUEUED", "RUNNING", "SUCCEEDED", "PARTIAL", "FAILED", "CANCELLED")
-}
-STAGE_STATES = {
-    name: getattr(gateway_pb2, f"STAGE_STATE_{name}")
-    for name in ("PENDING", "RUNNING", "RETRYING", "SUCCEEDED", "FAILED", "SKIPPED")
-}
 
 
 class EventBus:
@@ -47,7 +40,7 @@ class EventBus:
 
 
 class EventLog:
-    """Appends events to the store and announces them."""
+    """Appends events that are not state changes (notes) to the store, and announces them."""
 
     def __init__(self, store: JobStore, bus: EventBus) -> None:
         self.store = store
@@ -57,33 +50,3 @@ class EventLog:
         stored = await asyncio.to_thread(self.store.append_event, job_id, event)
         self.bus.notify(job_id)
         return stored
-
-    async def job_state(self, job_id: str, state: str, message: str = "") -> None:
-        await self.emit(
-            job_id,
-            gateway_pb2.JobEvent(
-                type=gateway_pb2.JOB_EVENT_TYPE_JOB_STATE, job_state=JOB_STATES[state], message=message
-            ),
-        )
-
-    async def stage_state(
-        self,
-        job_id: str,
-        stage: str,
-        state: str,
-        *,
-        attempt: int = 0,
-        message: str = "",
-        job_state: str = "RUNNING",
-    ) -> None:
-        await self.emit(
-            job_id,
-            gateway_pb2.JobEvent(
-                type=gateway_pb2.JOB_EVENT_TYPE_STAGE_STATE,
-                stage=stage,
-                stage_state=STAGE_STATES[state],
-                attempt=attempt,
-                message=message,
-                job_state=JOB_STATES[job_state],
-            ),
-        )

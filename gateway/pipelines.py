@@ -22,54 +22,22 @@ from collections.abc import Iterable, Mapping
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-import grpc
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from soriflow.errors import InvalidArgument
-
-StageKind = Literal["stt.recognize", "summarizer.summarize", "tts.synthesize", "scoring.score"]
-RETRYABLE_DEFAULT = ["UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED"]
-STATUS_NAMES = frozenset(code.name for code in grpc.StatusCode if code is not grpc.StatusCode.OK)
-
-
-class RetryPolicy(BaseModel):
-    """Step Functions-style retry: attempts, exponential backoff with jitter, retryable codes only."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    max_attempts: int = Field(3, ge=1, le=20)
-    initial_backoff_s: float = Field(1.0, ge=0)
-    max_backoff_s: float = Field(30.0, ge=0)
-    multiplier: float = Field(2.0, ge=1)
-    jitter: float = Field(0.2, ge=0, le=1, description="Fraction of each delay drawn at random (full +/-).")
-    retry_on: list[str] = Field(default_factory=lambda: list(RETRYABLE_DEFAULT))
-
-    @field_validator("retry_on")
-    @classmethod
-    def _known_codes(cls, codes: list[str]) -> list[str]:
-        names = [str(c).strip().upper() for c in codes]
-        unknown = [c for c, n in zip(codes, names, strict=True) if n not in STATUS_NAMES]
-        if unknown:
-            raise ValueError(
-                f"unknown gRPC status codes {unknown}; use names such as {', '.join(RETRYABLE_DEFAULT)} "
-                f"(all: {', '.join(sorted(STATUS_NAMES))})"
-            )
-        return names
-
-    def delay_s(self, attempt: int, rand: float) -> float:
-        """Delay before attempt `attempt + 1` (attempt counts from 1); `rand` is uniform in [0, 1)."""
-        base = min(self.max_backoff_s, self.initial_backoff_s * self.multiplier ** (attempt - 1))
-        return max(0.0, base * (1 + self.jitter * (2 * rand - 1)))
+from soriflow.gateway.retry import RetryPolicy as RetryPolicy
+from soriflow.gateway.stages import KINDS
+from soriflow.gateway.templates import render
 
 
 class StageDef(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
-    uses: StageKind
+    uses: str = Field(description="The stage kind (`soriflow.gateway.stages.KINDS`), e.g. stt.recognize.")
     needs: list[str] = Field(default_factory=list)
     optional: bool = False
     when: str | None = Field(None, description="Run only when this job parameter is non-empty.")
@@ -77,9 +45,16 @@ class StageDef(BaseModel):
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     with_: dict[str, Any] = Field(default_factory=dict, alias="with")
 
+    @field_validator("uses")
+    @classmethod
+    def _known_kind(cls, uses: str) -> str:
+        if uses not in KINDS:
+            raise ValueError(f"unknown stage kind {uses!r}; this gateway has {', '.join(sorted(KINDS))}")
+        return uses
+
     @property
     def service(self) -> str:
-        return self.uses.split(".", 1)[0]
+        return KINDS[self.uses].service
 
 
 class ParameterDef(BaseModel):
@@ -188,29 +163,6 @@ class PipelineDef(BaseModel):
             else:
                 resolved[name] = render(spec.default, variables, strict=False)
         return resolved
-
-
-def render(template: str, values: Mapping[str, str], *, strict: bool = True) -> str:
-    """Fills `{name}` fields; with strict=False an unresolvable template renders as ''."""
-    try:
-        return template.format_map(dict(values))
-    except (KeyError, IndexError, ValueError) as exc:
-        if strict:
-            raise InvalidArgument(
-                f"template {template!r} refers to {exc} which this job does not have"
-            ) from None
-        return ""
-
-
-def render_value(value: Any, values: Mapping[str, str]) -> Any:
-    """Renders templates inside strings, lists and dicts of a stage's `with:`."""
-    if isinstance(value, str):
-        return render(value, values) if "{" in value else value
-    if isinstance(value, list):
-        return [render_value(v, values) for v in value]
-    if isinstance(value, dict):
-        return {k: render_value(v, values) for k, v in value.items()}
-    return value
 
 
 def parse_pipeline(text: str, origin: str) -> PipelineDef:

@@ -6,8 +6,10 @@ import asyncio
 import contextlib
 import logging
 
+from soriflow.errors import SoriflowError
+from soriflow.gateway.pipelines import PipelineDef
 from soriflow.gateway.runner import JobRunner
-from soriflow.gateway.store import JobStore
+from soriflow.gateway.store import JobRecord, JobStore
 
 log = logging.getLogger("soriflow.gateway.scheduler")
 
@@ -18,31 +20,41 @@ class Scheduler:
         self.store = store
         self.concurrency = concurrency
         self.slots = asyncio.Semaphore(concurrency)
-        self._background: set[asyncio.Task[str | None]] = set()
+        self._background: set[asyncio.Task[JobRecord | None]] = set()
 
     @property
     def busy(self) -> int:
         return len(self.runner.running)
 
-    async def run_job(self, job_id: str, *, last_attempt: bool = True) -> str | None:
-        """Claims and runs a job in a slot; None when another worker has it or it needs no run.
+    async def run_job(
+        self, job: JobRecord, pipeline: PipelineDef | None = None, *, last_attempt: bool = True
+    ) -> JobRecord | None:
+        """Claims and runs a job in a slot; returns it as the run left it, None when not claimed
+        (another worker holds it, or it needs no run).
 
-        `last_attempt`: nothing will run the job again if it fails retryably (an API job, or the
-        last receive before the queue's redrive), so such a failure is final.
+        `pipeline`: the job's, when the caller resolved it already. `last_attempt`: nothing will
+        run the job again if it fails retryably (an API job, or the last receive before the
+        queue's redrive), so such a failure is final.
         """
         async with self.slots:
-            if not await asyncio.to_thread(
-                self.store.claim, job_id, self.runner.worker_id, self.runner.lease_s
-            ):
+            if pipeline is None or pipeline.name != job.pipeline:
+                try:
+                    pipeline = self.runner.registry.get(job.pipeline)
+                except SoriflowError:
+                    pipeline = None  # claimed all the same: the runner fails it with the reason
+            stages = [(s.name, s.service, s.optional) for s in pipeline.stages] if pipeline else []
+            claim = await asyncio.to_thread(
+                self.store.claim, job.id, self.runner.worker_id, self.runner.lease_s, stages=stages
+            )
+            if claim is None:
                 await self._end_abandoned_cancels()  # cancelled while its worker was gone
                 return None
-            job = await asyncio.to_thread(self.store.get_job, job_id)
-            assert job is not None
-            return await self.runner.run(job, last_attempt=last_attempt)
+            self.runner.events.bus.notify(job.id)
+            return await self.runner.run(claim, pipeline, last_attempt=last_attempt)
 
-    def submit(self, job_id: str) -> asyncio.Task[str | None]:
+    def submit(self, job: JobRecord, pipeline: PipelineDef | None = None) -> asyncio.Task[JobRecord | None]:
         """Runs a job in the background (API submissions, recovered jobs)."""
-        task = asyncio.create_task(self.run_job(job_id), name=f"job-{job_id}")
+        task = asyncio.create_task(self.run_job(job, pipeline), name=f"job-{job.id}")
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         return task
@@ -55,9 +67,10 @@ class Scheduler:
         return True
 
     async def _end_abandoned_cancels(self) -> None:
-        for job_id in await asyncio.to_thread(self.store.cancel_abandoned):
-            log.info("job %s: cancelled while no worker held it; now CANCELLED", job_id)
-            await self.runner.announce_final(job_id, "cancelled by a caller (its worker had stopped)")
+        for job in await asyncio.to_thread(self.store.cancel_abandoned):
+            log.info("job %s: cancelled while no worker held it; now CANCELLED", job.id)
+            self.runner.events.bus.notify(job.id)
+            await self.runner.announce_final(job)
 
     async def recover(
         self, stop: asyncio.Event, interval_s: float = 10.0, sqs_stale_s: float = 120.0
@@ -79,7 +92,7 @@ class Scheduler:
                 for job in orphans:
                     if job.id not in self.runner.running:
                         log.info("recovering orphaned %s job %s (%s)", job.origin, job.id, job.state)
-                        self.submit(job.id)
+                        self.submit(job)
             except Exception:
                 log.exception("orphan recovery failed; will try again")
             with contextlib.suppress(TimeoutError):

@@ -16,6 +16,7 @@ from soriflow.gateway.api import GatewayServicer, add_to_server
 from soriflow.gateway.clients import ServiceClients
 from soriflow.gateway.consumer import SqsConsumer
 from soriflow.gateway.events import EventBus, EventLog
+from soriflow.gateway.jobs import JobService
 from soriflow.gateway.notify import Notifier
 from soriflow.gateway.outputs import OutputWriter
 from soriflow.gateway.pipelines import PipelineRegistry
@@ -41,7 +42,12 @@ class GatewayService(GrpcService[Settings]):
         self.registry = PipelineRegistry.load(settings.gateway_pipelines_file)
         loopguard.check_static(settings.gateway_output_uri, settings.gateway_input_uris)
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        self.store = JobStore(settings.gateway_database_url)
+        self.store = JobStore.open(
+            settings.gateway_database_url,
+            upgrade=settings.gateway_database_upgrade,
+            wait_s=settings.gateway_database_wait_s,
+            sqlite_synchronous=settings.gateway_sqlite_synchronous,
+        )
         self.objects = ObjectStore(settings)
         self.clients = ServiceClients(settings)
         self.bus = EventBus()
@@ -50,9 +56,7 @@ class GatewayService(GrpcService[Settings]):
             store=self.store,
             registry=self.registry,
             clients=self.clients,
-            outputs=OutputWriter(
-                objects=self.objects, store=self.store, output_uri=settings.gateway_output_uri
-            ),
+            outputs=OutputWriter(objects=self.objects, output_uri=settings.gateway_output_uri),
             events=self.events,
             notifier=Notifier(settings, self.store),
             worker_id=self.worker_id,
@@ -60,6 +64,13 @@ class GatewayService(GrpcService[Settings]):
         )
         self.scheduler = Scheduler(
             runner=self.runner, store=self.store, concurrency=settings.gateway_concurrency
+        )
+        self.jobs = JobService(
+            store=self.store,
+            objects=self.objects,
+            registry=self.registry,
+            settings=settings,
+            submissions_uri=settings.gateway_submissions_uri,
         )
         self.views = JobViews(
             store=self.store,
@@ -71,7 +82,7 @@ class GatewayService(GrpcService[Settings]):
         self.servicer = GatewayServicer(
             settings=settings,
             store=self.store,
-            objects=self.objects,
+            jobs=self.jobs,
             registry=self.registry,
             scheduler=self.scheduler,
             views=self.views,
@@ -100,9 +111,9 @@ class GatewayService(GrpcService[Settings]):
                 sqs=s3_client(s, "sqs"),
                 queue_url=s.gateway_queue_url,
                 scheduler=self.scheduler,
+                jobs=self.jobs,
                 store=self.store,
                 objects=self.objects,
-                registry=self.registry,
                 output_uri=s.gateway_output_uri,
                 wait_s=s.gateway_receive_wait_s,
                 visibility_s=s.gateway_visibility_timeout_s,

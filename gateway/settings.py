@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
@@ -36,6 +37,25 @@ class Settings(ServiceSettings, ImageSettings):
     gateway_database_url: str = Field(
         "sqlite:///soriflow-jobs.db",
         description="Job store: `sqlite:///path.db` (embedded) or `postgresql://user@host/db`.",
+    )
+    gateway_database_upgrade: bool = Field(
+        True,
+        description="Apply pending job-store migrations at start. Set false when `soriflow db upgrade` "
+        "runs before the gateway (a Helm pre-upgrade hook or an init container): the gateway then refuses "
+        "to start on a schema that is not the one it needs.",
+    )
+    gateway_database_wait_s: float = Field(
+        30.0,
+        ge=0,
+        description="How long the gateway keeps trying (with backoff) to reach a job store that refuses "
+        "connections at start, before it exits with a one-line error.",
+    )
+    gateway_sqlite_synchronous: Literal["full", "normal"] = Field(
+        "normal",
+        description="SQLite job store only. `normal` (the embedded default): a commit reaches the operating "
+        "system at once and the disk when it syncs the write-ahead log, so it survives the gateway crashing "
+        "but not the machine losing power; `full` syncs every commit to disk, which costs several ms per "
+        "commit on a busy disk (a job makes four). PostgreSQL is unaffected.",
     )
     gateway_pipelines_file: str | None = Field(
         None,

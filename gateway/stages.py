@@ -1,8 +1,11 @@
 """What each kind of stage does: the service call, the outputs it stores, the result it adds.
 
 A stage kind turns the stage's `with:` arguments and the results of the
-stages it needs into one RPC, then says which output files to store and how
-its result shows in the job's `JobResult`. New kinds register in `KINDS`.
+stages it needs into one RPC, then says which output files to store, how its
+result shows in the job's `JobResult`, and what else it records (the scoring
+kind's row in `pronunciation_results`). The runner knows nothing of any kind
+in particular: a new kind (`generate`, `image`, ...) is a `StageKind` subclass
+decorated with `@register`, and pipelines may `uses:` it at once.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import abc
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from google.protobuf import json_format
 from google.protobuf.message import Message
@@ -19,7 +22,7 @@ from google.protobuf.message import Message
 from soriflow import transcript as transcript_formats
 from soriflow.errors import InvalidArgument
 from soriflow.gateway.clients import ServiceClients
-from soriflow.gateway.pipelines import render, render_value
+from soriflow.gateway.templates import render, render_value
 from soriflow.v1 import (
     audio_pb2,
     gateway_pb2,
@@ -28,6 +31,9 @@ from soriflow.v1 import (
     summarizer_pb2,
     tts_pb2,
 )
+
+if TYPE_CHECKING:
+    from soriflow.gateway.store import JobStore, PronunciationRow
 
 
 @dataclass(frozen=True)
@@ -114,6 +120,10 @@ HEADERLESS_NAMES = frozenset(
 class StageKind(abc.ABC):
     """One kind of stage: the call it makes, the files it stores, its part of the job result."""
 
+    #: The name pipelines give in `uses:` (`<service>.<call>`).
+    name: ClassVar[str]
+    #: The stage service it calls (a `ServiceClients` name), shown in the job's stages.
+    service: ClassVar[str]
     result_type: ClassVar[type[Message]]
     #: Arguments rendered by the stage itself, with the results of earlier stages (not job parameters).
     late_bound: ClassVar[frozenset[str]] = frozenset()
@@ -131,8 +141,31 @@ class StageKind(abc.ABC):
         """The files to store for the names listed in `args["outputs"]`."""
 
     @abc.abstractmethod
-    def apply(self, result: Message, args: Mapping[str, Any], job_result: gateway_pb2.JobResult) -> None:
-        """Adds the result to the job's JobResult."""
+    def apply(
+        self, ctx: StageContext, args: Mapping[str, Any], result: Message, job_result: gateway_pb2.JobResult
+    ) -> None:
+        """Adds the result to the job's JobResult (`ctx.results` holds the stages before it)."""
+
+    def persist(self, store: JobStore, ctx: StageContext, args: Mapping[str, Any], result: Message) -> None:
+        """Records what the kind keeps besides outputs (blocking; before the stage counts as done).
+
+        Must be idempotent: a re-run after a crash between this and the stage's completion repeats it.
+        """
+        return None
+
+
+K = TypeVar("K", bound=type[StageKind])
+
+#: Every stage kind by its `uses:` name.
+KINDS: dict[str, StageKind] = {}
+
+
+def register(kind: K) -> K:
+    """Class decorator: makes a stage kind available to pipelines under its `name`."""
+    if kind.name in KINDS:
+        raise ValueError(f"stage kind {kind.name!r} is registered twice")
+    KINDS[kind.name] = kind()
+    return kind
 
 
 def _json_bytes(message: Message) -> bytes:
@@ -150,9 +183,12 @@ def _wanted(args: Mapping[str, Any]) -> list[str]:
     return [str(name) for name in args.get("outputs", [])]
 
 
+@register
 class Recognize(StageKind):
     """stt.recognize: a transcript of the source (or reference) audio."""
 
+    name = "stt.recognize"
+    service = "stt"
     result_type: ClassVar[type[Message]] = stt_pb2.RecognizeResponse
 
     async def call(self, ctx: StageContext, args: Mapping[str, Any]) -> Message:
@@ -203,7 +239,9 @@ class Recognize(StageKind):
             files.append(OutputFile(name, make(), content_type))
         return files
 
-    def apply(self, result: Message, args: Mapping[str, Any], job_result: gateway_pb2.JobResult) -> None:
+    def apply(
+        self, ctx: StageContext, args: Mapping[str, Any], result: Message, job_result: gateway_pb2.JobResult
+    ) -> None:
         assert isinstance(result, stt_pb2.RecognizeResponse)
         target = (
             job_result.reference_transcript if args.get("audio") == "reference" else job_result.transcript
@@ -238,9 +276,12 @@ def speaker_transcript(source: audio_pb2.Transcript, speakers: list[str]) -> aud
     return filtered
 
 
+@register
 class Summarize(StageKind):
     """summarizer.summarize: a summary of a transcript made by an earlier stage."""
 
+    name = "summarizer.summarize"
+    service = "summarizer"
     result_type: ClassVar[type[Message]] = summarizer_pb2.SummarizeResponse
 
     async def call(self, ctx: StageContext, args: Mapping[str, Any]) -> Message:
@@ -274,7 +315,9 @@ class Summarize(StageKind):
             files.append(OutputFile(name, _json_bytes(result), "application/json"))
         return files
 
-    def apply(self, result: Message, args: Mapping[str, Any], job_result: gateway_pb2.JobResult) -> None:
+    def apply(
+        self, ctx: StageContext, args: Mapping[str, Any], result: Message, job_result: gateway_pb2.JobResult
+    ) -> None:
         assert isinstance(result, summarizer_pb2.SummarizeResponse)
         job_result.summary.CopyFrom(
             gateway_pb2.SummaryResult(
@@ -301,9 +344,12 @@ BCP47 = {
 }
 
 
+@register
 class Synthesize(StageKind):
     """tts.synthesize: speech from a template filled with earlier results (e.g. the summary)."""
 
+    name = "tts.synthesize"
+    service = "tts"
     result_type: ClassVar[type[Message]] = tts_pb2.SynthesizeResponse
     late_bound: ClassVar[frozenset[str]] = frozenset({"template", "templates"})
 
@@ -358,14 +404,20 @@ class Synthesize(StageKind):
         content_type = result.mime_type or ENCODINGS[str(args.get("encoding", "linear16"))][1]
         return [OutputFile(name, result.audio_content, content_type) for name in _wanted(args)]
 
-    def apply(self, result: Message, args: Mapping[str, Any], job_result: gateway_pb2.JobResult) -> None:
-        # The rendered text is recorded by the runner (it needs the context); audio goes to outputs.
-        return None
+    def apply(
+        self, ctx: StageContext, args: Mapping[str, Any], result: Message, job_result: gateway_pb2.JobResult
+    ) -> None:
+        # The sentence spoken, as the person heard it; the audio itself is an output.
+        template, _, variables = self.text(ctx, args)
+        job_result.reply_text = render(template, variables)
 
 
+@register
 class Score(StageKind):
     """scoring.score: pronunciation of the source audio against the reference audio and/or text."""
 
+    name = "scoring.score"
+    service = "scoring"
     result_type: ClassVar[type[Message]] = scoring_pb2.ScoreResponse
 
     async def call(self, ctx: StageContext, args: Mapping[str, Any]) -> Message:
@@ -402,22 +454,42 @@ class Score(StageKind):
             files.append(OutputFile(name, _json_bytes(result), "application/json"))
         return files
 
-    def apply(self, result: Message, args: Mapping[str, Any], job_result: gateway_pb2.JobResult) -> None:
+    def apply(
+        self, ctx: StageContext, args: Mapping[str, Any], result: Message, job_result: gateway_pb2.JobResult
+    ) -> None:
         assert isinstance(result, scoring_pb2.ScoreResponse)
         job_result.score.CopyFrom(result)
 
-
-KINDS: dict[str, StageKind] = {
-    "stt.recognize": Recognize(),
-    "summarizer.summarize": Summarize(),
-    "tts.synthesize": Synthesize(),
-    "scoring.score": Score(),
-}
+    def persist(self, store: JobStore, ctx: StageContext, args: Mapping[str, Any], result: Message) -> None:
+        """One row per scored attempt in `pronunciation_results`, what a learning app queries."""
+        assert isinstance(result, scoring_pb2.ScoreResponse)
+        store.save_pronunciation(pronunciation_row(ctx, result))
 
 
-def reply_text(ctx: StageContext, args: Mapping[str, Any]) -> str:
-    """The sentence a tts.synthesize stage speaks, as recorded in the job result."""
-    kind = KINDS["tts.synthesize"]
-    assert isinstance(kind, Synthesize)
-    template, _, variables = kind.text(ctx, args)
-    return render(template, variables)
+def pronunciation_row(ctx: StageContext, score: scoring_pb2.ScoreResponse) -> PronunciationRow:
+    """The row of a scored recording; who and what come from the key pattern's fields (job metadata)."""
+    from soriflow.gateway.store import PronunciationRow
+
+    labels = ctx.metadata
+    mispronounced = [w.word for w in score.words if w.error_type != scoring_pb2.WORD_ERROR_TYPE_NONE]
+    return PronunciationRow(
+        job_id=ctx.job_id,
+        source_uri=ctx.source_uri,
+        user_id=labels.get("user", ""),
+        content_type=labels.get("content_type", ""),
+        level=labels.get("level", ""),
+        title=labels.get("title", ""),
+        line=labels.get("line", ""),
+        reference_uri=ctx.params.get("reference_uri", ""),
+        reference_text=score.reference_text,
+        overall_score=score.overall_score,
+        accuracy_score=score.accuracy_score,
+        fluency_score=score.fluency_score,
+        completeness_score=score.completeness_score,
+        prosody_score=score.prosody_score,
+        speed_ratio=score.speed_ratio,
+        pause_similarity=score.pause_similarity,
+        pitch_similarity=score.pitch_similarity,
+        mispronounced_words=mispronounced,
+        feedback=list(score.feedback),
+    )

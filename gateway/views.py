@@ -6,7 +6,6 @@ import datetime as dt
 
 from soriflow.errors import SoriflowError
 from soriflow.gateway.clients import ServiceClients
-from soriflow.gateway.events import JOB_STATES, STAGE_STATES
 from soriflow.gateway.pipelines import PipelineDef, PipelineRegistry
 from soriflow.gateway.runner import job_result
 from soriflow.gateway.store import JobRecord, JobStore
@@ -56,7 +55,7 @@ class JobViews:
         msg = gateway_pb2.Job(
             job_id=record.id,
             pipeline=record.pipeline,
-            state=JOB_STATES[record.state],
+            state=record.state.proto,
             source_uri=record.source_uri,
             metadata=record.metadata,
             parameters=record.parameters,
@@ -75,7 +74,7 @@ class JobViews:
             run = msg.stages.add(
                 name=stage.name,
                 service=stage.service,
-                state=STAGE_STATES[stage.state],
+                state=stage.state.proto,
                 attempt=stage.attempt,
                 optional=stage.optional,
                 duration_ms=stage.duration_ms,

@@ -216,9 +216,6 @@ EXPECT: dict[str, dict[str, Expected]] = {
     },
 }
 CASES = [(target, case) for target, cases in EXPECT.items() for case in cases]
-#: SubmitJob with inline audio refused after validation stores the audio first today; validate
-#: first, store after is the job-service rework's (issue 17 item 1). The case stays in the corpus.
-STORES_BEFORE_REFUSING = {("gateway.SubmitJob", "pipeline:unknown")}
 
 
 def test_every_target_has_a_row_for_every_corpus_item() -> None:
@@ -448,16 +445,7 @@ async def _wait_job(stack: Stack, job_id: str) -> Any:
 
 @pytest.mark.parametrize(
     ("target", "case"),
-    [
-        pytest.param(
-            t,
-            c,
-            marks=[pytest.mark.xfail(reason="inline audio is stored before the pipeline is checked")]
-            if (t, c) in STORES_BEFORE_REFUSING
-            else [],
-        )
-        for t, c in CASES
-    ],
+    CASES,
     ids=[f"{t}-{c}" for t, c in CASES],
 )
 def test_bad_input(stack: Stack, target: str, case: str) -> None:

@@ -1,4 +1,11 @@
-"""The job store's tables: one schema for SQLite (embedded) and PostgreSQL (production)."""
+"""The job store's tables as of the newest migration: one schema for SQLite and PostgreSQL.
+
+The queries use these definitions; the database gets its tables from the
+revisions in `migrations/versions/`. Changing a table here means adding a
+revision that makes the same change (`soriflow db revision`, see
+docs/development.md); a test compares a database upgraded to the newest
+revision with this file and fails when they differ.
+"""
 
 from __future__ import annotations
 
@@ -19,13 +26,8 @@ from sqlalchemy import (
 
 metadata = MetaData()
 
-schema_migrations = Table(
-    "schema_migrations",
-    metadata,
-    Column("version", Integer, primary_key=True),
-    Column("name", String(200), nullable=False),
-    Column("applied_at", DateTime(timezone=True), nullable=False),
-)
+#: Tables that record migrations rather than data: Alembic's, and the one of the first release.
+BOOKKEEPING = frozenset({"alembic_version", "schema_migrations"})
 
 jobs = Table(
     "jobs",
@@ -122,3 +124,14 @@ pronunciation_results = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 Index("ix_pronunciation_user", pronunciation_results.c.user_id, pronunciation_results.c.created_at)
+
+# Named, exclusive, expiring claims (e.g. "schedule:nightly-story:2026-11-26T00:00"): what lets one
+# replica among many do a thing once. Jobs carry their own lease on their row.
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("owner", String(200), nullable=False),
+    Column("acquired_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)

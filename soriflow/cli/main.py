@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, NoReturn
 
+import grpc
 import typer
 from rich.console import Console
 
@@ -21,6 +23,9 @@ import soriflow
 from soriflow.errors import SoriflowError
 
 console = Console(stderr=True, soft_wrap=True)
+
+#: `soriflow serve`'s exit code when a service it needs stays unreachable (sysexits' EX_UNAVAILABLE).
+EXIT_UNAVAILABLE = 69
 
 app = typer.Typer(
     name="soriflow",
@@ -116,10 +121,18 @@ def serve(
             if v is not None
         }
         settings = entry.load_settings(**overrides)
-        configure_logging(settings.log_level, settings.log_format, service=entry.name)
-        code = asyncio.run(entry.run(settings))
     except SoriflowError as exc:
         fail(exc.message)
+    configure_logging(settings.log_level, settings.log_format, service=entry.name)
+    try:
+        code = asyncio.run(entry.run(settings))
+    except SoriflowError as exc:
+        # What stops a service from starting (a database that stays unreachable, a bad pipeline
+        # file) is one log record in the service's format, then an exit code; not a traceback.
+        logging.getLogger(f"soriflow.{entry.name}").critical(
+            "%s cannot start: %s", entry.name, exc.message, extra={"code": exc.code.name}
+        )
+        raise typer.Exit(EXIT_UNAVAILABLE if exc.code is grpc.StatusCode.UNAVAILABLE else 1) from None
     raise typer.Exit(code)
 
 

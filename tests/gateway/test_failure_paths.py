@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from soriflow.client import GatewayClient
-from soriflow.gateway.intake import create_job
+from soriflow.gateway.jobs import JobService
 from soriflow.gateway.pipelines import PipelineRegistry
 from soriflow.gateway.store import JobStore
 from soriflow.server import ThreadedServer
@@ -180,19 +180,14 @@ def test_a_message_whose_job_a_dead_worker_holds_comes_back_and_runs_it(
     )
     objects = ObjectStore(settings)
     info = objects.head(uri)
-    intake = run(
-        create_job(
-            store=store,
-            objects=objects,
-            registry=PipelineRegistry.load(),
-            pipeline_name="transcribe",
-            uri=uri,
-            info=info,
-            origin="sqs",
-            metadata=dict(info.metadata),
-            parameters={},
-        )
+    jobs = JobService(
+        store=store,
+        objects=objects,
+        registry=PipelineRegistry.load(),
+        settings=settings,
+        submissions_uri=settings.gateway_submissions_uri,
     )
+    intake = run(jobs.accept_object(uri, info))
     assert store.claim(intake.job.id, "a-worker-that-dies-now", lease_s=4)  # and never renews
     aws.sqs.send_message(QueueUrl=aws.queue_url, MessageBody=s3_event(aws, "manual/ghost.wav"))
     sent = time.monotonic()
