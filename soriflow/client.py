@@ -22,13 +22,12 @@ from soriflow.v1 import audio_pb2, gateway_pb2, gateway_pb2_grpc
 DEFAULT_MAX_MESSAGE_BYTES = 64 * MIB
 
 
-class _TokenInterceptor(
-    grpc.aio.UnaryUnaryClientInterceptor,  # type: ignore[misc]
-    grpc.aio.UnaryStreamClientInterceptor,  # type: ignore[misc]
-    grpc.aio.StreamUnaryClientInterceptor,  # type: ignore[misc]
-    grpc.aio.StreamStreamClientInterceptor,  # type: ignore[misc]
-):
-    """Adds `authorization: Bearer <token>` to every call (works on plaintext channels too)."""
+class _Token:
+    """Adds `authorization: Bearer <token>` to every call (works on plaintext channels too).
+
+    One instance per call kind: grpc.aio files an interceptor under the first kind it implements
+    only (unary-unary), so a single class implementing all four would never see a streaming call.
+    """
 
     def __init__(self, token: str) -> None:
         self._header = ("authorization", f"Bearer {token}")
@@ -40,25 +39,38 @@ class _TokenInterceptor(
             details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
         )
 
+
+class _UnaryUnaryToken(_Token, grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
     async def intercept_unary_unary(
         self, continuation: Callable[..., Any], details: Any, request: Any
     ) -> Any:
         return await continuation(self._details(details), request)
 
+
+class _UnaryStreamToken(_Token, grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[misc]
     async def intercept_unary_stream(
         self, continuation: Callable[..., Any], details: Any, request: Any
     ) -> Any:
         return await continuation(self._details(details), request)
 
+
+class _StreamUnaryToken(_Token, grpc.aio.StreamUnaryClientInterceptor):  # type: ignore[misc]
     async def intercept_stream_unary(
         self, continuation: Callable[..., Any], details: Any, request_iterator: Any
     ) -> Any:
         return await continuation(self._details(details), request_iterator)
 
+
+class _StreamStreamToken(_Token, grpc.aio.StreamStreamClientInterceptor):  # type: ignore[misc]
     async def intercept_stream_stream(
         self, continuation: Callable[..., Any], details: Any, request_iterator: Any
     ) -> Any:
         return await continuation(self._details(details), request_iterator)
+
+
+def token_interceptors(token: str) -> list[Any]:
+    """The interceptors that send `token` on calls of every kind."""
+    return [cls(token) for cls in (_UnaryUnaryToken, _UnaryStreamToken, _StreamUnaryToken, _StreamStreamToken)]
 
 
 def open_channel(
@@ -79,7 +91,7 @@ def open_channel(
         ("grpc.keepalive_timeout_ms", 10_000),
         ("grpc.enable_retries", 1),
     ]
-    interceptors = [_TokenInterceptor(token)] if token else None
+    interceptors = token_interceptors(token) if token else None
     credentials = channel_credentials(settings)
     if credentials is not None:
         return grpc.aio.secure_channel(address, credentials, options=options, interceptors=interceptors)

@@ -260,6 +260,15 @@ async def test_reflection_needs_the_token_when_one_is_set() -> None:
         assert STT in await list_services(channel, (("authorization", "Bearer s3cret"),))
 
 
+async def test_open_channel_sends_the_token_on_streaming_calls_too() -> None:
+    """Reflection is a bidirectional stream: the channel's token must reach it like a unary call's."""
+    async with (
+        running(ProbeService(settings(auth_token="s3cret"))) as server,
+        open_channel(server.address, token="s3cret") as channel,
+    ):
+        assert STT in await list_services(channel)
+
+
 async def test_bearer_token_is_required_except_for_health() -> None:
     async with running(ProbeService(settings(auth_token="s3cret"))) as server:
         with pytest.raises(grpc.aio.AioRpcError) as err:
