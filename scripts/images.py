@@ -341,22 +341,23 @@ class Built:
     size_bytes: int = 0
 
 
-def python_base(engine: Engine, base: str) -> str:
+def python_base(engine: Engine, base: str, *, rebuild_local: bool = False) -> str:
     """The Python base image: the public slim image if it is here or can be pulled (or must be),
-    else (or when `base` is `local`) the local Debian one, made once."""
+    else (or when `base` is `local`) the local Debian one, made once (again with `rebuild_local`,
+    e.g. for Debian's security updates)."""
     public = dockerfile_default("PYTHON_IMAGE")
     if base == "local":
-        return build_local_base(engine)
+        return build_local_base(engine, rebuild=rebuild_local)
     if pull(engine, public):
         return public
     if base == "public":
         raise ImagesError(f"BASE=public, but {public} cannot be pulled")
     log(f"{public} cannot be pulled: building on a local Debian base instead")
-    return build_local_base(engine)
+    return build_local_base(engine, rebuild=rebuild_local)
 
 
-def plan(engine: Engine, *, base: str, gpu: str, registry: str, tag: str) -> Plan:
-    python_image = python_base(engine, base)
+def plan(engine: Engine, *, base: str, gpu: str, registry: str, tag: str, rebuild_base: bool = False) -> Plan:
+    python_image = python_base(engine, base, rebuild_local=rebuild_base)
     skipped: list[str] = []
     with_gpu = gpu == "yes"
     if gpu == "auto":
@@ -438,6 +439,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--registry", default=os.environ.get("REGISTRY") or "localhost")
     parser.add_argument("--tag", default=os.environ.get("VERSION") or version())
     parser.add_argument("--push", action="store_true", default=os.environ.get("PUSH") == "1")
+    parser.add_argument("--rebuild-base", action="store_true", help="make the local Debian base again")
     parser.add_argument("--json", type=Path, help="also write the images, sizes and build times here")
     args = parser.parse_args(argv)
     unknown = set(args.components) - set(COMPONENTS)
@@ -447,7 +449,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         engine = find_engine()
         if args.push and args.base != "public":
             args.base = "public"  # what is pushed runs on clusters: never the local stand-in base
-        p = plan(engine, base=args.base, gpu=args.gpu, registry=args.registry, tag=args.tag)
+        p = plan(
+            engine,
+            base=args.base,
+            gpu=args.gpu,
+            registry=args.registry,
+            tag=args.tag,
+            rebuild_base=args.rebuild_base,
+        )
         built = build(p, args.components or COMPONENTS, push=args.push)
     except ImagesError as exc:
         print(f"make images: {exc}", file=sys.stderr)
