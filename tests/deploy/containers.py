@@ -18,13 +18,11 @@ engine picks, and the probes' gRPC health is checked through them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import re
 import secrets as secrets_module
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +38,28 @@ Secrets = Mapping[str, Mapping[str, str]]
 _QUANTITY = re.compile(r"^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?$")
 _FACTORS = {None: 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
 _FACTORS |= {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+
+
+#: Pod spec fields translated into the engine's options.
+POD_FIELDS = {"containers", "initContainers", "volumes", "securityContext", "terminationGracePeriodSeconds"}
+#: Fields about scheduling and cluster identity, which mean nothing on one machine.
+POD_FIELDS_FOR_A_CLUSTER = {
+    "serviceAccountName", "automountServiceAccountToken", "enableServiceLinks", "affinity",
+    "tolerations", "nodeSelector", "topologySpreadConstraints", "priorityClassName",
+    "imagePullSecrets", "restartPolicy", "runtimeClassName",
+}  # fmt: skip
+POD_SECURITY_FIELDS = {
+    "runAsUser", "runAsGroup", "runAsNonRoot", "fsGroup", "supplementalGroups", "seccompProfile",
+}  # fmt: skip
+CONTAINER_SECURITY_FIELDS = {
+    "runAsUser", "runAsGroup", "runAsNonRoot", "readOnlyRootFilesystem", "allowPrivilegeEscalation",
+    "privileged", "capabilities", "seccompProfile",
+}  # fmt: skip
+CONTAINER_FIELDS = {
+    "name", "image", "imagePullPolicy", "command", "args", "env", "envFrom", "ports", "resources",
+    "securityContext", "volumeMounts", "startupProbe", "readinessProbe", "livenessProbe",
+    "terminationMessagePolicy", "workingDir",
+}  # fmt: skip
 
 
 class Unsupported(ValueError):
@@ -193,9 +213,28 @@ class ChartContainers:
             return str(folder)
         raise Unsupported(f"volume {name}: {sorted(set(volume) - {'name'})}")
 
+    def _volumes(self, pod_name: str, spec: Mapping[str, Any], created: list[str]) -> dict[str, str]:
+        """Each pod volume's `--volume` source; engine volumes made for it are added to `created`."""
+        fs_group = (spec.get("securityContext") or {}).get("fsGroup")
+        volumes = spec.get("volumes") or []
+        return {v["name"]: self._volume_source(pod_name, v, fs_group, created) for v in volumes}
+
+    @staticmethod
+    def _check_pod_fields(spec: Mapping[str, Any]) -> None:
+        """Refuses pod fields that would change what runs but have no translation here."""
+        unknown = set(spec) - POD_FIELDS - POD_FIELDS_FOR_A_CLUSTER
+        if unknown:
+            raise Unsupported(f"pod fields {sorted(unknown)}")
+        unknown = set(spec.get("securityContext") or {}) - POD_SECURITY_FIELDS
+        if unknown:
+            raise Unsupported(f"pod securityContext fields {sorted(unknown)}")
+
     def _security_args(
         self, pod_security: Mapping[str, Any], security: Mapping[str, Any], image_user: str
     ) -> list[str]:
+        unknown = set(security) - CONTAINER_SECURITY_FIELDS
+        if unknown:
+            raise Unsupported(f"container securityContext fields {sorted(unknown)}")
         args: list[str] = []
         merged = {**pod_security, **security}
         user, group = merged.get("runAsUser"), merged.get("runAsGroup")
@@ -238,12 +277,7 @@ class ChartContainers:
         volume_sources: Mapping[str, str],
     ) -> tuple[list[str], list[str]]:
         """(engine `run` options, command after the image) for one container of a pod."""
-        known = {
-            "name", "image", "imagePullPolicy", "command", "args", "env", "envFrom", "ports",
-            "resources", "securityContext", "volumeMounts", "startupProbe", "readinessProbe",
-            "livenessProbe", "terminationMessagePolicy", "workingDir",
-        }  # fmt: skip
-        unknown = set(container) - known
+        unknown = set(container) - CONTAINER_FIELDS
         if unknown:
             raise Unsupported(f"container {container['name']}: {sorted(unknown)}")
         args = self._security_args(
@@ -259,6 +293,8 @@ class ChartContainers:
             mode = "ro" if mount.get("readOnly") else "rw"
             args += ["--volume", f"{volume_sources[mount['name']]}:{mount['mountPath']}:{mode}"]
         limits = (container.get("resources") or {}).get("limits") or {}
+        if set(limits) - {"memory", "cpu"}:
+            raise Unsupported(f"resource limits {sorted(set(limits) - {'memory', 'cpu'})} (GPUs?)")
         if "memory" in limits:
             args += ["--memory", str(quantity_bytes(limits["memory"]))]
         if "cpu" in limits:
@@ -273,20 +309,23 @@ class ChartContainers:
         tail += container.get("args") or []
         return args, tail
 
-    def _aliases(self, labels: Mapping[str, str]) -> list[str]:
-        """The DNS names of the Services that select these pod labels, as a cluster has them."""
+    def _aliases(self, labels: Mapping[str, str], ports: Mapping[str, int]) -> list[str]:
+        """The DNS names of the Services that select these pod labels, as a cluster has them.
+
+        A name on the engine's network reaches the container's own ports, so a Service whose
+        port differs from the container port it targets cannot be reproduced: refused.
+        """
         namespace = self.release.kind("Deployment")[0]["metadata"].get("namespace", "default")
         names: list[str] = []
         for service in self.release.kind("Service"):
             selector = service["spec"].get("selector") or {}
             if not selector or any(labels.get(k) != v for k, v in selector.items()):
                 continue
-            for port in service["spec"]["ports"]:
-                if port.get("targetPort") not in (None, port["port"], port.get("name")):
-                    target = port["targetPort"]
-                    if not isinstance(target, str):
-                        raise Unsupported(f"Service {service['metadata']['name']} maps a port elsewhere")
             name = service["metadata"]["name"]
+            for port in service["spec"]["ports"]:
+                target = port.get("targetPort", port["port"])
+                if ports.get(target, target) != port["port"]:
+                    raise Unsupported(f"Service {name} port {port['port']} targets {target}")
             names += [
                 name,
                 f"{name}.{namespace}",
@@ -302,10 +341,8 @@ class ChartContainers:
         spec = template["spec"]
         name = f"{self.prefix}-{component}"
         created: list[str] = []
-        fs_group = (spec.get("securityContext") or {}).get("fsGroup")
-        sources = {
-            v["name"]: self._volume_source(name, v, fs_group, created) for v in spec.get("volumes") or []
-        }
+        sources = self._volumes(name, spec, created)
+        self._check_pod_fields(spec)
         [container] = spec["containers"]
         args, tail = self._container_args(name, container, spec, sources)
         ports = {
@@ -320,7 +357,7 @@ class ChartContainers:
             component=component,
             deployment=deployment["metadata"]["name"],
             container=name,
-            aliases=self._aliases(template["metadata"].get("labels") or {}),
+            aliases=self._aliases(template["metadata"].get("labels") or {}, ports),
             run_args=args,
             image=container["image"],
             command_args=tail,
@@ -360,6 +397,26 @@ class ChartContainers:
     def published_port(self, name: str, port: int) -> int:
         out = self.engine.run("port", name, f"{port}/tcp", capture=True).stdout.strip()
         return int(out.splitlines()[0].rsplit(":", 1)[1])
+
+    def run_pod(self, kind: str, name: str) -> dict[str, tuple[int, str]]:
+        """Runs a rendered Pod (the `helm test` hook) to completion on the release's network:
+        each of its containers in turn; their exit codes and output."""
+        spec = self.release.get(kind, name)["spec"]
+        self._check_pod_fields(spec)
+        pod_name = f"{self.prefix}-{name}"
+        created: list[str] = []
+        results: dict[str, tuple[int, str]] = {}
+        try:
+            sources = self._volumes(pod_name, spec, created)
+            for container in spec["containers"]:
+                args, tail = self._container_args(pod_name, container, spec, sources)
+                run = ["run", "--rm", "--no-healthcheck", "--network", self.network, *args]
+                out = self.engine.run(*run, container["image"], *tail, check=False, capture=True)
+                results[container["name"]] = (out.returncode, (out.stdout + out.stderr).strip())
+        finally:
+            for volume in created:
+                self.engine.run("volume", "rm", "--force", volume, check=False, capture=True)
+        return results
 
     def start(self, component: str) -> Pod:
         """Starts a component's pod (init containers first, to completion); returns at once."""
@@ -439,19 +496,6 @@ class ChartContainers:
         import shutil
 
         shutil.rmtree(self.files, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def chart_containers(engine: Engine, rendered: Rendered, secrets: Secrets) -> Iterator[ChartContainers]:
-    stack = ChartContainers(engine, rendered, secrets)
-    try:
-        yield stack
-    finally:
-        stack.close()
-
-
-def describe(pod: Pod) -> str:
-    return json.dumps({"container": pod.container, "image": pod.image, "args": pod.run_args}, indent=1)
 
 
 # --- a whole release on one machine: moto + the chart's five Deployments ------------------------

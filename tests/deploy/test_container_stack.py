@@ -69,6 +69,19 @@ def test_every_container_runs_as_the_chart_says(release: ContainerRelease) -> No
         assert out == ["10001", "10001", "0000000000000000", "30"], (component, out)  # 30: EROFS
 
 
+def test_the_helm_test_pod_finds_every_component_serving(release: ContainerRelease) -> None:
+    """The chart's `helm test` hook (the gateway image's `soriflow health` against each Service
+    name, as the release's test pod) run as containers on the release's network."""
+    assert release.containers is not None
+    assert release.rendered is not None
+    [pod] = release.rendered.kind("Pod")
+    results = release.containers.run_pod("Pod", pod["metadata"]["name"])
+    assert sorted(results) == sorted(COMPONENTS)
+    for component, (code, output) in results.items():
+        assert code == 0, (component, output)
+        assert "SERVING" in output, (component, output)
+
+
 def test_the_demo_jobs_succeed_in_the_containers(
     release: ContainerRelease, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
