@@ -16,7 +16,7 @@ release), `BASE=local` always uses the local one. Where the PyTorch index cannot
 local CPU torch wheel (pip's find-links) is bound into the build (Podman and Buildah).
 
 The engine: Docker when its daemon answers, else Podman, else Buildah; installed with apt-get
-(podman, runc, mmdebstrap) when none is there and this runs as root on Debian. Only the standard
+(podman, runc, netavark, aardvark-dns, mmdebstrap) when none is there, as root on Debian. Only the standard
 library is used, so it runs before `make setup`.
 """
 
@@ -59,7 +59,10 @@ DEBIAN_SOURCES = (
     "deb http://deb.debian.org/debian-security bookworm-security main",
 )
 CA_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
-APT_TOOLS = ("podman", "runc", "mmdebstrap")
+#: What `make images` installs where no engine is: Podman with runc, its netavark network stack
+#: with aardvark-dns (the container test's Service names resolve through it; apt would not
+#: pick them without recommends), and mmdebstrap for the local base.
+APT_TOOLS = ("podman", "runc", "netavark", "aardvark-dns", "iptables", "mmdebstrap")
 
 
 def log(message: str) -> None:
@@ -198,7 +201,7 @@ def find_engine(*, need_run: bool = False, install: bool = True) -> Engine:
     if _docker_answers():
         return Engine("docker", {"DOCKER_BUILDKIT": "1"})
     if not shutil.which("podman") and not (shutil.which("buildah") and not need_run) and install:
-        _apt_install([t for t in APT_TOOLS if not shutil.which(t)])
+        _apt_install(APT_TOOLS)
     if shutil.which("podman"):
         return Engine("podman", restricted_env())
     if shutil.which("buildah") and not need_run:

@@ -627,6 +627,14 @@ class ContainerRelease:
         self.rendered = renderer.render(release_values(self.aws.config, inside, self.registry))
         cc.rendered = self.rendered
 
+    def deployments(self) -> tuple[str, ...]:
+        """The components of every Deployment the chart renders (all are started)."""
+        from tests.deploy.conftest import FULLNAME
+
+        assert self.rendered is not None
+        names = [d["metadata"]["name"] for d in self.rendered.kind("Deployment")]
+        return tuple(name.removeprefix(f"{FULLNAME}-") for name in names)
+
     def missing_images(self, components: tuple[str, ...]) -> list[str]:
         assert self.rendered is not None
         images = [self.rendered.container(c)["image"] for c in components]
