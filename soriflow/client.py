@@ -70,7 +70,8 @@ class _StreamStreamToken(_Token, grpc.aio.StreamStreamClientInterceptor):  # typ
 
 def token_interceptors(token: str) -> list[Any]:
     """The interceptors that send `token` on calls of every kind."""
-    return [cls(token) for cls in (_UnaryUnaryToken, _UnaryStreamToken, _StreamUnaryToken, _StreamStreamToken)]
+    kinds = (_UnaryUnaryToken, _UnaryStreamToken, _StreamUnaryToken, _StreamStreamToken)
+    return [kind(token) for kind in kinds]
 
 
 def open_channel(
