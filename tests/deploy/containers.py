@@ -12,12 +12,15 @@ cannot grow something the containers do not run.
 Services become DNS names on a private network of the engine (`demo-soriflow-stt`,
 `demo-soriflow-stt.speech.svc`, ...), so the addresses the chart writes into the ConfigMaps
 resolve as they do in a cluster. Container ports are published on 127.0.0.1 at ports the
-engine picks, and the probes' gRPC health is checked through them.
+engine picks, and the probes' gRPC health is checked through them. NetworkPolicies are not
+reproduced: every container may reach every other (tests/deploy/test_chart_behaviour.py checks
+the policies' peers; a cluster with a CNI that enforces them, tests/deploy/test_cluster.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import re
 import secrets as secrets_module
 import tempfile
@@ -26,6 +29,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from scripts.images import Engine, common_build_args
 from soriflow.client import wait_for_serving
@@ -129,11 +134,16 @@ class ChartContainers:
         return {k: str(v) for k, v in (doc.get("data") or {}).items()}
 
     def _secret(self, name: str, optional: bool = False) -> dict[str, str]:
-        if name not in self.secrets:
-            if optional:
-                return {}
-            raise KeyError(f"the chart references Secret {name!r}: give it to ChartContainers")
-        return dict(self.secrets[name])
+        """A Secret the test gives, else one the chart renders itself (a generated token)."""
+        if name in self.secrets:
+            return dict(self.secrets[name])
+        rendered = self.release.find("Secret", name)
+        if rendered is not None:
+            data = {k: base64.b64decode(v).decode() for k, v in (rendered.get("data") or {}).items()}
+            return {**data, **{k: str(v) for k, v in (rendered.get("stringData") or {}).items()}}
+        if optional:
+            return {}
+        raise KeyError(f"the chart references Secret {name!r}: give it to ChartContainers")
 
     def environment(self, container: Mapping[str, Any]) -> dict[str, str]:
         """envFrom first, then env (later entries win), as the kubelet builds it."""
@@ -534,7 +544,7 @@ def moto_image(engine: Engine, python_image: str) -> str:
 def release_values(stack_config: StackConfig, queue_url: str, registry: str) -> dict[str, Any]:
     """The values of a real small install (ci/cpu-values.yaml) pointed at the moto container:
     an auth token and AWS keys from Secrets, the local stack's buckets, queue and prefixes."""
-    from tests.deploy.conftest import COMPONENTS, merged, value_set
+    from tests.deploy.conftest import CHART, COMPONENTS, merged, value_set
 
     c = stack_config
     credentials = [
@@ -556,6 +566,10 @@ def release_values(stack_config: StackConfig, queue_url: str, registry: str) -> 
             },
         },
     )
+    # The chart's read allow-list, where it has one: a pronunciation install lets the services
+    # read its reference recordings besides the inputs and submissions.
+    if "readUris" in yaml.safe_load((CHART / "values.yaml").read_text()):
+        values["readUris"] = [f"s3://{c.input_bucket}/reference/"]
     return values
 
 

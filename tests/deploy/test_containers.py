@@ -147,3 +147,15 @@ def test_quantities() -> None:
     assert quantity_bytes("2G") == 2 * 10**9
     with pytest.raises(Unsupported):
         quantity_bytes("3 gigs")
+
+
+def test_a_secret_the_chart_renders_is_used(rendered: Rendered) -> None:
+    """A chart may render a Secret itself (a generated token): its data is read from the render."""
+    docs = copy.deepcopy(rendered.docs)
+    docs.append({"kind": "Secret", "metadata": {"name": AUTH_SECRET}, "data": {"token": "Z2VuZXJhdGVk"}})
+    with_secret = Rendered(rendered.values, {})
+    with_secret.docs = docs
+    aws_only = {AWS_SECRET: SECRETS[AWS_SECRET]}
+    pod = ChartContainers(RecordingEngine(), with_secret, aws_only, prefix="t").pod("tts")
+    env = dict(e.split("=", 1) for e in options(pod.run_args, "--env"))
+    assert env["SORIFLOW_AUTH_TOKEN"] == "generated"
