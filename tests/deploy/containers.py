@@ -458,28 +458,58 @@ class ChartContainers:
         out = self.engine.run("logs", "--tail", str(lines), name, check=False, capture=True)
         return (out.stdout + out.stderr).strip()
 
+    def _probe_check(self, pod: Pod) -> Any:
+        """An async check of the pod's startup (else readiness) probe through the published port:
+        gRPC health SERVING, an HTTP GET below 400 or a TCP connection, as the kubelet's."""
+        probe = pod.probe
+        kind = next((k for k in ("grpc", "httpGet", "tcpSocket") if k in probe), None)
+        if kind is None:
+            raise Unsupported(f"{pod.component}: probe {sorted(probe)}")
+        port = probe[kind]["port"]
+        port = pod.ports[port] if isinstance(port, str) else int(port)
+        host_port = pod.published[port]
+        if kind == "grpc":
+            return lambda: wait_for_serving(f"127.0.0.1:{host_port}", timeout=2, interval=0.2)
+        if kind == "tcpSocket":
+
+            async def connect() -> None:
+                _, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", host_port), 2)
+                writer.close()
+
+            return connect
+        url = f"http://127.0.0.1:{host_port}{probe[kind].get('path', '/')}"
+
+        async def get() -> None:
+            import urllib.request
+
+            def fetch() -> None:
+                with urllib.request.urlopen(url, timeout=2):  # raises on >= 400
+                    pass
+
+            await asyncio.to_thread(fetch)
+
+        return get
+
     async def wait_serving(self, component: str, timeout_s: float) -> float:
-        """Seconds until the pod's probe port answers SERVING (gRPC health), through its
-        published port; fails at once when the container exits."""
+        """Seconds until the pod's probe passes through its published port (gRPC health
+        SERVING for Soriflow's services); fails at once when the container exits."""
         pod = self.pods[component]
-        probe_port = int((pod.probe.get("grpc") or {}).get("port") or pod.ports.get("grpc", 0))
-        if not probe_port:
-            raise Unsupported(f"{component}: only gRPC probes are checked (got {sorted(pod.probe)})")
-        address = f"127.0.0.1:{pod.published[probe_port]}"
+        check = self._probe_check(pod)
         started = time.monotonic()
         while True:
             state = await asyncio.to_thread(self.state, pod.container)
             if state not in ("running", "created", "configured"):
                 raise RuntimeError(f"{pod.container} is {state}; its log ends:\n{self.logs(pod.container)}")
             try:
-                await wait_for_serving(address, timeout=2, interval=0.2)
+                await check()
                 return time.monotonic() - started
-            except TimeoutError:
+            except (TimeoutError, OSError):
                 if time.monotonic() - started > timeout_s:
                     raise TimeoutError(
-                        f"{component} not SERVING after {timeout_s:.0f}s; its log ends:\n"
+                        f"{component} not ready after {timeout_s:.0f}s; its log ends:\n"
                         f"{self.logs(pod.container)}"
                     ) from None
+                await asyncio.sleep(0.2)
 
     def address(self, component: str, port_name: str = "grpc") -> str:
         pod = self.pods[component]
