@@ -21,8 +21,12 @@
 #   deps-<c>     + the dependencies of component <c>'s extra, and nothing else (from
 #                pyproject.toml alone: a source change does not reinstall them)
 #   app          the soriflow package itself, once for all images (every image has all sources)
-#   runtime      BASE_IMAGE + user 10001 + environment; the targets below add the component's
-#                system packages, its venv and the package, then switch to uid 10001
+#   runtime      BASE_IMAGE + user 10001 + environment
+#   runtime-audio  + ffmpeg, one layer shared by stt, scoring and tts
+#   <component>  the image: + its system packages, its venv and the package; uid 10001
+#
+# The stages' order keeps rebuilds cheap: the distro packages and the venvs come before the
+# package's own layer, and LABELs after them (a label would change every later layer's parent).
 #
 # Every target runs with a read-only root filesystem: what is written goes to /tmp and to the
 # model cache /var/cache/soriflow (and the gateway's SQLite file to /var/lib/soriflow), which

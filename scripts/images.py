@@ -144,9 +144,11 @@ class Engine:
 
     def image_size(self, image: str) -> int:
         """Bytes of the image unpacked (what `docker images` shows)."""
-        if self.name == "buildah":
+        if self.name == "buildah":  # only a rounded human size ("384 MB", decimal units)
             out = self.run("images", "--json", image, capture=True).stdout
-            return int(json.loads(out)[0]["size"]) if out.strip() else 0
+            number, _, unit = json.loads(out)[0]["size"].partition(" ")
+            factor = {"B": 1, "kB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}[unit]
+            return int(float(number) * factor)
         out = self.run("image", "inspect", "--format", "{{.Size}}", image, capture=True).stdout
         return int(out.split()[0]) if out.strip() else 0
 
