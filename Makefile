@@ -8,8 +8,11 @@ STAMP := $(VENV)/.soriflow-setup
 BUF := .tools/node_modules/.bin/buf
 PYTEST_ARGS ?=
 BENCHES ?= $(sort $(basename $(notdir $(wildcard bench/[a-z]*_*.py))))
+# The images' builder needs only the standard library: any Python 3.11 runs it before setup.
+IMAGES_PY ?= $(shell command -v python3.11 || command -v python3)
+IMAGES_TEST_TIMEOUT ?= 1500
 
-.PHONY: help setup test-setup llama test test-fast lint format proto proto-check docs docs-check bench demo up images clean
+.PHONY: help setup test-setup llama test test-fast lint format proto proto-check docs docs-check bench demo up images images-test clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -70,8 +73,12 @@ demo: setup  ## The whole pipeline locally on embedded defaults: S3 -> SQS -> ev
 up: setup  ## Start the local stack (moto S3/SQS, all services, gateway) until Ctrl-C
 	HF_HUB_OFFLINE=1 $(BIN)/soriflow up
 
-images:  ## Build the container images (needs a Docker engine)
-	@scripts/build_images.sh
+images:  ## Build the container images with Docker, Podman or Buildah, then list them with their sizes
+	$(IMAGES_PY) scripts/images.py
+
+images-test: setup  ## Build the CPU images, run the chart's release in containers and the demo's jobs in it
+	$(PY) scripts/images.py --gpu no
+	SORIFLOW_CONTAINER_TESTS=1 timeout $(IMAGES_TEST_TIMEOUT) $(BIN)/pytest -m containers tests/deploy/test_container_stack.py -ra $(PYTEST_ARGS)
 
 clean:  ## Remove caches and build output (keeps .venv)
 	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache demo-output

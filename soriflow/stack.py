@@ -172,6 +172,11 @@ class LocalStack:
                 f"cannot start the local S3/SQS endpoint on port {self.config.aws_port}: {exc}; "
                 "is another `soriflow up` running? (use --aws-port)"
             ) from exc
+        self.provision_aws()
+
+    def provision_aws(self) -> None:
+        """Creates the buckets, the queue with its dead-letter queue, and the S3 -> SQS
+        notification of every trigger prefix at the AWS endpoint (moto, here or in a container)."""
         c = self.config
         s3, sqs = self.client("s3"), self.client("sqs")
         for bucket in (c.input_bucket, c.output_bucket):

