@@ -3,11 +3,13 @@ anything reaches the cluster, naming the value that is wrong."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from tests.deploy.conftest import VALUE_SETS, ChartRenderer, merged, value_set
+from tests.deploy.conftest import CHART, VALUE_SETS, ChartRenderer, merged, value_set
 
 QUEUE = "https://sqs.us-east-1.amazonaws.com/123456789012/soriflow-ingest"
 
@@ -248,3 +250,21 @@ def test_an_exposed_gateway_needs_its_callers_listed(chart: ChartRenderer, expos
 def test_read_uris_are_s3_locations(chart: ChartRenderer) -> None:
     assert "readUris" in rejection(chart, {"readUris": ["https://example.com/x"]})
     chart.render({"readUris": ["s3://standard-audio-file/", "s3://acme-*-input/calls/"]})
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """Refuses a key twice in one mapping: YAML lets the last one win silently, so a duplicated
+    key in values.yaml hides the documented default behind another."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            assert key not in seen, f"{key!r} twice in one mapping (line {key_node.start_mark.line + 1})"
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+@pytest.mark.parametrize("path", [CHART / "values.yaml", *sorted((CHART / "ci").glob("*.yaml"))], ids=str)
+def test_no_key_is_given_twice(path: Path) -> None:
+    yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
