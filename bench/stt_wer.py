@@ -12,6 +12,9 @@ The service must score exactly the baseline's WER. Also measured: the
 engine with the 10 s encoder window that streaming decodes use (the clips are
 all shorter than 10 s), its WER and its speed-up over the 30 s window.
 
+With a multilingual model (`--model base`) a Korean corpus is added: call-centre sentences in
+espeak-ng's Korean voice, scored by character error rate (the `metric` field says which).
+
 Run from the repository root: `python -m bench.stt_wer [--model tiny.en|base]`.
 """
 
@@ -37,7 +40,14 @@ async def run(model: str, beam_size: int) -> dict[str, Any]:
     from soriflow.client import open_channel
     from soriflow.server import running
     from soriflow.stt.engines import TranscribeOptions, cpu_threads
-    from soriflow.stt.evaluation import alsa_clips, corpus_wer, espeak_clips, normalize, piper_clips
+    from soriflow.stt.evaluation import (
+        alsa_clips,
+        corpus_error_rate,
+        espeak_clips,
+        korean_espeak_clips,
+        normalize,
+        piper_clips,
+    )
     from soriflow.stt.models import locate_model
     from soriflow.stt.service import create_service
     from soriflow.stt.settings import Settings
@@ -55,7 +65,10 @@ async def run(model: str, beam_size: int) -> dict[str, Any]:
     )
     directory = Path(tempfile.mkdtemp(prefix="stt-wer-"))
     corpora = {"alsa": alsa_clips(), "espeak": espeak_clips(directory), "piper": piper_clips(directory)}
-    language = "en"
+    languages = dict.fromkeys(corpora, "en")
+    if not model.endswith(".en"):  # multilingual: the Korean corpus too, scored by CER
+        corpora["espeak_korean"] = korean_espeak_clips(directory)
+        languages["espeak_korean"] = "ko"
     direct = WhisperModel(
         str(locate_model(model, settings).path),
         device="cpu",
@@ -67,10 +80,11 @@ async def run(model: str, beam_size: int) -> dict[str, Any]:
     async with running(create_service(settings)) as server, open_channel(server.address) as channel:
         stub = stt_pb2_grpc.SpeechToTextServiceStub(channel)
         engine = server.service.engine  # type: ignore[attr-defined]
-        short_options = TranscribeOptions(
-            language=language, beam_size=beam_size, word_timestamps=False, short_window=True
-        )
         for name, clips in corpora.items():
+            language = languages[name]
+            short_options = TranscribeOptions(
+                language=language, beam_size=beam_size, word_timestamps=False, short_window=True
+            )
             service_text, direct_text, short_text = [], [], []
             service_s = direct_s = short_s = 0.0
             for clip in clips:
@@ -101,16 +115,20 @@ async def run(model: str, beam_size: int) -> dict[str, Any]:
             identical += same
             total += len(clips)
             audio_s = sum(c.audio.duration_s for c in clips)
+            metric, service_rate = corpus_error_rate(refs, service_text, language)
+            # Keys keep their historical `wer_` names; `metric` says when the rate is a CER (Korean).
             figures["corpora"][name] = {
                 "clips": len(clips),
+                "language": language,
+                "metric": metric,
                 "reference_words": sum(len(normalize(r).split()) for r in refs),
                 "audio_s": round(audio_s, 1),
-                "wer_service": round(corpus_wer(refs, service_text), 4),
-                "wer_faster_whisper_direct": round(corpus_wer(refs, direct_text), 4),
+                "wer_service": round(service_rate, 4),
+                "wer_faster_whisper_direct": round(corpus_error_rate(refs, direct_text, language)[1], 4),
                 "identical_transcripts": same,
                 "rtf_service": round(service_s / audio_s, 3),
                 "rtf_direct": round(direct_s / audio_s, 3),
-                "wer_short_window": round(corpus_wer(refs, short_text), 4),
+                "wer_short_window": round(corpus_error_rate(refs, short_text, language)[1], 4),
                 "short_window_speedup": round(direct_s / short_s, 2),
             }
             print(name, figures["corpora"][name], flush=True)

@@ -238,8 +238,75 @@ async def _stream(
         )
 
 
+def eval_stt(
+    data: Annotated[Path, typer.Argument(help="CSV with audio,text columns (audio paths relative to it)")],
+    language: Annotated[
+        str, typer.Option(help="Language of every clip (ko is scored by CER); empty detects it per clip")
+    ] = "",
+    server: Annotated[str | None, typer.Option(help="Evaluate a running STT service (host:port)")] = None,
+    model: Annotated[str | None, typer.Option(help="In-process model (default SORIFLOW_STT_MODEL)")] = None,
+    beam_size: Annotated[int, typer.Option(help="Beam size (0: the default)")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object")] = False,
+) -> None:
+    """Corpus WER (CER for Korean, Japanese, Chinese, Thai) of transcripts against references.
+
+    Korean is scored by characters because its spacing is loose and a word carries its particles:
+    a whitespace WER would count 자동차보험 vs 자동차 보험 as wrong.
+    """
+    import json
+    import os
+
+    import grpc
+
+    from soriflow.errors import SoriflowError
+    from soriflow.stt.evaluation import corpus_error_rate, read_manifest
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        rows = read_manifest(data)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    config = _config(language, "transcribe", "mix", "", beam_size, "", [], None)
+    hypotheses: list[str] = []
+    languages: list[str] = []
+    started = time.perf_counter()
+    try:
+        settings = _local_settings(model, None)
+        for audio, _ in rows:
+            if server:
+                transcript, _, _ = asyncio.run(_recognize_remote(server, audio.read_bytes(), config, 600))
+            else:
+                transcript, _ = _recognize_local(audio.read_bytes(), config, settings)
+            hypotheses.append(transcript.text)
+            languages.append(transcript.language)
+    except SoriflowError as exc:
+        raise _fail(exc.message) from None
+    except grpc.RpcError as exc:
+        raise _fail(f"{server}: {exc.code().name}: {exc.details()}") from None  # type: ignore[attr-defined]
+    scored_as = language or max(set(languages), key=languages.count)
+    metric, value = corpus_error_rate([t for _, t in rows], hypotheses, scored_as)
+    report = {
+        "clips": len(rows),
+        "language": scored_as,
+        "metric": metric,
+        metric: round(value, 4),
+        "seconds": round(time.perf_counter() - started, 1),
+        "rows": [
+            {"audio": str(a), "reference": r, "hypothesis": h, "language": lang}
+            for (a, r), h, lang in zip(rows, hypotheses, languages, strict=True)
+        ],
+    }
+    if as_json:
+        print(json.dumps(report, ensure_ascii=False))
+        return
+    for row in report["rows"]:
+        typer.echo(f"{row['audio']}\n  ref: {row['reference']}\n  hyp: {row['hypothesis']}")
+    typer.echo(f"{metric.upper()} {value:.3f} over {len(rows)} clips ({scored_as})")
+
+
 def register(app: typer.Typer, groups: Groups) -> None:
-    """Adds `transcribe` and `models convert` to the `soriflow` CLI."""
+    """Adds `transcribe`, `eval stt` and `models convert` to the `soriflow` CLI."""
+    groups.eval.command("stt")(eval_stt)
 
     @app.command()
     def transcribe(

@@ -47,6 +47,17 @@ SENTENCES: tuple[str, ...] = (
 )
 
 
+#: Call-centre Korean for espeak-ng round trips (formant Korean: a hard, low-confidence test).
+KOREAN_SENTENCES: tuple[str, ...] = (
+    "자동차 보험 처리 여부를 확인하고 싶어요.",
+    "실손 보험 청구에 필요한 서류가 무엇인가요?",
+    "보험료 납부 날짜를 다음 달로 바꿀 수 있나요?",
+    "어제 교통사고가 나서 보상 접수를 하려고 합니다.",
+    "해지 환급금이 얼마인지 알려 주세요.",
+    "주소가 바뀌어서 변경 신청을 하고 싶습니다.",
+)
+
+
 @dataclass(frozen=True)
 class Clip:
     """Speech with its reference transcript."""
@@ -133,19 +144,48 @@ def _cached(directory: Path, voice: str, text: str) -> Path:
     return directory / f"{voice}-{hashlib.sha1(text.encode()).hexdigest()[:12]}.wav"
 
 
-def espeak_clips(directory: Path, sentences: Sequence[str] = SENTENCES, *, speed: int = 160) -> list[Clip]:
+def espeak_clips(
+    directory: Path, sentences: Sequence[str] = SENTENCES, *, speed: int = 160, voice: str = "en-us"
+) -> list[Clip]:
     """Sentences spoken by espeak-ng (formant synthesis: intelligible, robotic)."""
     clips = []
+    directory.mkdir(parents=True, exist_ok=True)
+    tag = "espeak" if voice == "en-us" else f"espeak-{voice}"
     for i, text in enumerate(sentences):
-        path = _cached(directory, f"espeak{speed}", text)
+        path = _cached(directory, f"{tag}{speed}", text)
         if not path.exists():
             subprocess.run(
-                ["espeak-ng", "-v", "en-us", "-s", str(speed), "-w", str(path), text],
+                ["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(path), text],
                 check=True,
                 capture_output=True,
             )
-        clips.append(Clip(f"espeak/{i}", decode_audio(path.read_bytes()), text))
+        clips.append(Clip(f"{tag}/{i}", decode_audio(path.read_bytes()), text))
     return clips
+
+
+def korean_espeak_clips(directory: Path) -> list[Clip]:
+    """`KOREAN_SENTENCES` in espeak-ng's Korean voice: no real Korean speech ships anywhere
+    installable here, so this is the Korean STT corpus (scored by CER)."""
+    return espeak_clips(directory, KOREAN_SENTENCES, speed=150, voice="ko")
+
+
+def read_manifest(path: Path) -> list[tuple[Path, str]]:
+    """(audio path, reference) rows of a CSV with `audio` and `text` columns; audio paths are
+    relative to the CSV's folder. The format `soriflow eval stt` reads, like `eval summarize`'s."""
+    import csv
+
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        missing = {"audio", "text"} - set(reader.fieldnames or ())
+        if missing:
+            raise ValueError(f"{path}: needs the columns audio,text (missing: {', '.join(sorted(missing))})")
+        rows = [(path.parent / row["audio"], row["text"]) for row in reader if row.get("audio")]
+    if not rows:
+        raise ValueError(f"{path}: no rows")
+    absent = [str(a) for a, _ in rows if not a.is_file()]
+    if absent:
+        raise ValueError(f"{path}: audio files not found: {', '.join(absent[:5])}")
+    return rows
 
 
 def piper_clips(directory: Path, sentences: Sequence[str] = SENTENCES) -> list[Clip]:
