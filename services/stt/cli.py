@@ -285,21 +285,22 @@ def eval_stt(
         raise _fail(f"{server}: {exc.code().name}: {exc.details()}") from None  # type: ignore[attr-defined]
     scored_as = language or max(set(languages), key=languages.count)
     metric, value = corpus_error_rate([t for _, t in rows], hypotheses, scored_as)
+    per_clip = [
+        {"audio": str(a), "reference": r, "hypothesis": h, "language": lang}
+        for (a, r), h, lang in zip(rows, hypotheses, languages, strict=True)
+    ]
     report = {
         "clips": len(rows),
         "language": scored_as,
         "metric": metric,
         metric: round(value, 4),
         "seconds": round(time.perf_counter() - started, 1),
-        "rows": [
-            {"audio": str(a), "reference": r, "hypothesis": h, "language": lang}
-            for (a, r), h, lang in zip(rows, hypotheses, languages, strict=True)
-        ],
+        "rows": per_clip,
     }
     if as_json:
         print(json.dumps(report, ensure_ascii=False))
         return
-    for row in report["rows"]:
+    for row in per_clip:
         typer.echo(f"{row['audio']}\n  ref: {row['reference']}\n  hyp: {row['hypothesis']}")
     typer.echo(f"{metric.upper()} {value:.3f} over {len(rows)} clips ({scored_as})")
 
