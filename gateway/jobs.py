@@ -143,6 +143,9 @@ class JobService:
         caller gave it or the pipeline derived it from the key: PERMISSION_DENIED says which setting
         to change, rather than the job failing later for want of a reference.
         """
+        job_metadata = {**pipeline.key_variables(uri.key), **metadata}
+        if self._records_attempts(pipeline):
+            external_ids(job_metadata)  # INVALID_ARGUMENT before anything is read or stored
         resolved = pipeline.resolve_parameters(parameters, bucket=uri.bucket, key=uri.key)
         for name, value in list(resolved.items()):
             if not value.startswith("s3://"):
@@ -159,9 +162,6 @@ class JobService:
             # another way forward (reference text): the stage that needs it is then not applicable.
             if derived and not await asyncio.to_thread(self.objects.exists, value):
                 resolved[name] = ""
-        job_metadata = {**pipeline.key_variables(uri.key), **metadata}
-        if self._records_attempts(pipeline):
-            external_ids(job_metadata)  # INVALID_ARGUMENT before anything is stored
         return Plan(pipeline, resolved, job_metadata)
 
     @staticmethod

@@ -122,8 +122,6 @@ def _arguments(text: str, field: str) -> tuple[str, ...]:
             )
         found.append(_unquote(match.group(1)))
         position = match.end()
-        if match.group(2) == "" and position < len(text):
-            raise InvalidArgument(f"template field {{{field}}}: a comma is missing between arguments")
     return tuple(found)
 
 
