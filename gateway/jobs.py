@@ -179,13 +179,7 @@ class JobService:
         """The attempt's row of a job whose pipeline scores pronunciation (None for other pipelines)."""
         if pipeline is None or not self._records_attempts(pipeline):
             return None
-        try:
-            return pronunciation_attempt(job_id, str(uri), metadata, params)
-        except InvalidArgument:  # the job is refused for its ids: the row is kept without them
-            kept = {
-                k: v for k, v in metadata.items() if k.strip().lower().replace("-", "_") != "content_type_id"
-            }
-            return pronunciation_attempt(job_id, str(uri), kept, params)
+        return pronunciation_attempt(job_id, str(uri), metadata, params)  # bad ids left out
 
     async def _create(
         self,

@@ -487,26 +487,31 @@ NOT_CORRECT = frozenset(
 )
 
 
-def external_ids(metadata: Mapping[str, str]) -> dict[str, str]:
+def external_ids(metadata: Mapping[str, str], *, strict: bool = True) -> dict[str, str]:
     """The caller's ids among a job's metadata, checked: INVALID_ARGUMENT names a bad one.
 
     `content_type_id` must be a whole number (the id of a row of the app's content type table),
     so that an app's foreign key can join on it; the others are text of at most 200 characters.
+    `strict=False` leaves out a bad id instead (the row of an attempt refused for it).
     """
     found: dict[str, str] = {}
     for key, value in metadata.items():
         name = key.strip().lower().replace("-", "_")
         if name in EXTERNAL_IDS and value.strip():
             found[name] = value.strip()
-    for name, value in found.items():
+    for name, value in list(found.items()):
+        problem = ""
         if len(value) > MAX_ID_CHARS:
-            raise InvalidArgument(f"metadata {name} is {len(value)} characters; the limit is {MAX_ID_CHARS}")
-    type_id = found.get("content_type_id")
-    if type_id is not None and not (type_id.isascii() and type_id.isdigit() and int(type_id) < 2**63):
-        raise InvalidArgument(
-            f"metadata content_type_id {type_id[:40]!r} is not a whole number: it names a row of the "
-            "app's content types (Django's django_content_type.id)"
-        )
+            problem = f"metadata {name} is {len(value)} characters; the limit is {MAX_ID_CHARS}"
+        elif name == "content_type_id" and not (value.isascii() and value.isdigit() and int(value) < 2**63):
+            problem = (
+                f"metadata content_type_id {value[:40]!r} is not a whole number: it names a row of the "
+                "app's content types (Django's django_content_type.id)"
+            )
+        if problem and strict:
+            raise InvalidArgument(problem)
+        if problem:
+            del found[name]
     return found
 
 
@@ -521,7 +526,7 @@ def pronunciation_attempt(
     """An attempt's row before it is scored: who and what, from the caller's ids and the key's fields."""
     from soriflow.gateway.store import PronunciationRow
 
-    ids = external_ids(metadata)
+    ids = external_ids(metadata, strict=False)
     type_id = ids.get("content_type_id")
     return PronunciationRow(
         job_id=job_id,

@@ -22,9 +22,11 @@ import grpc
 import pytest
 
 from soriflow.client import GatewayClient
+from soriflow.errors import InvalidArgument
+from soriflow.gateway.stages import StageContext, external_ids, pronunciation_row
 from soriflow.gateway.store import JobRecord, JobStore
 from soriflow.server import ThreadedServer
-from soriflow.v1 import audio_pb2, gateway_pb2
+from soriflow.v1 import audio_pb2, gateway_pb2, scoring_pb2
 from tests.gateway.conftest import REFERENCE_BUCKET, AwsWorld, gateway_settings
 from tests.gateway.speech import silence, speak, wav
 
@@ -48,6 +50,56 @@ def finished(store: JobStore, count: int, timeout: float = 300) -> list[JobRecor
             return done
         time.sleep(0.2)
     raise AssertionError(f"timed out after {timeout}s waiting for {count} finished jobs")
+
+
+def test_the_callers_ids_are_checked_and_dashes_count_as_underscores() -> None:
+    assert external_ids({"Content-Type-Id": "12", "object_id": " 345 ", "user": "kim", "other": "x"}) == {
+        "content_type_id": "12",
+        "object_id": "345",
+    }
+    with pytest.raises(InvalidArgument, match=r"content_type_id '1\.5' is not a whole number"):
+        external_ids({"content-type-id": "1.5"})
+    with pytest.raises(InvalidArgument, match="object_id is 201 characters"):
+        external_ids({"object-id": "x" * 201})
+    assert external_ids({"content-type-id": "1.5", "object-id": "9"}, strict=False) == {"object_id": "9"}
+
+
+def test_a_scored_row_keeps_every_score_and_leaves_unmeasured_ones_null() -> None:
+    error = scoring_pb2.WordScore
+    score = scoring_pb2.ScoreResponse(
+        overall_score=70,
+        pitch_similarity=0.0,
+        reference_text="i went to the store",
+        recognized_text="i want to store now",
+        prosody=scoring_pb2.ProsodyMetrics(rhythm_similarity=0.0),
+        words=[
+            error(word="i", error_type=scoring_pb2.WORD_ERROR_TYPE_NONE),
+            error(word="went", error_type=scoring_pb2.WORD_ERROR_TYPE_SUBSTITUTION),
+            error(word="to", error_type=scoring_pb2.WORD_ERROR_TYPE_NONE),
+            error(word="the", error_type=scoring_pb2.WORD_ERROR_TYPE_OMISSION),
+            error(word="store", error_type=scoring_pb2.WORD_ERROR_TYPE_MISPRONUNCIATION),
+            error(word="now", error_type=scoring_pb2.WORD_ERROR_TYPE_INSERTION),
+        ],
+    )
+    ctx = StageContext(
+        job_id="j",
+        source_uri="s3://in/users/7/book/level_1/Toy_Store/audio_line_2.wav",
+        params={"reference_uri": ""},
+        results={},
+        clients=None,  # type: ignore[arg-type]
+        timeout_s=0,
+        metadata={"user": "7", "content_type": "book", "object-id": "345", "content-type-id": "12"},
+    )
+    row = pronunciation_row(ctx, {"reference_from": "stt-reference"}, score)
+    assert (row.user_id, row.content_type_id, row.object_id) == ("7", 12, "345")
+    assert row.audio_file == "users/7/book/level_1/Toy_Store/audio_line_2.wav"
+    assert row.mispronounced_ratio == pytest.approx(3 / 5), (
+        "3 of the 5 reference words; the insertion is not one"
+    )
+    assert row.mispronounced_words == ["went", "the", "store", "now"]
+    assert row.recognized_text == "i want to store now"
+    # Scored against text only: no reference recording, so no pitch, rhythm or energy measured.
+    assert (row.pitch_similarity, row.rhythm_similarity, row.energy_similarity) == (None, None, None)
 
 
 def test_a_reference_bucket_outside_the_read_allow_list_fails_the_job_with_permission_denied(
