@@ -4,7 +4,8 @@ Both paths resolve the job's pipeline once (the caller's choice, the object's
 `soriflow-pipeline` metadata, or the longest routed key prefix), resolve its
 parameters (given, from object metadata, or the pipeline's defaults; a derived
 `s3://` reference that does not exist is dropped), and create the job record
-once. What differs is what a refusal means:
+once (with, for a pipeline that scores pronunciation, the attempt's row that
+an app reads). What differs is what a refusal means:
 
 - an S3 upload cannot be refused: it becomes a FAILED job with the reason
   (nothing is dropped silently; the message is then deleted);
@@ -30,13 +31,20 @@ from pathlib import PurePosixPath
 
 from soriflow.audio import sniff_format
 from soriflow.config import CommonSettings
-from soriflow.errors import InvalidArgument, NotFound, ResourceExhausted, SoriflowError
+from soriflow.errors import InvalidArgument, NotFound, PermissionDenied, ResourceExhausted, SoriflowError
 from soriflow.gateway.outputs import JOB_ID_KEY
 from soriflow.gateway.pipelines import PipelineDef, PipelineRegistry
-from soriflow.gateway.stages import HEADERLESS, audio_format_metadata
+from soriflow.gateway.stages import (
+    HEADERLESS,
+    audio_format_metadata,
+    external_ids,
+    pronunciation_attempt,
+    scores_pronunciation,
+)
 from soriflow.gateway.states import JobState
-from soriflow.gateway.store import JobRecord, JobStore
-from soriflow.storage import ObjectInfo, ObjectStore, S3Uri
+from soriflow.gateway.store import JobRecord, JobStore, PronunciationRow
+from soriflow.inputs import readable_uri
+from soriflow.storage import ObjectInfo, ObjectStore, ReadAllowList, S3Uri
 from soriflow.v1 import audio_pb2, gateway_pb2
 
 log = logging.getLogger("soriflow.gateway.jobs")
@@ -102,6 +110,9 @@ class JobService:
         self.registry = registry
         self.settings = settings
         self.submissions = S3Uri.parse(submissions_uri)
+        #: Where parameters may point (a reference recording): the gateway HEADs them, and the stage
+        #: services read them with the same setting.
+        self.readable = ReadAllowList.parse(settings.readable_uris())
 
     # --- resolving --------------------------------------------------------------------------------
 
@@ -126,15 +137,49 @@ class JobService:
         parameters: Mapping[str, str],
         metadata: Mapping[str, str],
     ) -> Plan:
-        """Resolves the parameters (unknown names are INVALID_ARGUMENT) and the job's metadata."""
+        """Resolves the parameters (unknown names are INVALID_ARGUMENT) and the job's metadata.
+
+        An `s3://` parameter must lie in the readable locations (`SORIFLOW_READ_URIS`), whether the
+        caller gave it or the pipeline derived it from the key: PERMISSION_DENIED says which setting
+        to change, rather than the job failing later for want of a reference.
+        """
+        job_metadata = {**pipeline.key_variables(uri.key), **metadata}
+        if self._records_attempts(pipeline):
+            external_ids(job_metadata)  # INVALID_ARGUMENT before anything is read or stored
         resolved = pipeline.resolve_parameters(parameters, bucket=uri.bucket, key=uri.key)
         for name, value in list(resolved.items()):
+            if not value.startswith("s3://"):
+                continue
+            derived = name not in parameters
+            what = f"parameter {name}" + (" (the pipeline's default for this key)" if derived else "")
+            try:
+                readable_uri(value, self.readable, what)
+            except PermissionDenied as exc:
+                raise PermissionDenied(
+                    f"{exc.message} (in the Helm chart: readUris)", field=exc.field
+                ) from None
             # A derived reference recording that does not exist is not an error when the job has
             # another way forward (reference text): the stage that needs it is then not applicable.
-            derived = name not in parameters and value.startswith("s3://")
             if derived and not await asyncio.to_thread(self.objects.exists, value):
                 resolved[name] = ""
-        return Plan(pipeline, resolved, {**pipeline.key_variables(uri.key), **metadata})
+        return Plan(pipeline, resolved, job_metadata)
+
+    @staticmethod
+    def _records_attempts(pipeline: PipelineDef) -> bool:
+        return scores_pronunciation([s.uses for s in pipeline.stages])
+
+    def _attempt(
+        self,
+        pipeline: PipelineDef | None,
+        job_id: str,
+        uri: S3Uri,
+        metadata: Mapping[str, str],
+        params: Mapping[str, str],
+    ) -> PronunciationRow | None:
+        """The attempt's row of a job whose pipeline scores pronunciation (None for other pipelines)."""
+        if pipeline is None or not self._records_attempts(pipeline):
+            return None
+        return pronunciation_attempt(job_id, str(uri), metadata, params)  # bad ids left out
 
     async def _create(
         self,
@@ -145,6 +190,7 @@ class JobService:
         dedupe_key: str,
         job_id: str | None = None,
     ) -> Accepted:
+        job_id = job_id or str(uuid.uuid4())
         job, created = await asyncio.to_thread(
             self.store.create_job,
             pipeline=plan.pipeline.name,
@@ -154,6 +200,7 @@ class JobService:
             parameters=plan.parameters,
             dedupe_key=dedupe_key,
             job_id=job_id,
+            attempt=self._attempt(plan.pipeline, job_id, uri, plan.metadata, plan.parameters),
         )
         return Accepted(job, created, plan.pipeline if job.pipeline == plan.pipeline.name else None)
 
@@ -166,6 +213,7 @@ class JobService:
         metadata = dict(info.metadata) if info else {}
         dedupe = dedupe_key_for(uri, info, version=event_version)
         pipeline_name = ""
+        pipeline: PipelineDef | None = None
         try:
             if info is None:
                 raise NotFound(f"{uri} no longer exists (deleted before it could be processed)")
@@ -175,8 +223,13 @@ class JobService:
                 pipeline, uri, parameters=parameters_from_metadata(pipeline, metadata), metadata=metadata
             )
         except SoriflowError as exc:
+            # An app sees the refused attempt too (its row, with the job's FAILED state and reason).
+            job_id = str(uuid.uuid4())
+            labels = {**(pipeline.key_variables(uri.key) if pipeline else {}), **metadata}
             job, created = await asyncio.to_thread(
                 self.store.create_job,
+                job_id=job_id,
+                attempt=self._attempt(pipeline, job_id, uri, labels, {}),
                 pipeline=pipeline_name,
                 source_uri=str(uri),
                 origin="sqs",

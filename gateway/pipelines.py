@@ -9,15 +9,16 @@ are routed to a pipeline by the object key's prefix, or named by the caller.
 in dependency order, when the job fails for good (e.g. a spoken apology or
 a transcript of what did work); the job stays FAILED whatever they do.
 
-Values in `with:` and parameter defaults are templates: `{name}` is replaced
-by a job parameter, a variable captured from the key by `key_pattern`, or
-`bucket`/`key` of the source object.
+Values in `with:` and parameter defaults are templates (`soriflow.text.templates`):
+`{name}` is replaced by a job parameter, a variable captured from the key by
+`key_pattern`, or `bucket`/`key` of the source object, and filters reshape it:
+`s3://standard-audio-file/{content_type}/{title|replace('_', ' ')}/line_{line}.wav`.
+Every template is parsed when the pipeline is loaded, so a typo stops the load.
 """
 
 from __future__ import annotations
 
 import re
-import string
 from collections.abc import Iterable, Mapping
 from functools import cached_property
 from importlib import resources
@@ -30,7 +31,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from soriflow.errors import InvalidArgument
 from soriflow.gateway.retry import RetryPolicy as RetryPolicy
 from soriflow.gateway.stages import KINDS
-from soriflow.gateway.templates import render
+from soriflow.gateway.templates import check, render, strings
+from soriflow.text.templates import capture_pattern
 
 
 class StageDef(BaseModel):
@@ -105,7 +107,25 @@ class PipelineDef(BaseModel):
                 raise ValueError(f"stage {stage.name!r}: `when: {stage.when}` is not a declared parameter")
         self.topological_order()  # raises on cycles
         self.topological_order(self.on_failure)
+        self._check_templates()
         return self
+
+    def _check_templates(self) -> None:
+        """Parses every template now: a bad one is an error at load, not in the first job."""
+        where: list[tuple[str, list[str]]] = [
+            (f"parameters.{name}.default", [spec.default]) for name, spec in self.parameters.items()
+        ]
+        where += [(f"stage {s.name} with", list(strings(s.with_))) for s in (*self.stages, *self.on_failure)]
+        for origin, templates in where:
+            try:
+                check(templates)
+            except InvalidArgument as exc:
+                raise ValueError(f"{origin}: {exc.message}") from None
+        if self.key_pattern:
+            try:
+                capture_pattern(self.key_pattern)
+            except InvalidArgument as exc:
+                raise ValueError(f"key_pattern: {exc.message}") from None
 
     def topological_order(self, stages: list[StageDef] | None = None) -> list[StageDef]:
         """The stages (by default the main ones) ordered so that each comes after what it needs."""
@@ -134,12 +154,7 @@ class PipelineDef(BaseModel):
     def _key_regex(self) -> re.Pattern[str] | None:
         if not self.key_pattern:
             return None
-        pattern = ""
-        for literal, field, _, _ in string.Formatter().parse(self.key_pattern):
-            pattern += re.escape(literal)
-            if field:
-                pattern += f"(?P<{field}>[^/]+?)"
-        return re.compile(f"^{pattern}$")
+        return capture_pattern(self.key_pattern)
 
     def key_variables(self, key: str) -> dict[str, str]:
         """Fields captured from the object key by `key_pattern` (empty if it does not match)."""

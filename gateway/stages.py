@@ -424,7 +424,7 @@ class Score(StageKind):
         learner = ctx.result_of(str(args.get("learner_from", "")), stt_pb2.RecognizeResponse)
         reference = ctx.result_of(str(args.get("reference_from", "")), stt_pb2.RecognizeResponse)
         reference_text = str(args.get("reference_text", "") or "")
-        reference_uri = ctx.params.get("reference_uri", "") if reference is not None else ""
+        reference_uri = reference_audio_uri(ctx, args)
         if not reference_uri and not reference_text:
             raise InvalidArgument(
                 "no reference for this recording: give reference_text, reference_uri, or upload the "
@@ -463,33 +463,115 @@ class Score(StageKind):
     def persist(self, store: JobStore, ctx: StageContext, args: Mapping[str, Any], result: Message) -> None:
         """One row per scored attempt in `pronunciation_results`, what a learning app queries."""
         assert isinstance(result, scoring_pb2.ScoreResponse)
-        store.save_pronunciation(pronunciation_row(ctx, result))
+        store.save_pronunciation(pronunciation_row(ctx, args, result))
 
 
-def pronunciation_row(ctx: StageContext, score: scoring_pb2.ScoreResponse) -> PronunciationRow:
-    """The row of a scored recording; who and what come from the key pattern's fields (job metadata)."""
+def reference_audio_uri(ctx: StageContext, args: Mapping[str, Any]) -> str:
+    """The reference recording scored against: the job's, when its transcription ran ('' if none)."""
+    reference = ctx.result_of(str(args.get("reference_from", "")), stt_pb2.RecognizeResponse)
+    return ctx.params.get("reference_uri", "") if reference is not None else ""
+
+
+#: Job metadata (SubmitJob's `metadata`, or the object's `x-amz-meta-*`) carried into an attempt's row:
+#: the caller's own ids, e.g. a Django generic relation (`content_type_id`, `object_id`) and its user.
+#: Dashes count as underscores (`x-amz-meta-content-type-id`).
+EXTERNAL_IDS = ("user_id", "content_type_id", "object_id")
+MAX_ID_CHARS = 200
+#: What `mispronounced_ratio` counts: reference words not said as they should be.
+NOT_CORRECT = frozenset(
+    {
+        scoring_pb2.WORD_ERROR_TYPE_MISPRONUNCIATION,
+        scoring_pb2.WORD_ERROR_TYPE_SUBSTITUTION,
+        scoring_pb2.WORD_ERROR_TYPE_OMISSION,
+    }
+)
+
+
+def external_ids(metadata: Mapping[str, str], *, strict: bool = True) -> dict[str, str]:
+    """The caller's ids among a job's metadata, checked: INVALID_ARGUMENT names a bad one.
+
+    `content_type_id` must be a whole number (the id of a row of the app's content type table),
+    so that an app's foreign key can join on it; the others are text of at most 200 characters.
+    `strict=False` leaves out a bad id instead (the row of an attempt refused for it).
+    """
+    found: dict[str, str] = {}
+    for key, value in metadata.items():
+        name = key.strip().lower().replace("-", "_")
+        if name in EXTERNAL_IDS and value.strip():
+            found[name] = value.strip()
+    for name, value in list(found.items()):
+        problem = ""
+        if len(value) > MAX_ID_CHARS:
+            problem = f"metadata {name} is {len(value)} characters; the limit is {MAX_ID_CHARS}"
+        elif name == "content_type_id" and not (value.isascii() and value.isdigit() and int(value) < 2**63):
+            problem = (
+                f"metadata content_type_id {value[:40]!r} is not a whole number: it names a row of the "
+                "app's content types (Django's django_content_type.id)"
+            )
+        if problem and strict:
+            raise InvalidArgument(problem)
+        if problem:
+            del found[name]
+    return found
+
+
+def scores_pronunciation(kinds: list[str]) -> bool:
+    """Whether a pipeline whose stages use these kinds records attempts in `pronunciation_results`."""
+    return Score.name in kinds
+
+
+def pronunciation_attempt(
+    job_id: str, source_uri: str, metadata: Mapping[str, str], params: Mapping[str, str]
+) -> PronunciationRow:
+    """An attempt's row before it is scored: who and what, from the caller's ids and the key's fields."""
     from soriflow.gateway.store import PronunciationRow
 
-    labels = ctx.metadata
-    mispronounced = [w.word for w in score.words if w.error_type != scoring_pb2.WORD_ERROR_TYPE_NONE]
+    ids = external_ids(metadata, strict=False)
+    type_id = ids.get("content_type_id")
     return PronunciationRow(
-        job_id=ctx.job_id,
-        source_uri=ctx.source_uri,
-        user_id=labels.get("user", ""),
-        content_type=labels.get("content_type", ""),
-        level=labels.get("level", ""),
-        title=labels.get("title", ""),
-        line=labels.get("line", ""),
-        reference_uri=ctx.params.get("reference_uri", ""),
-        reference_text=score.reference_text,
-        overall_score=score.overall_score,
-        accuracy_score=score.accuracy_score,
-        fluency_score=score.fluency_score,
-        completeness_score=score.completeness_score,
-        prosody_score=score.prosody_score,
-        speed_ratio=score.speed_ratio,
-        pause_similarity=score.pause_similarity,
-        pitch_similarity=score.pitch_similarity,
-        mispronounced_words=mispronounced,
-        feedback=list(score.feedback),
+        job_id=job_id,
+        source_uri=source_uri,
+        user_id=ids.get("user_id") or metadata.get("user", "")[:MAX_ID_CHARS],
+        content_type_id=int(type_id) if type_id is not None else None,
+        object_id=ids.get("object_id"),
+        audio_file=source_uri.split("/", 3)[3] if source_uri.count("/") >= 3 else "",
+        content_type=metadata.get("content_type", "")[:200],
+        level=metadata.get("level", "")[:50],
+        title=metadata.get("title", "")[:500],
+        line=metadata.get("line", "")[:50],
+        reference_uri=params.get("reference_uri", ""),
+        reference_text=params.get("reference_text", ""),
     )
+
+
+def pronunciation_row(
+    ctx: StageContext, args: Mapping[str, Any], score: scoring_pb2.ScoreResponse
+) -> PronunciationRow:
+    """The row of a scored recording: the attempt's labels and every score the service computed.
+
+    Similarities that need reference audio (pitch, rhythm, energy) are NULL without it, not 0:
+    nothing was measured, and a learner must not see a zero for it.
+    """
+    row = pronunciation_attempt(ctx.job_id, ctx.source_uri, ctx.metadata, ctx.params)
+    row.reference_uri = reference_audio_uri(ctx, args)
+    with_audio = bool(row.reference_uri)
+    reference_words = [w for w in score.words if w.error_type != scoring_pb2.WORD_ERROR_TYPE_INSERTION]
+    wrong = [w for w in reference_words if w.error_type in NOT_CORRECT]
+    row.reference_text = score.reference_text
+    row.recognized_text = score.recognized_text
+    row.overall_score = score.overall_score
+    row.accuracy_score = score.accuracy_score
+    row.fluency_score = score.fluency_score
+    row.completeness_score = score.completeness_score
+    row.prosody_score = score.prosody_score
+    row.speed_ratio = score.speed_ratio
+    row.pause_similarity = score.pause_similarity
+    row.pitch_similarity = score.pitch_similarity if with_audio else None
+    row.rhythm_similarity = score.prosody.rhythm_similarity if with_audio else None
+    row.energy_similarity = score.prosody.energy_similarity if with_audio else None
+    row.mispronounced_ratio = len(wrong) / len(reference_words) if reference_words else None
+    row.mispronounced_words = [
+        w.word for w in score.words if w.error_type != scoring_pb2.WORD_ERROR_TYPE_NONE
+    ]
+    row.feedback = list(score.feedback)
+    return row

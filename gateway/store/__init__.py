@@ -121,25 +121,45 @@ class OutputRecord:
 
 @dataclass
 class PronunciationRow:
+    """One attempt in `pronunciation_results` (docs/pronunciation-results.md): scores None until scored."""
+
     job_id: str
     source_uri: str
-    overall_score: float
-    accuracy_score: float
-    fluency_score: float
-    completeness_score: float
-    prosody_score: float
-    speed_ratio: float
-    pause_similarity: float
-    pitch_similarity: float
     user_id: str = ""
+    content_type_id: int | None = None
+    object_id: str | None = None
+    audio_file: str = ""
     content_type: str = ""
     level: str = ""
     title: str = ""
     line: str = ""
     reference_uri: str = ""
     reference_text: str = ""
+    recognized_text: str = ""
+    overall_score: float | None = None
+    accuracy_score: float | None = None
+    fluency_score: float | None = None
+    completeness_score: float | None = None
+    prosody_score: float | None = None
+    speed_ratio: float | None = None
+    pause_similarity: float | None = None
+    pitch_similarity: float | None = None
+    rhythm_similarity: float | None = None
+    energy_similarity: float | None = None
+    mispronounced_ratio: float | None = None
     mispronounced_words: list[str] = field(default_factory=list)
     feedback: list[str] = field(default_factory=list)
+
+    @property
+    def scored(self) -> bool:
+        return self.overall_score is not None
+
+    def values(self) -> dict[str, Any]:
+        """The row's columns (JSON lists serialized), without the times."""
+        values = dict(self.__dict__)
+        values["mispronounced_words"] = json.dumps(self.mispronounced_words, ensure_ascii=False)
+        values["feedback"] = json.dumps(self.feedback, ensure_ascii=False)
+        return values
 
 
 @dataclass
@@ -259,6 +279,16 @@ def decode_page_token(token: str) -> tuple[dt.datetime, str]:
         return dt.datetime.fromisoformat(data["t"]), str(data["id"])
     except (ValueError, KeyError, TypeError) as exc:
         raise InvalidArgument("invalid page_token: pass next_page_token from the previous response") from exc
+
+
+def _lists(row: dict[str, Any]) -> dict[str, Any]:
+    """A results row with its JSON lists decoded and its times in UTC."""
+    row["mispronounced_words"] = json.loads(row["mispronounced_words"] or "[]")
+    row["feedback"] = json.loads(row["feedback"] or "[]")
+    for name in ("created_at", "scored_at", "ended_at"):
+        if name in row:
+            row[name] = _aware(row[name])
+    return row
 
 
 def _reason(exc: BaseException) -> str:
@@ -464,8 +494,13 @@ class JobStore:
         error: str = "",
         error_code: str = "",
         job_id: str | None = None,
+        attempt: PronunciationRow | None = None,
     ) -> tuple[JobRecord, bool]:
-        """Creates a job, or returns the existing one with the same dedupe key (created=False)."""
+        """Creates a job, or returns the existing one with the same dedupe key (created=False).
+
+        `attempt`: the job's row in `pronunciation_results` (a pipeline that scores), written in the
+        same transaction, so an app sees every attempt from its acceptance, failed ones included.
+        """
         target = JobState(state)
         check_job(None, target, "a new job")
         now = utcnow()
@@ -505,6 +540,10 @@ class JobStore:
         try:
             with self.engine.begin() as conn:
                 conn.execute(schema.jobs.insert().values(**values))
+                if attempt is not None:
+                    row = attempt.values() | {"job_id": record.id, "created_at": now}
+                    row["scored_at"] = now if attempt.scored else None
+                    conn.execute(schema.pronunciation_results.insert().values(**row))
                 self._append(conn, record.id, [first], now)
         except IntegrityError:
             if dedupe_key is None:
@@ -1011,26 +1050,36 @@ class JobStore:
         return [OutputRecord(r.name, r.uri, r.content_type, r.size_bytes) for r in rows]
 
     def save_pronunciation(self, row: PronunciationRow) -> None:
-        values = {k: v for k, v in row.__dict__.items()}
-        values["mispronounced_words"] = json.dumps(row.mispronounced_words, ensure_ascii=False)
-        values["feedback"] = json.dumps(row.feedback, ensure_ascii=False)
-        values["created_at"] = utcnow()
+        """Writes an attempt's row (its scores, when scored); the row made at intake keeps its time."""
+        now = utcnow()
+        values = row.values()
+        values["scored_at"] = now if row.scored else None
         p = schema.pronunciation_results.c
         with self.engine.begin() as conn:
-            conn.execute(schema.pronunciation_results.delete().where(p.job_id == row.job_id))
-            conn.execute(schema.pronunciation_results.insert().values(**values))
+            updated = conn.execute(
+                update(schema.pronunciation_results).where(p.job_id == row.job_id).values(**values)
+            )
+            if updated.rowcount == 0:  # a job accepted before rows were made at intake
+                conn.execute(schema.pronunciation_results.insert().values(**values, created_at=now))
 
     def pronunciation_results(self, *, user_id: str | None = None) -> Iterator[dict[str, Any]]:
+        """The scored attempts (the table's rows with scores), oldest first."""
         p = schema.pronunciation_results.c
-        query = select(schema.pronunciation_results).order_by(p.created_at)
+        query = (
+            select(schema.pronunciation_results).where(p.overall_score.is_not(None)).order_by(p.created_at)
+        )
         if user_id is not None:
             query = query.where(p.user_id == user_id)
         with self.engine.connect() as conn:
             for row in conn.execute(query):
-                data = dict(row._mapping)
-                data["mispronounced_words"] = json.loads(data["mispronounced_words"])
-                data["feedback"] = json.loads(data["feedback"])
-                yield data
+                yield _lists(dict(row._mapping))
+
+    def pronunciation_attempts(self, **equal: Any) -> list[dict[str, Any]]:
+        """Rows of the `pronunciation_attempts` view (what apps read), filtered by column values."""
+        view = schema.pronunciation_attempts
+        query = select(view).where(*(view.c[k] == v for k, v in equal.items())).order_by(view.c.created_at)
+        with self.engine.connect() as conn:
+            return [_lists(dict(row._mapping)) for row in conn.execute(query)]
 
     # --- named leases -----------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ revision with this file and fails when they differ.
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -98,12 +99,18 @@ job_outputs = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
-# What an English-learning app queries: one row per scored attempt.
+# What an English-learning app reads: one row per attempt (a job of a pipeline that scores),
+# written when the job is accepted and completed when it is scored. The contract, column by column:
+# docs/pronunciation-results.md; apps read it through the `pronunciation_attempts` view below.
 pronunciation_results = Table(
     "pronunciation_results",
     metadata,
     Column("job_id", String(36), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+    # Who and what: the caller's ids (job or object metadata) and the fields of the key pattern.
     Column("user_id", String(200), nullable=False, default=""),
+    Column("content_type_id", BigInteger, nullable=True),
+    Column("object_id", String(200), nullable=True),
+    Column("audio_file", Text, nullable=False, default="", server_default=""),
     Column("content_type", String(200), nullable=False, default=""),
     Column("level", String(50), nullable=False, default=""),
     Column("title", String(500), nullable=False, default=""),
@@ -111,19 +118,31 @@ pronunciation_results = Table(
     Column("source_uri", Text, nullable=False),
     Column("reference_uri", Text, nullable=False, default=""),
     Column("reference_text", Text, nullable=False, default=""),
-    Column("overall_score", Float, nullable=False),
-    Column("accuracy_score", Float, nullable=False),
-    Column("fluency_score", Float, nullable=False),
-    Column("completeness_score", Float, nullable=False),
-    Column("prosody_score", Float, nullable=False),
-    Column("speed_ratio", Float, nullable=False),
-    Column("pause_similarity", Float, nullable=False),
-    Column("pitch_similarity", Float, nullable=False),
+    Column("recognized_text", Text, nullable=False, default="", server_default=""),
+    # Scores: NULL until the recording is scored, and where nothing was measured.
+    Column("overall_score", Float, nullable=True),
+    Column("accuracy_score", Float, nullable=True),
+    Column("fluency_score", Float, nullable=True),
+    Column("completeness_score", Float, nullable=True),
+    Column("prosody_score", Float, nullable=True),
+    Column("speed_ratio", Float, nullable=True),
+    Column("pause_similarity", Float, nullable=True),
+    Column("pitch_similarity", Float, nullable=True),
+    Column("rhythm_similarity", Float, nullable=True),
+    Column("energy_similarity", Float, nullable=True),
+    Column("mispronounced_ratio", Float, nullable=True),
     Column("mispronounced_words", Text, nullable=False, default="[]"),  # JSON list
     Column("feedback", Text, nullable=False, default="[]"),  # JSON list
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("scored_at", DateTime(timezone=True), nullable=True),
 )
 Index("ix_pronunciation_user", pronunciation_results.c.user_id, pronunciation_results.c.created_at)
+Index(
+    "ix_pronunciation_object",
+    pronunciation_results.c.content_type_id,
+    pronunciation_results.c.object_id,
+    pronunciation_results.c.user_id,
+)
 
 # Named, exclusive, expiring claims (e.g. "schedule:nightly-story:2026-11-26T00:00"): what lets one
 # replica among many do a thing once. Jobs carry their own lease on their row.
@@ -134,4 +153,27 @@ leases = Table(
     Column("owner", String(200), nullable=False),
     Column("acquired_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+
+# Views: not in `metadata` (the tables Alembic compares), created by their revision's own SQL.
+views = MetaData()
+
+#: The app-facing contract: each attempt with its job's state (`status`), the reason of a failure,
+#: and its scores (NULL until scored). A Django app maps an unmanaged model onto it.
+pronunciation_attempts = Table(
+    "pronunciation_attempts",
+    views,
+    Column("job_id", String(36), primary_key=True),
+    Column("status", String(20), nullable=False),
+    Column("error", Text, nullable=False),
+    Column("error_code", String(40), nullable=False),
+    Column("pipeline", String(100), nullable=False),
+    *(
+        Column(c.name, c.type, nullable=c.nullable)
+        for c in pronunciation_results.columns
+        if c.name not in ("job_id", "created_at", "scored_at")
+    ),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("scored_at", DateTime(timezone=True), nullable=True),
+    Column("ended_at", DateTime(timezone=True), nullable=True),
 )

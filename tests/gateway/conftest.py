@@ -23,6 +23,8 @@ logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
 #: What the shared stage services may read: every test's input bucket (`make_world` names them in-<tag>).
 READ_ANY_TEST_INPUT = "s3://in-*/"
+#: The bucket of native reference recordings in the pronunciation app's layout (examples/django).
+REFERENCE_BUCKET = "standard-audio-file"
 
 
 @dataclass
@@ -117,7 +119,7 @@ def stt_service(moto_endpoint: str) -> Iterator[ThreadedServer]:
         stt_device="cpu",
         s3_endpoint_url=moto_endpoint,
         stt_max_waiting=200,
-        read_uris=[READ_ANY_TEST_INPUT],
+        read_uris=[READ_ANY_TEST_INPUT, f"s3://{REFERENCE_BUCKET}/"],
     )
     server = service_thread("stt", lambda: create_service(settings))
     yield server
@@ -162,7 +164,7 @@ def scoring_service(moto_endpoint: str, stt_service: ThreadedServer) -> Iterator
         log_format="text",
         s3_endpoint_url=moto_endpoint,
         stt_address=stt_service.address,
-        read_uris=[READ_ANY_TEST_INPUT],
+        read_uris=[READ_ANY_TEST_INPUT, f"s3://{REFERENCE_BUCKET}/"],
     )
     server = service_thread("scoring", lambda: create_service(settings))
     yield server

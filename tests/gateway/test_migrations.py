@@ -27,7 +27,7 @@ from sqlalchemy import Engine, create_engine, inspect
 
 from soriflow.errors import FailedPrecondition
 from soriflow.gateway.states import JobState, StageState
-from soriflow.gateway.store import JobStore, migrations, normalize_url, schema
+from soriflow.gateway.store import JobStore, PronunciationRow, migrations, normalize_url, schema
 from soriflow.v1 import gateway_pb2
 from tests.gateway import shipped_v1
 
@@ -338,3 +338,88 @@ def test_db_commands(tmp_path: Path, engine_for: Callable[[str], Engine]) -> Non
     assert refused.returncode == 69
     assert "cannot reach the job store" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_revision_0004_upgrades_a_database_of_the_previous_head_with_its_results(
+    database: str, engine_for: Callable[[str], Engine]
+) -> None:
+    """Results written before the contract keep their scores, gain their key, and show in the view."""
+    engine = engine_for(database)
+    migrations.upgrade(engine, "0003")
+    job_id = fill_as_the_first_release(engine)  # the first release's rows are also 0003's
+    before = described(engine)
+    migrations.upgrade(engine, "0004")
+    store = JobStore(database)
+    try:
+        [attempt] = store.pronunciation_attempts(user_id="kim")
+        assert attempt["job_id"] == job_id
+        assert (attempt["status"], attempt["error"], attempt["pipeline"]) == (
+            "SUCCEEDED",
+            "",
+            "pronunciation",
+        )
+        assert attempt["audio_file"] == "users/kim/a.wav"
+        assert (attempt["overall_score"], attempt["pitch_similarity"]) == (81.5, pytest.approx(0.6))
+        assert attempt["mispronounced_words"] == ["toy"]
+        assert attempt["scored_at"] is not None
+        # Not measured before this revision: unknown, not zero.
+        assert attempt["rhythm_similarity"] is None
+        assert attempt["mispronounced_ratio"] is None
+        assert attempt["content_type_id"] is None
+        # The view has the columns its Table in schema.py declares, in that order.
+        columns = [c["name"] for c in inspect(store.engine).get_columns("pronunciation_attempts")]
+        assert columns == [c.name for c in schema.pronunciation_attempts.columns]
+    finally:
+        store.close()
+    with engine.begin() as conn:
+        command.downgrade(migrations.config(conn), "0003")
+    assert described(engine) == before
+    assert "pronunciation_attempts" not in inspect(engine).get_view_names()
+
+
+def test_revision_0004_downgrade_keeps_the_scored_attempts_only(
+    database: str, engine_for: Callable[[str], Engine]
+) -> None:
+    """The previous release knows scored rows only: unscored attempts go, unmeasured values become 0."""
+    store = JobStore(database)
+    try:
+        scored, _ = store.create_job(
+            pipeline="pronunciation",
+            source_uri="s3://in/users/a/x.wav",
+            origin="api",
+            metadata={},
+            parameters={},
+        )
+        waiting, _ = store.create_job(
+            pipeline="pronunciation",
+            source_uri="s3://in/users/b/x.wav",
+            origin="api",
+            metadata={},
+            parameters={},
+            attempt=PronunciationRow(job_id="", source_uri="s3://in/users/b/x.wav", user_id="b"),
+        )
+        store.save_pronunciation(
+            PronunciationRow(
+                job_id=scored.id,
+                source_uri=scored.source_uri,
+                user_id="a",
+                overall_score=70,
+                accuracy_score=70,
+                fluency_score=70,
+                completeness_score=100,
+                prosody_score=50,
+                speed_ratio=1.0,
+                pause_similarity=0.5,
+                rhythm_similarity=0.8,
+            )
+        )
+        assert [r["status"] for r in store.pronunciation_attempts()] == ["QUEUED", "QUEUED"]
+    finally:
+        store.close()
+    engine = engine_for(database)
+    with engine.begin() as conn:
+        command.downgrade(migrations.config(conn), "0003")
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql("SELECT job_id, pitch_similarity FROM pronunciation_results").all()
+    assert [tuple(r) for r in rows] == [(scored.id, 0.0)]
+    assert waiting.id not in {r[0] for r in rows}

@@ -56,6 +56,19 @@ stages:
 """
 
 
+def test_the_seed_apps_layout_derives_its_reference_in_another_bucket() -> None:
+    """examples/django/pipelines.yaml: `standard-audio-file/<type>/level_<n>/<Title With Spaces>/...`."""
+    registry = PipelineRegistry.load(Path(__file__).parents[2] / "examples" / "django" / "pipelines.yaml")
+    pipeline = registry.route("users/42/book/level_3/The_Little_Prince/audio_line_7.wav")
+    assert pipeline is not None
+    assert pipeline.name == "pronunciation"
+    params = pipeline.resolve_parameters(
+        {}, bucket="learner-uploads", key="users/42/book/level_3/The_Little_Prince/audio_line_7.wav"
+    )
+    reference = "s3://standard-audio-file/book/level_3/The Little Prince/audio_line_7.wav"
+    assert params["reference_uri"] == reference
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -76,6 +89,9 @@ stages:
         (BASE + "    retry: {retry_on: [UNAVAILBLE]}\n", r"unknown gRPC status codes \['UNAVAILBLE'\]"),
         (BASE + "on_failure:\n  - {name: a, uses: tts.synthesize}\n", "duplicate stage names"),
         (BASE + "on_failure:\n  - {name: sorry, uses: tts.synthesize, needs: [zz]}\n", "needs unknown"),
+        (BASE + "    with: {language_code: '{lang|lowr}'}\n", "stage a with: .*unknown filter 'lowr'"),
+        ("parameters:\n  r: {default: 's3://{b}/{k'}\n" + BASE, "parameters.r.default: .*unmatched"),
+        ("key_pattern: 'u/{user|lower}.wav'\n" + BASE, "key_pattern: .*cannot filter"),
     ],
 )
 def test_invalid_definitions_are_refused_with_the_reason(text: str, message: str) -> None:

@@ -210,6 +210,56 @@ def test_stages_outputs_and_pronunciation_rows(store: JobStore) -> None:
     assert rows[0]["mispronounced_words"] == ["toy"]
 
 
+def test_an_attempt_is_visible_to_apps_from_its_acceptance_to_its_end(store: JobStore) -> None:
+    """The row made with the job shows its state; scoring fills it in; a failure shows with its reason."""
+    attempt = PronunciationRow(
+        job_id="",
+        source_uri="s3://in/users/7/book/level_1/Toy_Store/audio_line_2.wav",
+        user_id="7",
+        content_type_id=12,
+        object_id="345",
+        audio_file="users/7/book/level_1/Toy_Store/audio_line_2.wav",
+    )
+    job, created = store.create_job(
+        pipeline="pronunciation",
+        source_uri=attempt.source_uri,
+        origin="sqs",
+        metadata={},
+        parameters={},
+        dedupe_key="k1",
+        attempt=attempt,
+    )
+    assert created
+    again, created = store.create_job(
+        pipeline="pronunciation",
+        source_uri="x",
+        origin="sqs",
+        metadata={},
+        parameters={},
+        dedupe_key="k1",
+        attempt=attempt,
+    )
+    assert (again.id, created) == (job.id, False)
+    [row] = store.pronunciation_attempts(content_type_id=12, object_id="345")
+    assert (row["job_id"], row["status"], row["overall_score"], row["scored_at"]) == (
+        job.id,
+        "QUEUED",
+        None,
+        None,
+    )
+    assert list(store.pronunciation_results()) == [], "not scored yet"
+    assert store.claim(job.id, "w", 30)
+    attempt.job_id = job.id
+    attempt.overall_score, attempt.mispronounced_ratio = 55.0, 0.25
+    store.save_pronunciation(attempt)
+    [row] = store.pronunciation_attempts(user_id="7")
+    assert (row["status"], row["overall_score"], row["mispronounced_ratio"]) == ("RUNNING", 55.0, 0.25)
+    assert row["created_at"] <= row["scored_at"]
+    store.finish(job.id, "FAILED", error="stage x failed", error_code="UNAVAILABLE", owner="w")
+    [row] = store.pronunciation_attempts(job_id=job.id)
+    assert (row["status"], row["error"], row["error_code"]) == ("FAILED", "stage x failed", "UNAVAILABLE")
+
+
 def test_the_store_enforces_the_transition_table(store: JobStore) -> None:
     queued, running = new_job(store), new_job(store)
     with pytest.raises(IllegalTransition, match="is QUEUED: it cannot become SUCCEEDED"):
