@@ -528,6 +528,17 @@ CANARY = {
             "webhookUrl": "https://hooks.example.com/x",
             "webhookSecret": {"existingSecret": "canary-hook-secret", "key": "canary-hook-key"},
         },
+        "images": {
+            "openai": {"apiKey": {"existingSecret": "canary-image-secret", "key": "canary-image-key"}}
+        },
+    },
+    "summarizer": {
+        "engine": "openai",
+        "model": "llama3.2:1b",
+        "openai": {
+            "baseUrl": "http://ollama.llm.svc:11434/v1",
+            "apiKey": {"existingSecret": "canary-llm-secret", "key": "canary-llm-key"},
+        },
     },
     "tts": {"google": {"existingSecret": "canary-google-secret", "key": "canary-google-key"}},
 }
@@ -578,6 +589,17 @@ def test_secrets_are_only_referenced(chart: ChartRenderer) -> None:
         "/var/run/secrets/"
     )
     assert "GOOGLE_APPLICATION_CREDENTIALS" not in env_names(rendered.container("stt"))
+    assert gateway["SORIFLOW_IMAGE_OPENAI_API_KEY"]["valueFrom"]["secretKeyRef"] == {
+        "name": "canary-image-secret",
+        "key": "canary-image-key",
+    }
+    summarizer = rendered.pod_spec("summarizer")
+    llm = next(v for v in summarizer["volumes"] if v["name"] == "llm-api-key")
+    assert llm["secret"]["secretName"] == "canary-llm-secret"
+    assert llm["secret"]["items"] == [{"key": "canary-llm-key", "path": "api-key"}]
+    # the migration hook reads the same database Secret, by reference
+    job = rendered.get("Job", f"{FULLNAME}-db-upgrade")["spec"]["template"]["spec"]["containers"][0]
+    assert env_names(job)["SORIFLOW_GATEWAY_DATABASE_URL"] == gateway["SORIFLOW_GATEWAY_DATABASE_URL"]
 
 
 def test_no_secret_values_in_the_chart_defaults_or_examples(chart: ChartRenderer) -> None:
