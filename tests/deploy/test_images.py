@@ -26,6 +26,7 @@ from tests.deploy.conftest import CHART, COMPONENTS, GRPC_PORTS, METRICS_PORTS, 
 
 DOCKERFILE = REPO / "Dockerfile"
 MOTO_DOCKERFILE = REPO / "tests" / "deploy" / "moto" / "Dockerfile"
+POSTGRES_DOCKERFILE = REPO / "tests" / "deploy" / "postgres" / "Dockerfile"
 GPU_IMAGES = ("stt", "summarizer")
 AUDIO_DECODERS = ("stt", "scoring", "tts")  # decode client audio: ffmpeg for what libsndfile cannot read
 
@@ -113,7 +114,9 @@ def ancestry(dockerfile: Dockerfile, name: str) -> list[Stage]:
     return chain
 
 
-@pytest.mark.parametrize("path", [DOCKERFILE, MOTO_DOCKERFILE], ids=["Dockerfile", "moto"])
+@pytest.mark.parametrize(
+    "path", [DOCKERFILE, MOTO_DOCKERFILE, POSTGRES_DOCKERFILE], ids=["Dockerfile", "moto", "postgres"]
+)
 def test_hadolint_clean(path: Path) -> None:
     binary = hadolint()
     if binary is None:
@@ -226,8 +229,11 @@ def test_pinned_bases_and_one_base_for_build_and_run(dockerfile: Dockerfile) -> 
     assert "--from=python /opt/python /opt/python" in dockerfile.stage("runtime").all("COPY")
 
 
-def test_the_moto_test_image_shares_the_python_base(dockerfile: Dockerfile) -> None:
-    assert parse_dockerfile(MOTO_DOCKERFILE).args["PYTHON_IMAGE"] == dockerfile.args["PYTHON_IMAGE"]
+@pytest.mark.parametrize("path", [MOTO_DOCKERFILE, POSTGRES_DOCKERFILE], ids=["moto", "postgres"])
+def test_the_test_images_share_the_python_base(dockerfile: Dockerfile, path: Path) -> None:
+    stand_in = parse_dockerfile(path)
+    assert stand_in.args["PYTHON_IMAGE"] == dockerfile.args["PYTHON_IMAGE"]
+    assert stand_in.final.all("USER") == ["10001:10001"]
 
 
 @pytest.mark.parametrize("name", COMPONENTS)
