@@ -124,3 +124,53 @@ def test_the_demo_jobs_succeed_in_the_containers(
     assert "reply.wav" in outputs["call-summary"], outputs
     assert "score.json" in outputs["pronunciation"], outputs
     assert "subtitles.srt" in outputs["transcribe"], outputs
+
+
+def test_the_llama_image_summarizes_as_the_chart_runs_it(chart: ChartRenderer) -> None:
+    """summarizer.engine=llama-cpp runs the `-cpu-llama` image (`make images LLAMA=1`, not part of
+    `make images-test`: it compiles llama.cpp): its pod, as rendered, serves a summary from the
+    bundled GGUF through llama.cpp."""
+    from scripts.images import find_engine
+    from soriflow.client import open_channel
+    from soriflow.v1 import summarizer_pb2, summarizer_pb2_grpc
+    from tests.deploy.conftest import merged
+    from tests.deploy.containers import AUTH_SECRET, AWS_SECRET, ChartContainers, release_values
+    from tests.deploy.containers import PublishedConfig as Config
+
+    engine = find_engine(need_run=True, install=False)
+    values = merged(
+        release_values(Config(), "http://moto:5000/123456789012/unused", "localhost"),
+        {"summarizer": {"engine": "llama-cpp", "gpu": {"enabled": False}}},
+    )
+    rendered = chart.render(values)
+    image = rendered.container("summarizer")["image"]
+    if not engine.image_exists(image):
+        pytest.skip(f"{image} is not built (make images LLAMA=1)")
+    token = "llama-test-token"
+    secrets = {
+        AUTH_SECRET: {"token": token},
+        AWS_SECRET: {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"},
+    }
+    containers = ChartContainers(engine, rendered, secrets)
+    try:
+        containers.start("summarizer")
+        asyncio.run(containers.wait_serving("summarizer", STARTUP_TIMEOUT_S))
+
+        async def summarize() -> summarizer_pb2.SummarizeResponse:
+            async with open_channel(containers.address("summarizer"), token=token) as channel:
+                stub = summarizer_pb2_grpc.SummarizerServiceStub(channel)
+                return await stub.Summarize(
+                    summarizer_pb2.SummarizeRequest(
+                        text="My car was hit from behind at a red light this morning and the bumper is "
+                        "cracked. I would like to know whether my policy covers the repair.",
+                        style=summarizer_pb2.SUMMARY_STYLE_ABSTRACT,
+                        max_output_tokens=32,
+                    ),
+                    timeout=120,
+                )
+
+        response = asyncio.run(summarize())
+    finally:
+        containers.close()
+    assert response.summary.strip()
+    assert "llama-cpp" in (response.engine, response.rejected_engine), response
