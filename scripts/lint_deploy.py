@@ -15,7 +15,11 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "deploy" / "helm" / "soriflow"
-DOCKERFILES = [ROOT / "Dockerfile", ROOT / "tests" / "deploy" / "moto" / "Dockerfile"]
+DOCKERFILES = [
+    ROOT / "Dockerfile",
+    ROOT / "tests" / "deploy" / "moto" / "Dockerfile",
+    ROOT / "tests" / "deploy" / "postgres" / "Dockerfile",
+]
 
 
 def hadolint() -> int:

@@ -109,11 +109,24 @@ class Rendered:
         return {**common, **own}
 
     def pods(self) -> Iterator[tuple[str, dict[str, Any]]]:
-        """Every pod spec the release creates: Deployments' templates and the test pod."""
-        for dep in self.kind("Deployment"):
-            yield dep["metadata"]["name"], dep["spec"]["template"]["spec"]
+        """Every pod spec the release creates: Deployments' and Jobs' templates, the test pod."""
+        for kind in ("Deployment", "Job"):
+            for doc in self.kind(kind):
+                yield doc["metadata"]["name"], doc["spec"]["template"]["spec"]
         for pod in self.kind("Pod"):
             yield pod["metadata"]["name"], pod["spec"]
+
+    def hooks(self, event: str) -> list[dict[str, Any]]:
+        """The hook objects Helm runs at `event` (pre-install, pre-upgrade, test, ...), in Helm's
+        order: by helm.sh/hook-weight, then kind, then name."""
+        found = []
+        for doc in self.docs:
+            annotations = doc["metadata"].get("annotations") or {}
+            events = [e.strip() for e in annotations.get("helm.sh/hook", "").split(",")]
+            if event in events:
+                found.append((int(annotations.get("helm.sh/hook-weight", "0")), doc["kind"], doc))
+        found.sort(key=lambda item: (item[0], item[1], item[2]["metadata"]["name"]))
+        return [doc for _, _, doc in found]
 
 
 class ChartRenderer:

@@ -9,6 +9,12 @@ capabilities, no privilege escalation, seccomp) and the memory and CPU limits. A
 feature this translation does not know is an error, not silently dropped, so the chart
 cannot grow something the containers do not run.
 
+Helm's hooks run as Helm runs them: `run_hooks("pre-install")` runs the rendered hook Jobs to
+completion, in Helm's order, before the Deployments start, and fails when one fails. While
+they run, only what exists before an install may be used (the test's Secrets, which stand for
+the operator's): a hook naming the chart's own ConfigMaps or generated Secret is refused, as it
+would never start in a cluster.
+
 Services become DNS names on a private network of the engine (`demo-soriflow-stt`,
 `demo-soriflow-stt.speech.svc`, ...), so the addresses the chart writes into the ConfigMaps
 resolve as they do in a cluster. Container ports are published on 127.0.0.1 at ports the
@@ -116,8 +122,10 @@ class ChartContainers:
         self.network = f"{self.prefix}-net"
         self.files = Path(tempfile.mkdtemp(prefix=f"{self.prefix}-"))
         self.pods: dict[str, Pod] = {}
-        self.extra: list[str] = []  # other containers started on the network (moto)
+        self.extra: list[str] = []  # other containers started on the network (moto, PostgreSQL)
         self._network_created = False
+        #: While pre-install hooks run, the release's own objects do not exist yet.
+        self._before_install = False
 
     # --- translating a pod spec ------------------------------------------------------------------
 
@@ -128,6 +136,8 @@ class ChartContainers:
         return self.rendered
 
     def _config_map(self, name: str) -> dict[str, str]:
+        if self._before_install:
+            raise Unsupported(f"a pre-install hook uses ConfigMap {name}, which Helm creates after the hooks")
         doc = self.release.get("ConfigMap", name)
         return {k: str(v) for k, v in (doc.get("data") or {}).items()}
 
@@ -136,6 +146,8 @@ class ChartContainers:
         if name in self.secrets:
             return dict(self.secrets[name])
         rendered = self.release.find("Secret", name)
+        if rendered is not None and self._before_install:
+            raise Unsupported(f"a pre-install hook uses Secret {name}, which Helm creates after the hooks")
         if rendered is not None:
             data = {k: base64.b64decode(v).decode() for k, v in (rendered.get("data") or {}).items()}
             return {**data, **{k: str(v) for k, v in (rendered.get("stringData") or {}).items()}}
@@ -407,9 +419,11 @@ class ChartContainers:
         return int(out.splitlines()[0].rsplit(":", 1)[1])
 
     def run_pod(self, kind: str, name: str) -> dict[str, tuple[int, str]]:
-        """Runs a rendered Pod (the `helm test` hook) to completion on the release's network:
-        each of its containers in turn; their exit codes and output."""
-        spec = self.release.get(kind, name)["spec"]
+        """Runs a rendered Pod (the `helm test` hook) or a Job's pod (a migration hook) to
+        completion on the release's network: each of its containers in turn; their exit codes
+        and output."""
+        doc = self.release.get(kind, name)
+        spec = doc["spec"]["template"]["spec"] if kind == "Job" else doc["spec"]
         self._check_pod_fields(spec)
         pod_name = f"{self.prefix}-{name}"
         created: list[str] = []
@@ -424,6 +438,26 @@ class ChartContainers:
         finally:
             for volume in created:
                 self.engine.run("volume", "rm", "--force", volume, check=False, capture=True)
+        return results
+
+    def run_hooks(self, event: str) -> dict[str, dict[str, tuple[int, str]]]:
+        """Runs the release's hook Jobs of `event` (pre-install, pre-upgrade) as Helm would: in
+        its order, each to completion, stopping at the first that fails (Helm's backoffLimit
+        retries are not reproduced: a failure here is a failure). Their containers' results."""
+        results: dict[str, dict[str, tuple[int, str]]] = {}
+        self.create_network()
+        self._before_install = event == "pre-install"
+        try:
+            for hook in self.release.hooks(event):
+                if hook["kind"] != "Job":
+                    raise Unsupported(f"{event} hook {hook['kind']} {hook['metadata']['name']}")
+                name = hook["metadata"]["name"]
+                results[name] = self.run_pod("Job", name)
+                failed = {c: r for c, r in results[name].items() if r[0] != 0}
+                if failed:
+                    raise RuntimeError(f"{event} hook Job {name} failed (Helm stops here): {failed}")
+        finally:
+            self._before_install = False
         return results
 
     def start(self, component: str) -> Pod:
@@ -541,8 +575,31 @@ class ChartContainers:
 MOTO_DOCKERFILE = Path(__file__).resolve().parent / "moto" / "Dockerfile"
 MOTO_ALIAS = "moto"  # the AWS endpoint's host name on the network
 MOTO_PORT = 5000
+POSTGRES_DOCKERFILE = Path(__file__).resolve().parent / "postgres" / "Dockerfile"
+POSTGRES_ALIAS = "postgres"  # the job store's host name on the network
+POSTGRES_PORT = 5432
 AUTH_SECRET = "soriflow-container-test-auth"
 AWS_SECRET = "soriflow-container-test-aws"
+DB_SECRET = "soriflow-container-test-db"
+
+
+def _test_image(engine: Engine, dockerfile: Path, image: str, python_image: str, *args: str) -> str:
+    """A stand-in's image on the images' Python base, built once."""
+    if not engine.image_exists(image):
+        engine.run(
+            "build",
+            "-f",
+            str(dockerfile),
+            "--build-arg",
+            f"PYTHON_IMAGE={python_image}",
+            *args,
+            *common_build_args(engine),
+            "-t",
+            image,
+            str(dockerfile.parent),
+            capture=True,
+        )
+    return image
 
 
 def moto_image(engine: Engine, python_image: str) -> str:
@@ -551,27 +608,18 @@ def moto_image(engine: Engine, python_image: str) -> str:
 
     version = importlib.metadata.version("moto")
     image = f"localhost/soriflow-test-moto:{version}"
-    if not engine.image_exists(image):
-        engine.run(
-            "build",
-            "-f",
-            str(MOTO_DOCKERFILE),
-            "--build-arg",
-            f"PYTHON_IMAGE={python_image}",
-            "--build-arg",
-            f"MOTO_VERSION={version}",
-            *common_build_args(engine),
-            "-t",
-            image,
-            str(MOTO_DOCKERFILE.parent),
-            capture=True,
-        )
-    return image
+    return _test_image(engine, MOTO_DOCKERFILE, image, python_image, "--build-arg", f"MOTO_VERSION={version}")
+
+
+def postgres_image(engine: Engine, python_image: str) -> str:
+    """Debian's PostgreSQL 15 on the images' Python base (built once)."""
+    return _test_image(engine, POSTGRES_DOCKERFILE, "localhost/soriflow-test-postgres:15", python_image)
 
 
 def release_values(stack_config: StackConfig, queue_url: str, registry: str) -> dict[str, Any]:
     """The values of a real small install (ci/cpu-values.yaml) pointed at the moto container:
-    an auth token and AWS keys from Secrets, the local stack's buckets, queue and prefixes."""
+    an auth token, AWS keys and the PostgreSQL job store's URL from Secrets (the store's schema
+    then comes from the migration hook Job), the local stack's buckets, queue and prefixes."""
     from tests.deploy.conftest import COMPONENTS, merged, value_set
 
     c = stack_config
@@ -591,6 +639,7 @@ def release_values(stack_config: StackConfig, queue_url: str, registry: str) -> 
                 "inputUris": [f"s3://{c.input_bucket}/{p}" for p in TRIGGER_PREFIXES],
                 "outputUri": f"s3://{c.output_bucket}/results/",
                 "submissionsUri": f"s3://{c.input_bucket}/submissions/",
+                "database": {"existingSecret": DB_SECRET},
             },
         },
     )
@@ -625,12 +674,16 @@ class ContainerRelease:
         self.secrets: dict[str, dict[str, str]] = {
             AUTH_SECRET: {"token": self.token},
             AWS_SECRET: {"AWS_ACCESS_KEY_ID": "soriflow", "AWS_SECRET_ACCESS_KEY": "soriflow"},
+            DB_SECRET: {"url": f"postgresql://postgres@{POSTGRES_ALIAS}:{POSTGRES_PORT}/postgres"},
         }
         self.containers: ChartContainers | None = None
         self.aws: LocalStack | None = None
         self.config = PublishedConfig()
         self.rendered: Rendered | None = None
         self.startup_s: dict[str, float] = {}
+        self.database_port = 0  # PostgreSQL's published port on this machine
+        #: The pre-install hooks' results: Job name -> container -> (exit code, output).
+        self.hook_results: dict[str, dict[str, tuple[int, str]]] = {}
 
     def start_aws(self, renderer: Any) -> None:
         """moto in a container (read-only root, uid 10001), provisioned; then the chart rendered."""
@@ -664,9 +717,44 @@ class ContainerRelease:
                     raise RuntimeError(f"moto did not start; its log ends:\n{cc.logs(name)}") from None
                 time.sleep(0.5)
         self.aws.provision_aws()
+        self._start_database()
         inside = urlsplit(self.aws.queue_url)._replace(netloc=f"{MOTO_ALIAS}:{MOTO_PORT}").geturl()
         self.rendered = renderer.render(release_values(self.aws.config, inside, self.registry))
         cc.rendered = self.rendered
+
+    def _start_database(self) -> None:
+        """PostgreSQL in a container (read-only root, uid 10001, data in tmpfs), accepting
+        connections; empty: its schema is the migration hook's to make."""
+        import psycopg
+
+        cc = self.containers
+        assert cc is not None
+        name = f"{cc.prefix}-postgres"
+        cc.extra.append(name)
+        cc.run_container(
+            name,
+            postgres_image(self.engine, self.python_image),
+            ["--read-only", "--user", "10001:10001", "--tmpfs", "/tmp:rw,mode=1777", "--cap-drop=ALL"],
+            [],
+            aliases=[POSTGRES_ALIAS],
+            ports=[POSTGRES_PORT],
+        )
+        self.database_port = cc.published_port(name, POSTGRES_PORT)
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with psycopg.connect(self.database_url, connect_timeout=2) as conn:
+                    conn.execute("select 1")
+                return
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline or cc.state(name) != "running":
+                    raise RuntimeError(f"PostgreSQL did not start; its log ends:\n{cc.logs(name)}") from None
+                time.sleep(0.5)
+
+    @property
+    def database_url(self) -> str:
+        """The job store as this machine reaches it (through the published port)."""
+        return f"postgresql://postgres@127.0.0.1:{self.database_port}/postgres"
 
     def deployments(self) -> tuple[str, ...]:
         """The components of every Deployment the chart renders (all are started)."""

@@ -134,7 +134,8 @@ def test_native_grpc_probes_against_the_health_service(rendered_set: tuple[str, 
 def test_pods_run_non_root_with_a_read_only_root(rendered_set: tuple[str, Rendered]) -> None:
     name, rendered = rendered_set
     pods = list(rendered.pods())
-    assert len(pods) == len(COMPONENTS) + 1  # the five Deployments and the helm test pod
+    # the five Deployments, the helm test pod, and the migration Job with a PostgreSQL store
+    assert len(pods) == len(COMPONENTS) + 1 + len(rendered.kind("Job"))
     for pod_name, spec in pods:
         sc = spec["securityContext"]
         assert sc["runAsNonRoot"] is True, pod_name
@@ -527,6 +528,17 @@ CANARY = {
             "webhookUrl": "https://hooks.example.com/x",
             "webhookSecret": {"existingSecret": "canary-hook-secret", "key": "canary-hook-key"},
         },
+        "images": {
+            "openai": {"apiKey": {"existingSecret": "canary-image-secret", "key": "canary-image-key"}}
+        },
+    },
+    "summarizer": {
+        "engine": "openai",
+        "model": "llama3.2:1b",
+        "openai": {
+            "baseUrl": "http://ollama.llm.svc:11434/v1",
+            "apiKey": {"existingSecret": "canary-llm-secret", "key": "canary-llm-key"},
+        },
     },
     "tts": {"google": {"existingSecret": "canary-google-secret", "key": "canary-google-key"}},
 }
@@ -577,6 +589,17 @@ def test_secrets_are_only_referenced(chart: ChartRenderer) -> None:
         "/var/run/secrets/"
     )
     assert "GOOGLE_APPLICATION_CREDENTIALS" not in env_names(rendered.container("stt"))
+    assert gateway["SORIFLOW_IMAGE_OPENAI_API_KEY"]["valueFrom"]["secretKeyRef"] == {
+        "name": "canary-image-secret",
+        "key": "canary-image-key",
+    }
+    summarizer = rendered.pod_spec("summarizer")
+    llm = next(v for v in summarizer["volumes"] if v["name"] == "llm-api-key")
+    assert llm["secret"]["secretName"] == "canary-llm-secret"
+    assert llm["secret"]["items"] == [{"key": "canary-llm-key", "path": "api-key"}]
+    # the migration hook reads the same database Secret, by reference
+    job = rendered.get("Job", f"{FULLNAME}-db-upgrade")["spec"]["template"]["spec"]["containers"][0]
+    assert env_names(job)["SORIFLOW_GATEWAY_DATABASE_URL"] == gateway["SORIFLOW_GATEWAY_DATABASE_URL"]
 
 
 def test_no_secret_values_in_the_chart_defaults_or_examples(chart: ChartRenderer) -> None:
@@ -825,12 +848,20 @@ def test_helm_test_checks_every_component(rendered_set: tuple[str, Rendered]) ->
     assert pod["spec"]["restartPolicy"] == "Never"
     assert pod["metadata"]["labels"]["app.kubernetes.io/component"] == "test"  # allowed by the policies
     by_name = {c["name"]: c for c in pod["spec"]["containers"]}
-    assert set(by_name) == set(COMPONENTS)
+    postgres = bool(rendered.values.get("gateway", {}).get("database", {}).get("existingSecret"))
+    assert set(by_name) == set(COMPONENTS) | ({"job-store"} if postgres else set())
     common = rendered.get("ConfigMap", f"{FULLNAME}-common")["data"]
-    for component, container in by_name.items():
+    for component in COMPONENTS:
+        container = by_name[component]
         assert container["command"] == ["soriflow", "health"]
         assert container["args"][0] == common[f"SORIFLOW_{component.upper()}_ADDRESS"]
         assert container["args"][1:] == ["--wait", "300"]
+    if postgres:  # the schema is the revision the gateway image needs
+        store = by_name["job-store"]
+        assert store["command"] == ["soriflow", "db", "current", "--check"]
+        assert store["image"] == rendered.container("gateway")["image"]
+        [url] = [e for e in store["env"] if e["name"] == "SORIFLOW_GATEWAY_DATABASE_URL"]
+        assert url["valueFrom"] == env_names(rendered.container("gateway"))[url["name"]]["valueFrom"]
 
 
 def test_a_disabled_component_is_gone(chart: ChartRenderer) -> None:

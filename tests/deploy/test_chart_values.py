@@ -161,13 +161,45 @@ def test_a_malformed_model_prefix_is_still_refused_by_the_schema(chart: ChartRen
             {"tts": {"extraEnv": [{"name": "AWS_SECRET_ACCESS_KEY", "value": "abc"}]}},
             "at '/tts/extraEnv/0/value'",
         ),
+        (
+            {"summarizer": {"settings": {"summarizer_openai_api_key": "hunter2"}}},
+            "at '/summarizer/settings/summarizer_openai_api_key'",
+        ),
+        (
+            {"gateway": {"settings": {"image_openai_api_key": "hunter2"}}},
+            "at '/gateway/settings/image_openai_api_key'",
+        ),
+        (
+            {"gateway": {"extraEnv": [{"name": "SORIFLOW_IMAGE_OPENAI_API_KEY", "value": "hunter2"}]}},
+            "at '/gateway/extraEnv/0/value'",
+        ),
+        (
+            {"summarizer": {"extraEnv": [{"name": "OPENAI_API_KEY", "value": "hunter2"}]}},
+            "at '/summarizer/extraEnv/0/value'",
+        ),
+        (
+            {"summarizer": {"openai": {"apiKey": {"existingSecret": "", "key": "k", "value": "hunter2"}}}},
+            "additional properties 'value' not allowed",
+        ),
         ({"auth": {"token": "hunter2"}}, "additional properties 'token' not allowed"),
         (
             {"gateway": {"database": {"url": "postgresql://u:p@db/x"}}},
             "additional properties 'url' not allowed",
         ),
     ],
-    ids=["settings-token", "settings-db", "env-token", "env-aws", "auth-token", "db-url"],
+    ids=[
+        "settings-token",
+        "settings-db",
+        "env-token",
+        "env-aws",
+        "settings-llm-key",
+        "settings-image-key",
+        "env-image-key",
+        "env-openai-key",
+        "llm-key-value",
+        "auth-token",
+        "db-url",
+    ],
 )
 def test_secrets_cannot_be_given_as_values(
     chart: ChartRenderer, values: dict[str, Any], expected: str

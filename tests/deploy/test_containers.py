@@ -18,6 +18,7 @@ from tests.deploy.conftest import COMPONENTS, FULLNAME, GRPC_PORTS, NAMESPACE, C
 from tests.deploy.containers import (
     AUTH_SECRET,
     AWS_SECRET,
+    DB_SECRET,
     ChartContainers,
     PublishedConfig,
     Unsupported,
@@ -28,6 +29,7 @@ from tests.deploy.containers import (
 SECRETS = {
     AUTH_SECRET: {"token": "t0ken"},
     AWS_SECRET: {"AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"},
+    DB_SECRET: {"url": "postgresql://postgres@postgres:5432/postgres"},
 }
 
 
@@ -96,8 +98,47 @@ def test_the_gateway_gets_its_queue_and_store(rendered: Rendered) -> None:
     pod = ChartContainers(RecordingEngine(), rendered, SECRETS, prefix="t").pod("gateway")
     env = dict(e.split("=", 1) for e in options(pod.run_args, "--env"))
     assert env["SORIFLOW_GATEWAY_QUEUE_URL"] == "http://moto:5000/123456789012/soriflow-jobs"
-    assert env["SORIFLOW_GATEWAY_DATABASE_URL"].startswith("sqlite:////var/lib/soriflow/")
+    assert env["SORIFLOW_GATEWAY_DATABASE_URL"] == "postgresql://postgres@postgres:5432/postgres"
+    assert env["SORIFLOW_GATEWAY_DATABASE_UPGRADE"] == "false"  # the hook Job migrates
     assert "/var/lib/soriflow" in {m.split(":")[1] for m in options(pod.run_args, "--volume")}
+
+
+def test_install_hooks_run_first_as_containers_of_their_own(rendered: Rendered) -> None:
+    engine = RecordingEngine()
+    results = ChartContainers(engine, rendered, SECRETS, prefix="t").run_hooks("pre-install")
+    assert list(results) == [f"{FULLNAME}-db-upgrade"]
+    [run] = [c for c in engine.calls if c[:2] == ("run", "--rm")]
+    assert run[-4:] == ("db", "upgrade", "--wait", "60")
+    assert "--entrypoint" in run
+    assert run[run.index("--entrypoint") + 1] == "soriflow"
+    assert "SORIFLOW_GATEWAY_DATABASE_URL=postgresql://postgres@postgres:5432/postgres" in run
+    assert "--read-only" in run
+    assert not [c for c in engine.calls if "configmap" in " ".join(c).lower()]
+
+
+def test_an_install_hook_that_needs_the_release_is_refused(rendered: Rendered) -> None:
+    """Helm creates the release's ConfigMaps after the pre-install hooks: a hook using one is refused."""
+    docs = copy.deepcopy(rendered.docs)
+    job = next(d for d in docs if d["kind"] == "Job")
+    _main(job)["envFrom"] = [{"configMapRef": {"name": f"{FULLNAME}-common"}}]
+    broken = Rendered(rendered.values, {})
+    broken.docs = docs
+    with pytest.raises(Unsupported, match="pre-install hook uses ConfigMap"):
+        ChartContainers(RecordingEngine(), broken, SECRETS, prefix="t").run_hooks("pre-install")
+    # after the install (a pre-upgrade hook) the ConfigMap exists
+    ChartContainers(RecordingEngine(), broken, SECRETS, prefix="t").run_hooks("pre-upgrade")
+
+
+def test_a_failed_hook_stops_the_install(rendered: Rendered) -> None:
+    class Failing(RecordingEngine):
+        def run(self, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+            done = super().run(*args, **kwargs)
+            if args[:2] == ("run", "--rm"):
+                return subprocess.CompletedProcess(done.args, 69, "", "cannot reach the job store")
+            return done
+
+    with pytest.raises(RuntimeError, match="pre-install hook Job demo-soriflow-db-upgrade failed"):
+        ChartContainers(Failing(), rendered, SECRETS, prefix="t").run_hooks("pre-install")
 
 
 def _broken(rendered: Rendered, change: Any) -> Rendered:

@@ -26,6 +26,7 @@ from tests.deploy.conftest import CHART, COMPONENTS, GRPC_PORTS, METRICS_PORTS, 
 
 DOCKERFILE = REPO / "Dockerfile"
 MOTO_DOCKERFILE = REPO / "tests" / "deploy" / "moto" / "Dockerfile"
+POSTGRES_DOCKERFILE = REPO / "tests" / "deploy" / "postgres" / "Dockerfile"
 GPU_IMAGES = ("stt", "summarizer")
 AUDIO_DECODERS = ("stt", "scoring", "tts")  # decode client audio: ffmpeg for what libsndfile cannot read
 
@@ -113,7 +114,9 @@ def ancestry(dockerfile: Dockerfile, name: str) -> list[Stage]:
     return chain
 
 
-@pytest.mark.parametrize("path", [DOCKERFILE, MOTO_DOCKERFILE], ids=["Dockerfile", "moto"])
+@pytest.mark.parametrize(
+    "path", [DOCKERFILE, MOTO_DOCKERFILE, POSTGRES_DOCKERFILE], ids=["Dockerfile", "moto", "postgres"]
+)
 def test_hadolint_clean(path: Path) -> None:
     binary = hadolint()
     if binary is None:
@@ -149,7 +152,13 @@ def test_one_target_per_component_and_shared_stages(dockerfile: Dockerfile) -> N
 def test_installs_only_its_own_extra(dockerfile: Dockerfile, name: str) -> None:
     deps = dockerfile.stage(f"deps-{name}")
     runs = " ".join(deps.all("RUN"))
-    assert re.findall(r"--extra ([a-z-]+)", runs) == [name]
+    if name == "summarizer":  # the extras are a build argument whose default is the service's own
+        [default] = [a.split("=", 1)[1] for a in deps.all("ARG") if a.startswith("SUMMARIZER_EXTRAS=")]
+        assert default == name
+        assert 'for extra in ${SUMMARIZER_EXTRAS}; do set -- "$@" --extra "${extra}"; done' in runs
+        assert '-r pyproject.toml "$@"' in runs
+    else:
+        assert re.findall(r"--extra ([a-z-]+)", runs) == [name]
     assert "[all]" not in dockerfile.text
     assert "soriflow[" not in dockerfile.text
     assert deps.base == ("torch" if name in GPU_IMAGES else "python")  # torch first, from its index
@@ -220,8 +229,11 @@ def test_pinned_bases_and_one_base_for_build_and_run(dockerfile: Dockerfile) -> 
     assert "--from=python /opt/python /opt/python" in dockerfile.stage("runtime").all("COPY")
 
 
-def test_the_moto_test_image_shares_the_python_base(dockerfile: Dockerfile) -> None:
-    assert parse_dockerfile(MOTO_DOCKERFILE).args["PYTHON_IMAGE"] == dockerfile.args["PYTHON_IMAGE"]
+@pytest.mark.parametrize("path", [MOTO_DOCKERFILE, POSTGRES_DOCKERFILE], ids=["moto", "postgres"])
+def test_the_test_images_share_the_python_base(dockerfile: Dockerfile, path: Path) -> None:
+    stand_in = parse_dockerfile(path)
+    assert stand_in.args["PYTHON_IMAGE"] == dockerfile.args["PYTHON_IMAGE"]
+    assert stand_in.final.all("USER") == ["10001:10001"]
 
 
 @pytest.mark.parametrize("name", COMPONENTS)
@@ -238,9 +250,27 @@ def test_system_packages_match_what_the_service_does(dockerfile: Dockerfile, nam
                 assert run.endswith("rm -rf /var/lib/apt/lists/*"), run
 
 
+def test_the_llama_build_compiles_llama_cpp_in_the_build_stage_only(dockerfile: Dockerfile) -> None:
+    """SUMMARIZER_EXTRAS=summarizer,llama: llama-cpp-python from its sdist, with a compiler that
+    stays in the deps stage, portable CPU flags, and no OpenMP runtime to ship."""
+    deps = dockerfile.stage("deps-summarizer")
+    [run] = deps.all("RUN")
+    llama = run.split("*,llama,*)")[1].split(";;")[0]
+    assert "apt-get install -y --no-install-recommends g++" in llama
+    assert 'export CMAKE_ARGS="${LLAMA_CMAKE_ARGS}"' in llama
+    [cmake] = [a.split("=", 1)[1].strip('"') for a in deps.all("ARG") if a.startswith("LLAMA_CMAKE_ARGS=")]
+    assert "-DGGML_NATIVE=OFF" in cmake.split()  # not tuned to the build machine's CPU
+    assert "-DGGML_OPENMP=OFF" in cmake.split()  # no libgomp needed at run time
+    assert images.LLAMA_BUILD_ARGS == {"SUMMARIZER_EXTRAS": "summarizer,llama"}
+    assert '"llama-cpp-python[server]==' in (REPO / "pyproject.toml").read_text()  # the `llama` extra
+    # the image takes the venv only: no compiler in it
+    assert dockerfile.stage("summarizer").all("COPY")[0] == "--from=deps-summarizer /opt/venv /opt/venv"
+
+
 def test_chart_and_images_agree_on_names() -> None:
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert values["image"]["cpuTagSuffix"] == images.CPU_TAG_SUFFIX
+    assert values["image"]["llamaTagSuffix"] == images.LLAMA_TAG_SUFFIX
     assert {c for c in COMPONENTS if "gpu" in values[c]} == set(images.GPU_COMPONENTS)
     for component in COMPONENTS:
         assert values[component]["image"]["repository"] == f"soriflow-{component}"
@@ -504,6 +534,33 @@ def test_make_images_offline_uses_the_local_base_and_wheel(
         target = line.split(" --target ")[1].split()[0]
         assert (f"--volume {wheels}:/wheelhouse:ro" in line) == (target in GPU_IMAGES)
     assert builds[3].split(" -t ")[1].split()[0] == "registry.example.com/sf/soriflow-stt:0.1.0-cpu"
+
+
+def test_make_images_llama_adds_the_summarizer_with_llama_cpp(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bin_dir, calls = _fake_engine(tmp_path, "docker")
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    for key in ("SORIFLOW_CONTAINER_ENGINE", "REGISTRY", "VERSION", "PUSH", "BASE", "GPU"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("LLAMA", "1")
+    monkeypatch.setattr(images, "torch_index_reachable", lambda url: True)
+    assert images.main(["--gpu", "no", "gateway", "summarizer"]) == 0
+    builds = _builds(calls)
+    tags = [line.split(" -t ")[1].split()[0] for line in builds]
+    assert tags == [
+        "localhost/soriflow-gateway:0.1.0",
+        "localhost/soriflow-summarizer:0.1.0-cpu",
+        "localhost/soriflow-summarizer:0.1.0-cpu-llama",
+    ]
+    assert "SUMMARIZER_EXTRAS" not in builds[1]
+    assert "--target summarizer --build-arg" in builds[2]
+    assert "--build-arg SUMMARIZER_EXTRAS=summarizer,llama" in builds[2]
+    assert "BASE_IMAGE" not in builds[2]  # CPU only
+    calls.write_text("")
+    monkeypatch.delenv("LLAMA")
+    assert images.main(["--gpu", "no", "summarizer"]) == 0
+    assert len(_builds(calls)) == 1  # off by default: it compiles llama.cpp
 
 
 def test_pushing_insists_on_the_public_bases(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -88,19 +88,40 @@ app.kubernetes.io/component: {{ .name }}
 {{- end }}
 {{- end }}
 
-{{/* "true" when the component runs on a GPU (only stt and summarizer have one). */}}
-{{- define "soriflow.gpuOn" -}}
+{{/*
+"true" when the component's model runs elsewhere (the summarizer's `openai` engine: a chat
+server such as vLLM holds the model and its GPU): no model file, no GPU, the model name as is.
+*/}}
+{{- define "soriflow.remoteModel" -}}
 {{- $c := index .root.Values .name }}
-{{- if and (hasKey $c "gpu") $c.gpu.enabled }}true{{ end }}
+{{- if and (eq .name "summarizer") (eq ($c.engine | toString) "openai") }}true{{ end }}
 {{- end }}
 
-{{/* The image reference of a component; GPU images switch to their CPU variant without a GPU. */}}
+{{/* "true" when the component runs on a GPU (only stt and summarizer have one; never for a remote model). */}}
+{{- define "soriflow.gpuOn" -}}
+{{- $c := index .root.Values .name }}
+{{- if and (hasKey $c "gpu") $c.gpu.enabled (not (include "soriflow.remoteModel" .)) }}true{{ end }}
+{{- end }}
+
+{{/* "true" when the summarizer runs llama.cpp in-process: its image is the `-llama` build. */}}
+{{- define "soriflow.llamaCpp" -}}
+{{- $c := index .root.Values .name }}
+{{- if and (eq .name "summarizer") (eq ($c.engine | toString) "llama-cpp") }}true{{ end }}
+{{- end }}
+
+{{/*
+The image reference of a component; GPU images switch to their CPU variant without a GPU, and
+the summarizer to its llama.cpp build (`make images LLAMA=1`) with engine llama-cpp.
+*/}}
 {{- define "soriflow.image" -}}
 {{- $v := .root.Values }}
 {{- $c := index $v .name }}
 {{- $tag := $c.image.tag | default $v.image.tag | default .root.Chart.AppVersion | toString }}
-{{- if and (hasKey $c "gpu") (not $c.gpu.enabled) }}
+{{- if and (hasKey $c "gpu") (not (include "soriflow.gpuOn" .)) }}
 {{- $tag = printf "%s%s" $tag $v.image.cpuTagSuffix }}
+{{- end }}
+{{- if include "soriflow.llamaCpp" . }}
+{{- $tag = printf "%s%s" $tag $v.image.llamaTagSuffix }}
 {{- end }}
 {{- printf "%s/%s:%s" ($v.image.registry | trimSuffix "/") $c.image.repository $tag }}
 {{- end }}
@@ -129,8 +150,10 @@ Takes dict root, spec.
 {{- define "soriflow.s3Specs" -}}
 {{- $c := index .root.Values .name }}
 {{- $specs := list }}
+{{- if not (include "soriflow.remoteModel" .) }}
 {{- if $c.model }}{{ $specs = append $specs $c.model }}{{ end }}
 {{- if $c.adapter }}{{ $specs = append $specs $c.adapter }}{{ end }}
+{{- end }}
 {{- range ($c.extraModels | default list) }}{{ $specs = append $specs . }}{{ end }}
 {{- range $specs }}
 {{- $resolved := include "soriflow.modelSpec" (dict "root" $.root "spec" .) }}
@@ -221,7 +244,17 @@ gateway's inputs and submissions, which the stage services read for its jobs.
 {{- with $c.notifications.webhookUrl }}{{ $_ := set $env "SORIFLOW_GATEWAY_WEBHOOK_URL" . }}{{ end }}
 {{- if not $c.database.existingSecret }}
 {{- $_ := set $env "SORIFLOW_GATEWAY_DATABASE_URL" "sqlite:////var/lib/soriflow/jobs.db" }}
+{{- else if include "soriflow.migrationHook" $root }}
+{{- /* the pre-install/pre-upgrade Job has upgraded the schema: a gateway never migrates, and refuses a schema it was not built for */}}
+{{- $_ := set $env "SORIFLOW_GATEWAY_DATABASE_UPGRADE" "false" }}
 {{- end }}
+{{- $images := $c.images }}
+{{- $_ := set $env "SORIFLOW_IMAGE_ENGINE" $images.engine }}
+{{- with $images.openai.model }}{{ $_ := set $env "SORIFLOW_IMAGE_OPENAI_MODEL" . }}{{ end }}
+{{- with $images.openai.baseUrl }}{{ $_ := set $env "SORIFLOW_IMAGE_OPENAI_BASE_URL" . }}{{ end }}
+{{- with $images.bedrock.modelId }}{{ $_ := set $env "SORIFLOW_IMAGE_BEDROCK_MODEL_ID" . }}{{ end }}
+{{- with $images.bedrock.region }}{{ $_ := set $env "SORIFLOW_IMAGE_BEDROCK_REGION" . }}{{ end }}
+{{- with $images.bedrock.endpointUrl }}{{ $_ := set $env "SORIFLOW_IMAGE_BEDROCK_ENDPOINT_URL" . }}{{ end }}
 {{- if or $c.pipelines $c.existingPipelinesConfigMap }}
 {{- $_ := set $env "SORIFLOW_GATEWAY_PIPELINES_FILE" "/etc/soriflow/pipelines/pipelines.yaml" }}
 {{- end }}
@@ -232,7 +265,16 @@ gateway's inputs and submissions, which the stage services read for its jobs.
 {{- $_ := set $env "SORIFLOW_STT_COMPUTE_TYPE" $c.computeType }}
 {{- else if eq $name "summarizer" }}
 {{- $_ := set $env "SORIFLOW_SUMMARIZER_ENGINE" $c.engine }}
+{{- if include "soriflow.remoteModel" . }}
+{{- /* the name the chat server serves, as is: not a file under the model volume or prefix */}}
+{{- $_ := set $env "SORIFLOW_SUMMARIZER_MODEL" ($c.model | toString) }}
+{{- with $c.openai.baseUrl }}{{ $_ := set $env "SORIFLOW_SUMMARIZER_OPENAI_BASE_URL" . }}{{ end }}
+{{- if $c.openai.apiKey.existingSecret }}
+{{- $_ := set $env "SORIFLOW_SUMMARIZER_OPENAI_API_KEY_FILE" (printf "%s/api-key" (include "soriflow.summarizerKeyDir" .)) }}
+{{- end }}
+{{- else }}
 {{- $_ := set $env "SORIFLOW_SUMMARIZER_MODEL" (include "soriflow.modelSpec" (dict "root" $root "spec" $c.model)) }}
+{{- end }}
 {{- if $c.adapter }}
 {{- $_ := set $env "SORIFLOW_SUMMARIZER_ADAPTER" (include "soriflow.modelSpec" (dict "root" $root "spec" $c.adapter)) }}
 {{- end }}
@@ -242,6 +284,22 @@ gateway's inputs and submissions, which the stage services read for its jobs.
 {{- $_ := set $env (printf "SORIFLOW_%s" (upper $field)) (include "soriflow.envValue" $value) }}
 {{- end }}
 {{- toYaml $env }}
+{{- end }}
+
+{{/* Where the summarizer's chat-server API key is mounted (a Secret volume). */}}
+{{- define "soriflow.summarizerKeyDir" -}}
+/var/run/secrets/soriflow/llm
+{{- end }}
+
+{{/*
+"true" when a pre-install/pre-upgrade Job upgrades the job store's schema (`soriflow db upgrade`):
+PostgreSQL (gateway.database.existingSecret) with gateway.database.migrations.mode=hook. The
+embedded SQLite file lives in the gateway pod's emptyDir, out of a Job's reach: that gateway
+upgrades it at start.
+*/}}
+{{- define "soriflow.migrationHook" -}}
+{{- $gw := .Values.gateway }}
+{{- if and $gw.enabled $gw.database.existingSecret (eq $gw.database.migrations.mode "hook") }}true{{ end }}
 {{- end }}
 
 {{/* Probes: native gRPC health checks; with TLS the kubelet cannot speak it, so `soriflow health` runs in the container. */}}
