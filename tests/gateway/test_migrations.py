@@ -278,6 +278,32 @@ def test_a_gateway_that_does_not_upgrade_refuses_an_old_schema(
     JobStore(database, upgrade=False).close()
 
 
+def test_a_schema_newer_than_this_release_is_refused_with_what_to_do(
+    database: str, engine_for: Callable[[str], Engine], tmp_path: Path
+) -> None:
+    """After `helm rollback` the older image meets the schema its successor made: one clear
+    refusal (roll forward or restore), never Alembic's traceback, from the store and the CLI."""
+    engine = engine_for(database)
+    migrations.upgrade(engine)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE alembic_version SET version_num = '0099_from_a_newer_release'")
+    for attempt in (lambda: migrations.upgrade(engine), lambda: JobStore(database, upgrade=False)):
+        with pytest.raises(
+            FailedPrecondition, match=r"0099_from_a_newer_release, which this gateway does not know"
+        ):
+            attempt()
+    upgrade = subprocess.run(
+        [sys.executable, "-m", "soriflow.cli.main", "db", "upgrade", "--url", database, "--wait", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert upgrade.returncode == 1
+    assert "roll forward" in upgrade.stderr
+    assert "Traceback" not in upgrade.stderr
+
+
 def test_replicas_starting_together_upgrade_once(postgres_url: str) -> None:
     import psycopg
 

@@ -47,6 +47,23 @@ def head() -> str:
     return revision
 
 
+def _refuse_unknown(found: str | None) -> None:
+    """A revision this code does not know was written by a newer release (a rollback of the image
+    after its upgrade ran): say what to do instead of Alembic's traceback."""
+    if found is None or found == "legacy-v1":
+        return
+    try:
+        known = ScriptDirectory.from_config(config()).get_revision(found) is not None
+    except Exception:  # alembic raises its own CommandError/ResolutionError for unknown ids
+        known = False
+    if not known:
+        raise FailedPrecondition(
+            f"the job store is at revision {found}, which this gateway does not know (its newest is "
+            f"{head()}): a newer release upgraded it. Run that release again (roll forward), or restore "
+            "the backup taken before its upgrade; an older gateway cannot use a newer schema"
+        )
+
+
 def current(engine: Engine) -> str | None:
     """The database's revision (None: no schema yet; "legacy-v1": the first release's, not yet adopted)."""
     with engine.connect() as conn:
@@ -85,6 +102,7 @@ def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str | N
             conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": ADVISORY_LOCK_ID})
         _adopt_first_release(conn)
         before = MigrationContext.configure(conn).get_current_revision()
+        _refuse_unknown(before)
         command.upgrade(config(conn), revision)
         after = MigrationContext.configure(conn).get_current_revision()
     if before != after:
@@ -95,6 +113,7 @@ def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str | N
 def require_head(engine: Engine) -> None:
     """Refuses a database that is not at this code's newest revision (when start-up upgrades are off)."""
     found, newest = current(engine), head()
+    _refuse_unknown(found)
     if found != newest:
         raise FailedPrecondition(
             f"the job store is at revision {found or '(empty)'} but this gateway needs {newest}: run "
