@@ -1,4 +1,4 @@
-"""One way in for every job: S3 uploads (the SQS consumer) and SubmitJob calls (the API).
+"""One way in for every job: S3 uploads (the SQS consumer), SubmitJob calls (the API), schedule ticks.
 
 Both paths resolve the job's pipeline once (the caller's choice, the object's
 `soriflow-pipeline` metadata, or the longest routed key prefix), resolve its
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import uuid
 from collections.abc import Mapping
@@ -33,6 +34,7 @@ from soriflow.config import CommonSettings
 from soriflow.errors import InvalidArgument, NotFound, ResourceExhausted, SoriflowError
 from soriflow.gateway.outputs import JOB_ID_KEY
 from soriflow.gateway.pipelines import PipelineDef, PipelineRegistry
+from soriflow.gateway.schedules import SCHEDULE_KEY, TICK_KEY, ScheduleDef, tick_dedupe_key, tick_source
 from soriflow.gateway.stages import HEADERLESS, audio_format_metadata
 from soriflow.gateway.states import JobState
 from soriflow.gateway.store import JobRecord, JobStore
@@ -268,6 +270,41 @@ class JobService:
         if source == "content" and not accepted.created:  # a concurrent call with the same key won
             await self._discard(uri)
         return accepted
+
+    # --- schedule ticks ---------------------------------------------------------------------------
+
+    async def accept_tick(self, schedule: ScheduleDef, pipeline: PipelineDef, tick: dt.datetime) -> Accepted:
+        """The job of a schedule's tick (created once, whoever fires it): no source audio, the
+        schedule's parameters; parameters that cannot resolve make a FAILED job with the reason."""
+        source = tick_source(schedule.name, tick)
+        dedupe = tick_dedupe_key(schedule.name, tick)
+        metadata = {SCHEDULE_KEY: schedule.name, TICK_KEY: tick.isoformat()}
+        try:
+            parameters = pipeline.resolve_parameters(schedule.parameters, bucket="", key="")
+        except SoriflowError as exc:
+            job, created = await asyncio.to_thread(
+                self.store.create_job,
+                pipeline=pipeline.name,
+                source_uri=source,
+                origin="schedule",
+                metadata=metadata,
+                parameters={},
+                dedupe_key=dedupe,
+                state=JobState.FAILED,
+                error=exc.message,
+                error_code=exc.code.name,
+            )
+            return Accepted(job, created, None)
+        job, created = await asyncio.to_thread(
+            self.store.create_job,
+            pipeline=pipeline.name,
+            source_uri=source,
+            origin="schedule",
+            metadata=metadata,
+            parameters=parameters,
+            dedupe_key=dedupe,
+        )
+        return Accepted(job, created, pipeline if job.pipeline == pipeline.name else None)
 
     async def _discard(self, uri: S3Uri) -> None:
         """Removes a submission copy no job points at (ours, written moments ago; never a source)."""
