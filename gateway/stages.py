@@ -291,7 +291,7 @@ class Recognize(StageKind):
         return result.transcript.text.strip()
 
     def reads_source(self, with_: Mapping[str, Any]) -> bool:
-        return with_.get("audio", "source") == "source"
+        return bool(with_.get("audio", "source") == "source")
 
 
 STYLES = {

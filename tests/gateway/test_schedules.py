@@ -8,7 +8,11 @@ against one store in real time are in `test_generation_pipelines.py`.
 from __future__ import annotations
 
 import datetime as dt
+import os
+import subprocess
+import sys
 import zoneinfo
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +32,9 @@ from soriflow.gateway.schedules import (
 )
 from soriflow.gateway.settings import Settings
 from soriflow.gateway.store import JobStore
+from soriflow.server import ThreadedServer
 from soriflow.v1 import gateway_pb2
+from tests.gateway.conftest import AwsWorld, gateway_settings
 
 SEOUL = zoneinfo.ZoneInfo("Asia/Seoul")
 NIGHTLY = ScheduleDef(name="story", cron="0 21 * * *", time_zone="Asia/Seoul", catch_up_window_s=3 * 3600)
@@ -285,3 +291,31 @@ def test_the_schedule_record_only_moves_forward(tmp_path: Path) -> None:
     state = store.schedule_states()["tales"]
     assert (state.last_tick_at, state.last_job_id) == (seoul(1, 21), "job-1")
     store.close()
+
+
+# --- `soriflow schedules` against a running gateway -----------------------------------------------------
+
+
+@pytest.mark.slow
+def test_soriflow_schedules_lists_each_with_its_next_run(
+    aws: AwsWorld, tmp_path: Path, start_gateway: Callable[..., ThreadedServer]
+) -> None:
+    gateway = start_gateway(
+        gateway_settings(aws, tmp_path, gateway_queue_url=None, gateway_enabled_schedules=["nightly-story"])
+    )
+    env = os.environ | {"SORIFLOW_GATEWAY_ADDRESS": gateway.address, "COLUMNS": "250"}
+    listed = subprocess.run(
+        [sys.executable, "-m", "soriflow.cli.main", "schedules"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert listed.returncode == 0, listed.stderr
+    [row] = [line for line in listed.stdout.splitlines() if "nightly-story" in line]
+    expected = NIGHTLY.model_copy(update={"name": "nightly-story"}).next_tick(dt.datetime.now(dt.UTC))
+    assert "0 21 * * *" in row
+    assert "Asia/Seoul" in row
+    assert "latest (3h)" in row
+    assert f"{expected:%Y-%m-%d} 21:00:00 KST" in row  # the next run, in the schedule's zone

@@ -98,7 +98,8 @@ def test_sampling_is_seeded_and_batches_split_by_sampling(tiny_causal: Path) -> 
     assert all(g.truncated and g.output_tokens == 12 for g in alone)
     # The prompt is the user turn alone: no summarizing instruction of ours.
     prompt = engine.prompt(greedy)  # type: ignore[attr-defined]
-    assert STORY_PROMPT in prompt and "Summarize" not in prompt
+    assert STORY_PROMPT in prompt
+    assert "Summarize" not in prompt
 
 
 @pytest.mark.slow
@@ -116,7 +117,8 @@ async def test_generate_on_transformers_through_grpc(tiny_causal: Path) -> None:
         # Greedy requests batch with summaries; concurrent ones each answer as alone.
         alone = await stub.Generate(generate(), timeout=60)
         together = await asyncio.gather(*(stub.Generate(generate(), timeout=60) for _ in range(3)))
-        assert {r.text for r in together} == {alone.text} and alone.seed == 0
+        assert {r.text for r in together} == {alone.text}
+        assert alone.seed == 0
         error = await status_of(stub.Generate(generate(language_code="ko"), timeout=30))
         assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
         assert "writes en, not 'ko'" in (error.details() or "")
@@ -130,7 +132,8 @@ async def test_generate_on_transformers_through_grpc(tiny_causal: Path) -> None:
 
 
 def _story_checks(response: summarizer_pb2.GenerateResponse, cap: int) -> None:
-    assert response.text and response.text == response.text.strip()
+    assert response.text
+    assert response.text == response.text.strip()
     words = {w.strip(".,!?\"'").lower() for w in response.text.split()}
     assert words & {"fox", "dark", "night", "afraid", "little", "once"}, response.text
     assert 0 < response.output_tokens <= cap
@@ -146,10 +149,12 @@ async def test_generate_with_llama_cpp() -> None:
         assert (story.engine, story.model, story.seed) == ("llama-cpp", MODEL_ALIAS, 0)
         assert (await stub.Generate(generate(max_output_tokens=120), timeout=300)).text == story.text
         short = await stub.Generate(generate(max_output_tokens=8), timeout=120)
-        assert short.truncated and short.output_tokens <= 8
+        assert short.truncated
+        assert short.output_tokens <= 8
         sampled = await stub.Generate(generate(max_output_tokens=40, temperature=0.9, seed=3), timeout=120)
         replay = await stub.Generate(generate(max_output_tokens=40, temperature=0.9, seed=3), timeout=120)
-        assert sampled.text == replay.text and sampled.seed == 3
+        assert sampled.text == replay.text
+        assert sampled.seed == 3
         # Same limits and deadline as a summary.
     async with serve(
         summarizer_engine="llama-cpp", summarizer_model=MODEL_ALIAS, summarizer_generation_timeout_s=0.3
@@ -177,7 +182,5 @@ async def test_generate_through_an_openai_compatible_server(tmp_path: Path) -> N
             assert story.engine == "openai"
             short = await stub.Generate(generate(max_output_tokens=6), timeout=120)
             assert short.truncated  # the server's finish_reason "length"
-            seeded = [
-                await stub.Generate(generate(temperature=0.8, seed=5), timeout=120) for _ in range(2)
-            ]
+            seeded = [await stub.Generate(generate(temperature=0.8, seed=5), timeout=120) for _ in range(2)]
             assert seeded[0].text == seeded[1].text  # llama.cpp's server honours the seed
