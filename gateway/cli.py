@@ -140,8 +140,12 @@ def register(app: typer.Typer, groups: Any) -> None:
     @app.command()
     def submit(
         source: Annotated[
-            str, typer.Argument(help="A local audio file, or s3://bucket/key already uploaded")
-        ],
+            str,
+            typer.Argument(
+                help="A local audio file, or s3://bucket/key already uploaded; none for a pipeline that "
+                "reads no audio (nightly-story)"
+            ),
+        ] = "",
         pipeline: Annotated[str, typer.Option(help="Pipeline; default: routed by the key prefix")] = "",
         param: Annotated[
             list[str] | None, typer.Option("--param", "-p", help="Pipeline parameter key=value")
@@ -151,11 +155,14 @@ def register(app: typer.Typer, groups: Any) -> None:
         idempotency_key: Annotated[str, typer.Option(help="Deduplicates retried submissions")] = "",
         server: ServerOption = None,
     ) -> None:
-        """Submit a job for a file or S3 object; with --watch, follow it and print the result."""
+        """Submit a job for a file or S3 object (or, for a pipeline that reads no audio, for its
+        parameters); with --watch, follow it and print the result."""
         from soriflow.client import GatewayClient
         from soriflow.v1 import gateway_pb2
 
-        if not source.startswith("s3://") and not Path(source).is_file():
+        if not source and not pipeline:
+            raise typer.BadParameter("give an audio file, or --pipeline for one that reads no audio")
+        if source and not source.startswith("s3://") and not Path(source).is_file():
             raise typer.BadParameter(f"{source} is not a file (or an s3:// URI)")
 
         async def run() -> int:
@@ -166,7 +173,9 @@ def register(app: typer.Typer, groups: Any) -> None:
                     metadata=_pairs(meta, "--meta"),
                     idempotency_key=idempotency_key,
                 )
-                if source.startswith("s3://"):
+                if not source:
+                    job = await client.submit_parameters(**kwargs)
+                elif source.startswith("s3://"):
                     job = await client.submit_uri(source, **kwargs)
                 else:
                     job = await client.submit_file(source, **kwargs)

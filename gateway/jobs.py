@@ -225,7 +225,7 @@ class JobService:
         audio = request.audio
         source = audio.WhichOneof("source")
         if source is None:
-            raise InvalidArgument("no audio: set audio.uri (s3://bucket/key) or audio.content")
+            return await self._submit_without_audio(request)
         job_id = str(uuid.uuid4())
         metadata = dict(request.metadata) | audio_format_metadata(audio)
         info: ObjectInfo | None = None
@@ -303,6 +303,34 @@ class JobService:
             metadata=metadata,
             parameters=parameters,
             dedupe_key=dedupe,
+        )
+        return Accepted(job, created, pipeline if job.pipeline == pipeline.name else None)
+
+    async def _submit_without_audio(self, request: gateway_pb2.SubmitJobRequest) -> Accepted:
+        """A job of a pipeline that reads no audio (a story from its parameters), started by a caller:
+        what a schedule's tick does, on demand. Its source is `api:<job id>`."""
+        audio_needed = "no audio: set audio.uri (s3://bucket/key) or audio.content"
+        if not request.pipeline:
+            raise InvalidArgument(f"{audio_needed}, or name a pipeline that reads none")
+        pipeline = self.registry.get(request.pipeline)
+        if readers := pipeline.audio_readers():
+            raise InvalidArgument(f"{audio_needed}: pipeline {pipeline.name!r} reads it in stages {readers}")
+        parameters = pipeline.resolve_parameters(dict(request.parameters), bucket="", key="")
+        dedupe = f"idempotency:{request.idempotency_key}" if request.idempotency_key else None
+        if dedupe is not None:
+            existing = await asyncio.to_thread(self.store.find_by_dedupe_key, dedupe)
+            if existing is not None:
+                return Accepted(existing, False, pipeline if existing.pipeline == pipeline.name else None)
+        job_id = str(uuid.uuid4())
+        job, created = await asyncio.to_thread(
+            self.store.create_job,
+            pipeline=pipeline.name,
+            source_uri=f"api:{job_id}",
+            origin="api",
+            metadata=dict(request.metadata),
+            parameters=parameters,
+            dedupe_key=dedupe,
+            job_id=job_id,
         )
         return Accepted(job, created, pipeline if job.pipeline == pipeline.name else None)
 

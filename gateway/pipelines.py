@@ -132,12 +132,16 @@ class PipelineDef(BaseModel):
             unknown = sorted(set(schedule.parameters) - set(self.parameters))
             if unknown:
                 raise ValueError(f"schedule {schedule.name!r} sets undeclared parameters {unknown}")
-        reading = [s.name for s in (*self.stages, *self.on_failure) if KINDS[s.uses].reads_source(s.with_)]
+        reading = self.audio_readers()
         if self.schedules and reading:
             raise ValueError(
                 f"a scheduled job has no source audio, but stages {reading} read it: schedule a pipeline "
                 "whose stages start from parameters (e.g. summarizer.generate)"
             )
+
+    def audio_readers(self) -> list[str]:
+        """The stages that read the job's source audio (none: jobs may start from parameters alone)."""
+        return [s.name for s in (*self.stages, *self.on_failure) if KINDS[s.uses].reads_source(s.with_)]
 
     def topological_order(self, stages: list[StageDef] | None = None) -> list[StageDef]:
         """The stages (by default the main ones) ordered so that each comes after what it needs."""

@@ -379,6 +379,7 @@ class LocalStack:
             f"  live captions: open {c.live_url} and press Start",
             "  try: soriflow submit voice.wav --pipeline transcribe --watch",
             "       soriflow submit voice.wav --pipeline subtitle-picture --watch  (subtitles, a picture)",
+            "       soriflow submit --pipeline nightly-story -p topic='a sleepy owl' --watch",
             "       soriflow schedules   (nightly-story fires at 21:00 Asia/Seoul while the stack runs)",
             f"       aws --endpoint-url {c.aws_endpoint} s3 cp call.wav s3://{c.input_bucket}/connect/call.wav",
         ]

@@ -223,7 +223,9 @@ class SubmitJobRequest(_message.Message):
     @_builtins.property
     def audio(self) -> _audio_pb2.AudioInput:
         """The input audio: `uri` for an object already in S3, or inline `content`
-        which the gateway stores under its submissions prefix first.
+        which the gateway stores under its submissions prefix first. Unset for a
+        pipeline whose stages read no audio (nightly-story: its jobs start from
+        their parameters), which `pipeline` must then name.
         """
 
     @_builtins.property

@@ -15,6 +15,9 @@ import datetime as dt
 import io
 import itertools
 import json
+import os
+import subprocess
+import sys
 import time
 import urllib.parse
 import urllib.request
@@ -337,6 +340,73 @@ def test_a_restarted_gateway_skips_or_catches_up_missed_ticks(
         assert skipped == [], "under catch_up: skip the missed ticks do not run"
     finally:
         store.close()
+
+
+def test_a_pipeline_that_reads_no_audio_runs_from_submit_job(
+    aws: AwsWorld,
+    tmp_path: Path,
+    image_server: LocalImageServer,
+    start_gateway: Callable[..., ThreadedServer],
+) -> None:
+    """What a tick does, on demand: `soriflow submit --pipeline nightly-story -p topic=...`."""
+    import grpc
+
+    pipeline = yaml.safe_load(TICKS)
+    pipeline["schedules"][0]["enabled"] = False
+    pipelines = tmp_path / "ticks.yaml"
+    pipelines.write_text(yaml.safe_dump(pipeline))
+    gateway = start_gateway(
+        gateway_settings(
+            aws,
+            tmp_path,
+            gateway_queue_url=None,
+            gateway_pipelines_file=str(pipelines),
+            **image_settings(image_server),
+        )
+    )
+
+    async def api() -> None:
+        async with GatewayClient(gateway.address) as client:
+            job = await client.submit_parameters(
+                "ticks", parameters={"label": "an owl"}, idempotency_key="owl"
+            )
+            assert job.source_uri == f"api:{job.job_id}"
+            done = await client.wait(job.job_id, timeout=60)
+            assert done.state == gateway_pb2.JOB_STATE_SUCCEEDED, done.error
+            assert [o.name for o in done.outputs] == ["picture.png"]
+            assert done.result.images[0].prompt == "an owl"
+            again = await client.submit_parameters(
+                "ticks", parameters={"label": "an owl"}, idempotency_key="owl"
+            )
+            assert again.job_id == job.job_id
+            for pipeline_name, words in (("", "no audio"), ("transcribe", "reads it in stages ['stt']")):
+                with pytest.raises(grpc.aio.AioRpcError) as caught:
+                    await client.submit_parameters(pipeline_name)
+                assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+                assert words in (caught.value.details() or "")
+
+    run(api())
+    env = os.environ | {"SORIFLOW_GATEWAY_ADDRESS": gateway.address, "COLUMNS": "200"}
+    cli = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "soriflow.cli.main",
+            "submit",
+            "--pipeline",
+            "ticks",
+            "-p",
+            "label=a fox",
+            "--watch",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert cli.returncode == 0, cli.stderr
+    assert "picture: picture.png (256x256, openai stand-in) for: a fox" in cli.stdout
 
 
 # --- nightly-story: schedule -> story -> audio + picture in parallel -> notification --------------------
