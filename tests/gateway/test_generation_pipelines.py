@@ -239,6 +239,7 @@ def test_two_replicas_fire_each_tick_once_and_hand_over(
     start_gateway: Callable[..., ThreadedServer],
     postgres_database: str,
 ) -> None:
+    image_server.reset()
     name = f"ticks-{aws.input_bucket}"
     pipelines = tmp_path / "ticks.yaml"
     pipelines.write_text(TICKS.replace("name: ticks", f"name: {name}"))
@@ -450,7 +451,7 @@ def test_nightly_story_fires_from_its_schedule_on_two_replicas(
     ]
     sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=inbox_arn)
     tag = aws.input_bucket
-    at = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=15)).replace(microsecond=0)
+    at = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=30)).replace(microsecond=0)
     settings = dict(
         gateway_queue_url=None,
         gateway_database_url=postgres_database,
@@ -462,6 +463,8 @@ def test_nightly_story_fires_from_its_schedule_on_two_replicas(
         **image_settings(image_server),
     )
     replicas = [start_gateway(gateway_settings(aws, tmp_path / f"r{i}", **settings)) for i in (1, 2)]
+    # A schedule's past is not due: the replicas must be up before its tick (they take seconds).
+    assert dt.datetime.now(dt.UTC) < at - dt.timedelta(seconds=2), "the replicas started too slowly"
     store = JobStore(postgres_database)
     try:
 
