@@ -13,9 +13,10 @@ from soriflow.gateway.events import EventLog
 from soriflow.gateway.jobs import JobService
 from soriflow.gateway.pipelines import PipelineRegistry
 from soriflow.gateway.scheduler import Scheduler
+from soriflow.gateway.schedules import schedule_messages
 from soriflow.gateway.settings import Settings
 from soriflow.gateway.states import JobState
-from soriflow.gateway.store import JobStore
+from soriflow.gateway.store import JobStore, utcnow
 from soriflow.gateway.validation import validate_submit
 from soriflow.gateway.views import JobViews, pipeline_message
 from soriflow.v1 import gateway_pb2, gateway_pb2_grpc
@@ -122,9 +123,14 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
     async def ListPipelines(
         self, request: gateway_pb2.ListPipelinesRequest, context: Any
     ) -> gateway_pb2.ListPipelinesResponse:
-        return gateway_pb2.ListPipelinesResponse(
-            pipelines=[pipeline_message(p) for _, p in sorted(self.registry.by_name.items())]
-        )
+        states = await asyncio.to_thread(self.store.schedule_states)
+        now = utcnow()
+        pipelines = []
+        for _, pipeline in sorted(self.registry.by_name.items()):
+            message = pipeline_message(pipeline)
+            message.schedules.extend(schedule_messages(pipeline, states, self.settings, now))
+            pipelines.append(message)
+        return gateway_pb2.ListPipelinesResponse(pipelines=pipelines)
 
 
 def add_to_server(servicer: GatewayServicer, server: grpc.aio.Server) -> None:

@@ -1,4 +1,4 @@
-"""`soriflow submit`, `jobs`, `watch`, `cancel` and `pipelines`: the job API from a terminal."""
+"""`soriflow submit`, `jobs`, `watch`, `cancel`, `pipelines` and `schedules`: the job API from a terminal."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def _name(enum: Any, value: int, prefix: str) -> str:
 
 
 def render_result(job: Any) -> None:
-    """What a person wants to see when a job ends: the transcript, the summary, the score."""
+    """What a person wants to see when a job ends: the transcript, summary, score, texts, pictures."""
     from soriflow.v1 import gateway_pb2
 
     result = job.result
@@ -68,6 +68,14 @@ def render_result(job: Any) -> None:
         console.print(f"[bold]summary:[/bold] {result.summary.summary}")
     if result.reply_text:
         console.print(f"[bold]reply:[/bold] {result.reply_text}")
+    for text in result.generated_texts:
+        cut = " [dim](cut at the token cap: complete sentences kept)[/dim]" if text.truncated else ""
+        console.print(f"[bold]{text.stage}:[/bold] {text.text}{cut}")
+    for image in result.images:
+        console.print(
+            f"[bold]{image.stage}:[/bold] {image.output_name} ({image.width_px}x{image.height_px}, "
+            f"{image.engine} {image.model}) for: {image.revised_prompt or image.prompt}"
+        )
     for output in job.outputs:
         console.print(f"[dim]{output.name}:[/dim] {output.uri}")
     if job.state in (gateway_pb2.JOB_STATE_FAILED, gateway_pb2.JOB_STATE_PARTIAL) and job.error:
@@ -132,8 +140,12 @@ def register(app: typer.Typer, groups: Any) -> None:
     @app.command()
     def submit(
         source: Annotated[
-            str, typer.Argument(help="A local audio file, or s3://bucket/key already uploaded")
-        ],
+            str,
+            typer.Argument(
+                help="A local audio file, or s3://bucket/key already uploaded; none for a pipeline that "
+                "reads no audio (nightly-story)"
+            ),
+        ] = "",
         pipeline: Annotated[str, typer.Option(help="Pipeline; default: routed by the key prefix")] = "",
         param: Annotated[
             list[str] | None, typer.Option("--param", "-p", help="Pipeline parameter key=value")
@@ -143,11 +155,14 @@ def register(app: typer.Typer, groups: Any) -> None:
         idempotency_key: Annotated[str, typer.Option(help="Deduplicates retried submissions")] = "",
         server: ServerOption = None,
     ) -> None:
-        """Submit a job for a file or S3 object; with --watch, follow it and print the result."""
+        """Submit a job for a file or S3 object (or, for a pipeline that reads no audio, for its
+        parameters); with --watch, follow it and print the result."""
         from soriflow.client import GatewayClient
         from soriflow.v1 import gateway_pb2
 
-        if not source.startswith("s3://") and not Path(source).is_file():
+        if not source and not pipeline:
+            raise typer.BadParameter("give an audio file, or --pipeline for one that reads no audio")
+        if source and not source.startswith("s3://") and not Path(source).is_file():
             raise typer.BadParameter(f"{source} is not a file (or an s3:// URI)")
 
         async def run() -> int:
@@ -158,7 +173,9 @@ def register(app: typer.Typer, groups: Any) -> None:
                     metadata=_pairs(meta, "--meta"),
                     idempotency_key=idempotency_key,
                 )
-                if source.startswith("s3://"):
+                if not source:
+                    job = await client.submit_parameters(**kwargs)
+                elif source.startswith("s3://"):
                     job = await client.submit_uri(source, **kwargs)
                 else:
                     job = await client.submit_file(source, **kwargs)
@@ -259,6 +276,22 @@ def register(app: typer.Typer, groups: Any) -> None:
         raise typer.Exit(_run(run))
 
     @app.command()
+    def schedules(server: ServerOption = None) -> None:
+        """List the pipelines' cron schedules with their next run (each tick starts one job)."""
+        from soriflow.client import GatewayClient
+
+        async def run() -> int:
+            async with GatewayClient(server) as client:
+                items = await client.pipelines()
+            if not any(p.schedules for p in items):
+                console.print("no pipeline of this gateway has a schedule")
+                return 0
+            console.print(schedules_table(items))
+            return 0
+
+        raise typer.Exit(_run(run))
+
+    @app.command()
     def pipelines(server: ServerOption = None) -> None:
         """List the pipelines the gateway runs."""
         from soriflow.client import GatewayClient
@@ -273,6 +306,49 @@ def register(app: typer.Typer, groups: Any) -> None:
             return 0
 
         raise typer.Exit(_run(run))
+
+
+def schedules_table(pipelines: Any, now: Any = None) -> Table:
+    """The schedules of `pipelines` (ListPipelines' answer) with their next run, as a table."""
+    import datetime as dt
+    import zoneinfo
+
+    from soriflow.v1 import gateway_pb2
+
+    now = now or dt.datetime.now(dt.UTC)
+    table = Table()
+    columns = ("schedule", "pipeline", "cron", "time zone", "next run", "last tick", "catch-up", "last job")
+    for column in columns:
+        table.add_column(column)
+    for p in pipelines:
+        for schedule in p.schedules:
+            zone = zoneinfo.ZoneInfo(schedule.time_zone or "UTC")
+            if schedule.HasField("next_run_time"):
+                when = schedule.next_run_time.ToDatetime(tzinfo=dt.UTC)
+                wait = int((when - now).total_seconds())
+                hours, rest = divmod(max(0, wait), 3600)
+                next_run = f"{when.astimezone(zone):%Y-%m-%d %H:%M:%S %Z} (in {hours}h{rest // 60:02d}m)"
+            else:
+                next_run = "[dim]disabled[/dim]"
+            last = (
+                f"{schedule.last_tick_time.ToDatetime(tzinfo=dt.UTC).astimezone(zone):%Y-%m-%d %H:%M:%S}"
+                if schedule.HasField("last_tick_time")
+                else "-"
+            )
+            catch_up = _name(gateway_pb2.ScheduleCatchUp, schedule.catch_up, "SCHEDULE_CATCH_UP_").lower()
+            if schedule.catch_up != gateway_pb2.SCHEDULE_CATCH_UP_SKIP:
+                catch_up += f" ({schedule.catch_up_window_s // 3600}h)"
+            table.add_row(
+                schedule.name,
+                p.name,
+                schedule.cron,
+                schedule.time_zone,
+                next_run,
+                last,
+                catch_up,
+                schedule.last_job_id or "-",
+            )
+    return table
 
 
 def _run(coro_fn: Any) -> int:

@@ -1,4 +1,4 @@
-"""One way in for every job: S3 uploads (the SQS consumer) and SubmitJob calls (the API).
+"""One way in for every job: S3 uploads (the SQS consumer), SubmitJob calls (the API), schedule ticks.
 
 Both paths resolve the job's pipeline once (the caller's choice, the object's
 `soriflow-pipeline` metadata, or the longest routed key prefix), resolve its
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import uuid
 from collections.abc import Mapping
@@ -34,6 +35,7 @@ from soriflow.config import CommonSettings
 from soriflow.errors import InvalidArgument, NotFound, PermissionDenied, ResourceExhausted, SoriflowError
 from soriflow.gateway.outputs import JOB_ID_KEY
 from soriflow.gateway.pipelines import PipelineDef, PipelineRegistry
+from soriflow.gateway.schedules import SCHEDULE_KEY, TICK_KEY, ScheduleDef, tick_dedupe_key, tick_source
 from soriflow.gateway.stages import (
     HEADERLESS,
     audio_format_metadata,
@@ -276,7 +278,7 @@ class JobService:
         audio = request.audio
         source = audio.WhichOneof("source")
         if source is None:
-            raise InvalidArgument("no audio: set audio.uri (s3://bucket/key) or audio.content")
+            return await self._submit_without_audio(request)
         job_id = str(uuid.uuid4())
         metadata = dict(request.metadata) | audio_format_metadata(audio)
         info: ObjectInfo | None = None
@@ -321,6 +323,69 @@ class JobService:
         if source == "content" and not accepted.created:  # a concurrent call with the same key won
             await self._discard(uri)
         return accepted
+
+    # --- schedule ticks ---------------------------------------------------------------------------
+
+    async def accept_tick(self, schedule: ScheduleDef, pipeline: PipelineDef, tick: dt.datetime) -> Accepted:
+        """The job of a schedule's tick (created once, whoever fires it): no source audio, the
+        schedule's parameters; parameters that cannot resolve make a FAILED job with the reason."""
+        source = tick_source(schedule.name, tick)
+        dedupe = tick_dedupe_key(schedule.name, tick)
+        metadata = {SCHEDULE_KEY: schedule.name, TICK_KEY: tick.isoformat()}
+        try:
+            parameters = pipeline.resolve_parameters(schedule.parameters, bucket="", key="")
+        except SoriflowError as exc:
+            job, created = await asyncio.to_thread(
+                self.store.create_job,
+                pipeline=pipeline.name,
+                source_uri=source,
+                origin="schedule",
+                metadata=metadata,
+                parameters={},
+                dedupe_key=dedupe,
+                state=JobState.FAILED,
+                error=exc.message,
+                error_code=exc.code.name,
+            )
+            return Accepted(job, created, None)
+        job, created = await asyncio.to_thread(
+            self.store.create_job,
+            pipeline=pipeline.name,
+            source_uri=source,
+            origin="schedule",
+            metadata=metadata,
+            parameters=parameters,
+            dedupe_key=dedupe,
+        )
+        return Accepted(job, created, pipeline if job.pipeline == pipeline.name else None)
+
+    async def _submit_without_audio(self, request: gateway_pb2.SubmitJobRequest) -> Accepted:
+        """A job of a pipeline that reads no audio (a story from its parameters), started by a caller:
+        what a schedule's tick does, on demand. Its source is `api:<job id>`."""
+        audio_needed = "no audio: set audio.uri (s3://bucket/key) or audio.content"
+        if not request.pipeline:
+            raise InvalidArgument(f"{audio_needed}, or name a pipeline that reads none")
+        pipeline = self.registry.get(request.pipeline)
+        if readers := pipeline.audio_readers():
+            raise InvalidArgument(f"{audio_needed}: pipeline {pipeline.name!r} reads it in stages {readers}")
+        parameters = pipeline.resolve_parameters(dict(request.parameters), bucket="", key="")
+        dedupe = f"idempotency:{request.idempotency_key}" if request.idempotency_key else None
+        if dedupe is not None:
+            existing = await asyncio.to_thread(self.store.find_by_dedupe_key, dedupe)
+            if existing is not None:
+                return Accepted(existing, False, pipeline if existing.pipeline == pipeline.name else None)
+        job_id = str(uuid.uuid4())
+        job, created = await asyncio.to_thread(
+            self.store.create_job,
+            pipeline=pipeline.name,
+            source_uri=f"api:{job_id}",
+            origin="api",
+            metadata=dict(request.metadata),
+            parameters=parameters,
+            dedupe_key=dedupe,
+            job_id=job_id,
+        )
+        return Accepted(job, created, pipeline if job.pipeline == pipeline.name else None)
 
     async def _discard(self, uri: S3Uri) -> None:
         """Removes a submission copy no job points at (ours, written moments ago; never a source)."""

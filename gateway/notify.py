@@ -25,6 +25,7 @@ import json
 import logging
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 from standardwebhooks import Webhook
@@ -149,9 +150,17 @@ def webhook_id(job: JobRecord) -> str:
 
 
 class Notifier:
-    def __init__(self, settings: Settings, store: JobStore, objects: ObjectStore | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: JobStore,
+        objects: ObjectStore | None = None,
+        presign_expiry_s: Callable[[str], int] | None = None,
+    ) -> None:
         self.settings = settings
         self.store = store
+        #: Link validity by pipeline name (a pipeline may set its own); default: the setting.
+        self.presign_expiry_s = presign_expiry_s or (lambda _pipeline: settings.gateway_presign_expiry_s)
         self.objects = objects or ObjectStore(settings)
         self._sns: Any = None
         secret = settings.gateway_webhook_secret
@@ -167,7 +176,7 @@ class Notifier:
             return ""
         records = await asyncio.to_thread(self.store.outputs, job.id)
         outputs, expires = await asyncio.to_thread(
-            outputs_with_links, records, self.objects, self.settings.gateway_presign_expiry_s
+            outputs_with_links, records, self.objects, self.presign_expiry_s(job.pipeline)
         )
         document = notification_document(job, outputs, expires)
         problems = []

@@ -8,6 +8,8 @@ are routed to a pipeline by the object key's prefix, or named by the caller.
 `on_failure:` stages are the failure path (Step Functions' Catch): they run,
 in dependency order, when the job fails for good (e.g. a spoken apology or
 a transcript of what did work); the job stays FAILED whatever they do.
+`schedules:` are cron schedules (`schedules.py`): each tick starts one job
+with the schedule's parameters and no source audio.
 
 Values in `with:` and parameter defaults are templates (`soriflow.text.templates`):
 `{name}` is replaced by a job parameter, a variable captured from the key by
@@ -30,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from soriflow.errors import InvalidArgument
 from soriflow.gateway.retry import RetryPolicy as RetryPolicy
+from soriflow.gateway.schedules import ScheduleDef
 from soriflow.gateway.stages import KINDS
 from soriflow.gateway.templates import check, render, strings
 from soriflow.text.templates import capture_pattern
@@ -82,6 +85,18 @@ class PipelineDef(BaseModel):
         description="Stages run when the job fails for good; they may use the results of stages "
         "that succeeded (`needs`), and never change the job's state.",
     )
+    schedules: list[ScheduleDef] = Field(
+        default_factory=list,
+        description="Cron schedules: each tick starts a job with the schedule's parameters "
+        "(no source audio).",
+    )
+    presign_expiry_s: int | None = Field(
+        None,
+        ge=1,
+        le=604800,
+        description="Validity of this pipeline's presigned output links (job views, notifications); "
+        "unset: SORIFLOW_GATEWAY_PRESIGN_EXPIRY_S.",
+    )
     source_yaml: str = Field("", exclude=True)
 
     @field_validator("stages")
@@ -108,6 +123,7 @@ class PipelineDef(BaseModel):
         self.topological_order()  # raises on cycles
         self.topological_order(self.on_failure)
         self._check_templates()
+        self._check_schedules()
         return self
 
     def _check_templates(self) -> None:
@@ -126,6 +142,26 @@ class PipelineDef(BaseModel):
                 capture_pattern(self.key_pattern)
             except InvalidArgument as exc:
                 raise ValueError(f"key_pattern: {exc.message}") from None
+
+    def _check_schedules(self) -> None:
+        if len(self.schedules) == 1 and not self.schedules[0].name:
+            self.schedules[0].name = self.name
+        for schedule in self.schedules:
+            if not schedule.name:
+                raise ValueError("a pipeline with several schedules names each of them (`name:`)")
+            unknown = sorted(set(schedule.parameters) - set(self.parameters))
+            if unknown:
+                raise ValueError(f"schedule {schedule.name!r} sets undeclared parameters {unknown}")
+        reading = self.audio_readers()
+        if self.schedules and reading:
+            raise ValueError(
+                f"a scheduled job has no source audio, but stages {reading} read it: schedule a pipeline "
+                "whose stages start from parameters (e.g. summarizer.generate)"
+            )
+
+    def audio_readers(self) -> list[str]:
+        """The stages that read the job's source audio (none: jobs may start from parameters alone)."""
+        return [s.name for s in (*self.stages, *self.on_failure) if KINDS[s.uses].reads_source(s.with_)]
 
     def topological_order(self, stages: list[StageDef] | None = None) -> list[StageDef]:
         """The stages (by default the main ones) ordered so that each comes after what it needs."""
@@ -214,6 +250,14 @@ class PipelineRegistry:
         self.by_name: dict[str, PipelineDef] = {}
         for pipeline in pipelines:
             self.by_name[pipeline.name] = pipeline  # later definitions override built-ins
+        seen: dict[str, str] = {}
+        for schedule, pipeline in self.schedules():
+            if schedule.name in seen:
+                raise InvalidArgument(
+                    f"schedule {schedule.name!r} is declared by pipelines {seen[schedule.name]!r} and "
+                    f"{pipeline.name!r}: schedule names are unique"
+                )
+            seen[schedule.name] = pipeline.name
 
     @classmethod
     def load(cls, extra_file: str | Path | None = None) -> PipelineRegistry:
@@ -244,6 +288,15 @@ class PipelineRegistry:
                 if key.startswith(prefix) and (best is None or len(prefix) > best[0]):
                     best = (len(prefix), pipeline)
         return best[1] if best else None
+
+    def schedules(self) -> list[tuple[ScheduleDef, PipelineDef]]:
+        """Every schedule with its pipeline."""
+        return [(schedule, p) for p in self.by_name.values() for schedule in p.schedules]
+
+    def presign_expiry_s(self, pipeline: str, default: int) -> int:
+        """How long the presigned links of `pipeline`'s outputs are valid."""
+        found = self.by_name.get(pipeline)
+        return found.presign_expiry_s if found is not None and found.presign_expiry_s else default
 
     def prefixes(self) -> list[str]:
         return sorted({p for pipeline in self.by_name.values() for p in pipeline.key_prefixes})

@@ -170,7 +170,9 @@ class JobRunner:
                 task.cancel()
                 return
 
-    def _context(self, job: JobRecord, results: dict[str, Message], timeout_s: float = 0) -> StageContext:
+    def _context(
+        self, job: JobRecord, results: dict[str, Message], timeout_s: float = 0, stage: str = ""
+    ) -> StageContext:
         return StageContext(
             job_id=job.id,
             source_uri=job.source_uri,
@@ -179,6 +181,7 @@ class JobRunner:
             clients=self.clients,
             timeout_s=timeout_s,
             metadata=job.metadata,
+            stage=stage,
         )
 
     async def _run(
@@ -365,6 +368,8 @@ class JobRunner:
                 message += " (transient: the message will be delivered again and the job retried)"
             elif job.origin == "sqs":
                 message += " (transient, but that was the queue's last delivery: the message goes to the DLQ)"
+            elif job.origin == "schedule":
+                message += " (transient: the schedule's next tick runs the pipeline again)"
             else:
                 message += " (transient: submit it again, with the same idempotency key, to retry)"
         try:
@@ -421,7 +426,7 @@ class JobRunner:
                 ended_at=utcnow(),
             )
             return stage.name, Outcome.FAILED, StageFailure(exc.code.name, exc.message, False), None
-        stage_ctx = self._context(job, ctx.results, stage.timeout_s)
+        stage_ctx = self._context(job, ctx.results, stage.timeout_s, stage.name)
         service_ms = 0.0
         attempt_number = 0
         started_write: asyncio.Task[None] | None = None
@@ -529,5 +534,6 @@ def job_result(
         kind = KINDS[stage.uses]
         result = kind.result_type.FromString(raw)
         results[stage.name] = result
+        ctx.stage = stage.name
         kind.apply(ctx, kind.arguments(stage.with_, {**job.metadata, **job.parameters}), result, out)
     return out

@@ -77,15 +77,17 @@ class Scheduler:
     ) -> None:
         """Takes over jobs whose worker died, and ends cancelled jobs nobody holds.
 
-        API jobs have no message to bring them back, so they are re-run as soon as their lease
-        expires. SQS jobs normally come back with their message (the visibility timeout outlasts
-        the lease); one still abandoned `sqs_stale_s` after its lease expired has lost its
+        API jobs and schedule ticks have no message to bring them back, so they are re-run as
+        soon as their lease expires (or, still queued, when the replica that made them died before
+        running them). SQS jobs normally come back with their message (the visibility timeout
+        outlasts the lease); one still abandoned `sqs_stale_s` after its lease expired has lost its
         message and is re-run here too.
         """
         while not stop.is_set():
             try:
                 await self._end_abandoned_cancels()
                 orphans = await asyncio.to_thread(self.store.orphaned_jobs, origin="api")
+                orphans += await asyncio.to_thread(self.store.orphaned_jobs, origin="schedule")
                 orphans += await asyncio.to_thread(
                     self.store.orphaned_jobs, origin="sqs", stale_s=sqs_stale_s
                 )

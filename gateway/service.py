@@ -1,4 +1,4 @@
-"""The gateway process: job API, SQS consumer, scheduler and store, on the shared runtime."""
+"""The gateway process: job API, SQS consumer, scheduler, cron schedules and store, on the shared runtime."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from soriflow.gateway.outputs import OutputWriter
 from soriflow.gateway.pipelines import PipelineRegistry
 from soriflow.gateway.runner import JobRunner
 from soriflow.gateway.scheduler import Scheduler
+from soriflow.gateway.schedules import ScheduleRunner
 from soriflow.gateway.settings import Settings
 from soriflow.gateway.store import JobStore
 from soriflow.gateway.views import JobViews
@@ -58,7 +59,13 @@ class GatewayService(GrpcService[Settings]):
             clients=self.clients,
             outputs=OutputWriter(objects=self.objects, output_uri=settings.gateway_output_uri),
             events=self.events,
-            notifier=Notifier(settings, self.store),
+            notifier=Notifier(
+                settings,
+                self.store,
+                presign_expiry_s=lambda name: self.registry.presign_expiry_s(
+                    name, settings.gateway_presign_expiry_s
+                ),
+            ),
             worker_id=self.worker_id,
             lease_s=settings.gateway_lease_s,
         )
@@ -88,6 +95,14 @@ class GatewayService(GrpcService[Settings]):
             views=self.views,
             events=self.events,
         )
+        self.schedules = ScheduleRunner(
+            store=self.store,
+            jobs=self.jobs,
+            scheduler=self.scheduler,
+            registry=self.registry,
+            settings=settings,
+            owner=self.worker_id,
+        )
         self.consumer: SqsConsumer | None = None
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -106,6 +121,7 @@ class GatewayService(GrpcService[Settings]):
                 name="gateway-recover",
             )
         )
+        self._tasks.append(asyncio.create_task(self.schedules.run(self._stop), name="gateway-schedules"))
         if s.gateway_queue_url:
             self.consumer = SqsConsumer(
                 sqs=s3_client(s, "sqs"),

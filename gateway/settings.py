@@ -86,6 +86,23 @@ class Settings(ServiceSettings, ImageSettings):
     gateway_presign_expiry_s: int = Field(
         3600, ge=1, le=604800, description="Validity of presigned output URLs in job results, in seconds."
     )
+    gateway_schedules_enabled: bool = Field(
+        True,
+        description="Fire pipelines' cron schedules from this replica (every replica may: each tick runs "
+        "once, under a lease in the job store). False: this replica only serves the API and the queue.",
+    )
+    gateway_enabled_schedules: list[str] = Field(
+        default_factory=list,
+        description="Schedules to fire although their pipeline says `enabled: false` (JSON list of names), "
+        'e.g. `["nightly-story"]`: the built-in example\'s schedule is off until named here.',
+    )
+    gateway_schedule_poll_s: float = Field(
+        10.0,
+        ge=0.5,
+        le=300,
+        description="Longest a replica sleeps between looks at the schedules (it also wakes for each tick); "
+        "a replica that dies hands its schedules over within three of these.",
+    )
     gateway_sns_topic_arn: str | None = Field(None, description="SNS topic notified when a job ends.")
     gateway_webhook_url: str | None = Field(None, description="URL POSTed a JSON summary when a job ends.")
     gateway_webhook_secret: SecretStr | None = Field(

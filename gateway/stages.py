@@ -4,8 +4,9 @@ A stage kind turns the stage's `with:` arguments and the results of the
 stages it needs into one RPC, then says which output files to store, how its
 result shows in the job's `JobResult`, and what else it records (the scoring
 kind's row in `pronunciation_results`). The runner knows nothing of any kind
-in particular: a new kind (`generate`, `image`, ...) is a `StageKind` subclass
-decorated with `@register`, and pipelines may `uses:` it at once.
+in particular: a new kind is a `StageKind` subclass decorated with `@register`,
+and pipelines may `uses:` it at once (`generation.py` holds `summarizer.generate`
+and `image.generate`, registered when this module is imported).
 """
 
 from __future__ import annotations
@@ -54,6 +55,11 @@ class StageContext:
     clients: ServiceClients
     timeout_s: float
     metadata: Mapping[str, str] = field(default_factory=dict)
+    #: The stage being run (or whose result is being applied).
+    stage: str = ""
+    #: What one attempt of a stage hands from `call` to `outputs` besides its result message (an
+    #: image stage's PNG, which is an output and is not saved with the result).
+    scratch: dict[str, Any] = field(default_factory=dict)
 
     def result_of(self, stage: str, kind: type[Message]) -> Message | None:
         result = self.results.get(stage)
@@ -153,6 +159,14 @@ class StageKind(abc.ABC):
         """
         return None
 
+    def text_of(self, result: Message) -> str | None:
+        """The text later stages' templates see as `{<this stage's name>}` (None: no text)."""
+        return None
+
+    def reads_source(self, with_: Mapping[str, Any]) -> bool:
+        """Whether the stage reads the job's source audio (a scheduled job has none)."""
+        return False
+
 
 K = TypeVar("K", bound=type[StageKind])
 
@@ -166,6 +180,30 @@ def register(kind: K) -> K:
         raise ValueError(f"stage kind {kind.name!r} is registered twice")
     KINDS[kind.name] = kind()
     return kind
+
+
+def stage_texts(ctx: StageContext) -> dict[str, str]:
+    """The text of every finished stage, by stage name (a transcript, a summary, a story)."""
+    texts = {}
+    for name, result in ctx.results.items():
+        for kind in KINDS.values():
+            if isinstance(result, kind.result_type):
+                text = kind.text_of(result)
+                if text is not None:
+                    texts[name] = text
+                break
+    return texts
+
+
+def template_variables(ctx: StageContext) -> dict[str, str]:
+    """What `{name}` fields of a stage's text templates can use: the job's metadata, its parameters
+    (which win over metadata), then the text of every finished stage by its name (`{stt}`,
+    `{story}`), which wins over both."""
+    return {
+        **{k: str(v) for k, v in ctx.metadata.items()},
+        **{k: str(v) for k, v in ctx.params.items()},
+        **stage_texts(ctx),
+    }
 
 
 def _json_bytes(message: Message) -> bytes:
@@ -248,6 +286,13 @@ class Recognize(StageKind):
         )
         target.CopyFrom(result.transcript)
 
+    def text_of(self, result: Message) -> str | None:
+        assert isinstance(result, stt_pb2.RecognizeResponse)
+        return result.transcript.text.strip()
+
+    def reads_source(self, with_: Mapping[str, Any]) -> bool:
+        return bool(with_.get("audio", "source") == "source")
+
 
 STYLES = {
     "inquiry": summarizer_pb2.SUMMARY_STYLE_INQUIRY,
@@ -325,6 +370,10 @@ class Summarize(StageKind):
             )
         )
 
+    def text_of(self, result: Message) -> str | None:
+        assert isinstance(result, summarizer_pb2.SummarizeResponse)
+        return result.summary.strip()
+
 
 ENCODINGS = {
     "linear16": (audio_pb2.AUDIO_ENCODING_LINEAR16, "audio/wav"),
@@ -374,7 +423,7 @@ class Synthesize(StageKind):
             template = templates.get(language) or templates.get(base) or templates.get("en") or ""
         if not template:
             raise InvalidArgument("tts.synthesize needs `template` or `templates` for the reply's language")
-        variables = {k: str(v) for k, v in ctx.params.items()}
+        variables = {**{k: str(v) for k, v in ctx.params.items()}, **stage_texts(ctx)}
         for result in ctx.results.values():
             if isinstance(result, summarizer_pb2.SummarizeResponse):
                 variables["summary"] = result.summary.strip()
@@ -459,6 +508,9 @@ class Score(StageKind):
     ) -> None:
         assert isinstance(result, scoring_pb2.ScoreResponse)
         job_result.score.CopyFrom(result)
+
+    def reads_source(self, with_: Mapping[str, Any]) -> bool:
+        return True
 
     def persist(self, store: JobStore, ctx: StageContext, args: Mapping[str, Any], result: Message) -> None:
         """One row per scored attempt in `pronunciation_results`, what a learning app queries."""
@@ -575,3 +627,7 @@ def pronunciation_row(
     ]
     row.feedback = list(score.feedback)
     return row
+
+
+# The generation kinds register themselves; imported last, since they build on the above.
+from soriflow.gateway import generation as _generation  # noqa: E402, F401

@@ -85,7 +85,8 @@ class JobViews:
                 run.start_time.FromDatetime(stage.started_at)
             if stage.ended_at:
                 run.end_time.FromDatetime(stage.ended_at)
-        expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self.presign_expiry_s)
+        expiry_s = self.registry.presign_expiry_s(record.pipeline, self.presign_expiry_s)
+        expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=expiry_s)
         for output in self.store.outputs(record.id):
             item = msg.outputs.add(
                 name=output.name,
@@ -93,7 +94,7 @@ class JobViews:
                 content_type=output.content_type,
                 size_bytes=output.size_bytes,
             )
-            item.presigned_url = self.objects.presigned_url(output.uri, self.presign_expiry_s)
+            item.presigned_url = self.objects.presigned_url(output.uri, expiry_s)
             item.url_expire_time.FromDatetime(expires)
         if record.pipeline in self.registry.by_name:
             try:

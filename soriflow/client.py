@@ -202,6 +202,23 @@ class GatewayClient:
         request.filename = filename
         return (await self.stub.SubmitJob(request, timeout=120)).job
 
+    async def submit_parameters(
+        self,
+        pipeline: str,
+        *,
+        parameters: dict[str, str] | None = None,
+        metadata: dict[str, str] | None = None,
+        idempotency_key: str = "",
+    ) -> Any:
+        """A job of a pipeline that reads no audio (e.g. nightly-story), from its parameters alone."""
+        request = gateway_pb2.SubmitJobRequest(
+            pipeline=pipeline,
+            parameters=parameters or {},
+            metadata=metadata or {},
+            idempotency_key=idempotency_key,
+        )
+        return (await self.stub.SubmitJob(request, timeout=60)).job
+
     async def submit_file(self, path: str, **kwargs: Any) -> Any:
         data = await asyncio.to_thread(Path(path).read_bytes)
         return await self.submit_bytes(data, filename=Path(path).name, **kwargs)

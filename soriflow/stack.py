@@ -5,7 +5,9 @@ protocol, so boto3 and the AWS CLI work against it unchanged), with the input
 and output buckets, the job queue with its dead-letter queue, and the
 S3 -> SQS notification for every pipeline prefix. Each service is a separate
 `soriflow serve` process on its fixed port, waited on through its health
-service. A process that dies is reported with the end of its log.
+service; beside them `soriflow images serve`, the local stand-in for the image
+APIs that the generation pipelines call (it draws the prompt, it is not a
+model). A process that dies is reported with the end of its log.
 """
 
 from __future__ import annotations
@@ -27,13 +29,28 @@ from soriflow.client import wait_for_serving
 
 log = logging.getLogger("soriflow.stack")
 
-SERVICE_ORDER = ("stt", "tts", "summarizer", "scoring", "gateway", "live")
-#: gRPC ports; the live edge speaks HTTP/WebSocket on its own port instead.
+SERVICE_ORDER = ("stt", "tts", "summarizer", "scoring", "images", "gateway", "live")
+#: gRPC ports; the live edge and the image stand-in speak HTTP on their own ports instead.
 PORTS = {"gateway": 50050, "stt": 50051, "scoring": 50052, "summarizer": 50053, "tts": 50054}
-HTTP_PORTS = {"live": 8080}
+HTTP_PORTS = {"live": 8080, "images": 8089}
 METRICS_PORTS = {"gateway": 9150, "stt": 9151, "scoring": 9152, "summarizer": 9153, "tts": 9154, "live": 9155}
 #: Key prefixes that trigger jobs (one notification rule each; `reference/` and `submissions/` do not).
-TRIGGER_PREFIXES = ("transcribe/", "voice-notes/", "connect/", "calls/", "users/")
+TRIGGER_PREFIXES = ("transcribe/", "voice-notes/", "connect/", "calls/", "users/", "pictures/")
+#: Schedules the local stack fires although their built-in pipeline leaves them off.
+LOCAL_SCHEDULES = ("nightly-story",)
+#: The key the gateway sends the local image stand-in (which takes any).
+LOCAL_IMAGE_KEY = "soriflow-local"
+
+
+def generation_engine() -> str:
+    """The summarizer engine that writes generate stages' text on the local stack: the bundled
+    SmolLM2 in llama.cpp when llama-cpp-python is installed (`make llama`: several times faster
+    on a CPU), else the same model in transformers (always installed)."""
+    import importlib.util
+
+    return "llama-cpp" if importlib.util.find_spec("llama_cpp") is not None else "causal-lm"
+
+
 #: Prefixes of the input bucket that services may read besides the triggers (SORIFLOW_READ_URIS).
 READ_PREFIXES = (*TRIGGER_PREFIXES, "submissions/", "reference/")
 
@@ -223,7 +240,6 @@ class LocalStack:
                 "PYTHONUNBUFFERED": "1",
                 "SORIFLOW_HOST": c.host,
                 "SORIFLOW_PORT": str(PORTS.get(name) or HTTP_PORTS[name]),
-                "SORIFLOW_METRICS_PORT": str(METRICS_PORTS[name]),
                 "SORIFLOW_LOG_FORMAT": "text",
                 "SORIFLOW_GRACE_PERIOD_S": "10",
                 # What a request may name as s3:// audio: the pipeline inputs, submissions and
@@ -232,8 +248,12 @@ class LocalStack:
                 PARENT_ENV: str(os.getpid()),
             }
         )
+        if name in METRICS_PORTS:
+            env["SORIFLOW_METRICS_PORT"] = str(METRICS_PORTS[name])
         for peer in PORTS:
             env[f"SORIFLOW_{peer.upper()}_ADDRESS"] = c.address(peer)
+        if name == "summarizer":  # what the caller's environment sets wins
+            env.setdefault("SORIFLOW_SUMMARIZER_ENGINE", generation_engine())
         if name == "gateway":
             c.workdir.mkdir(parents=True, exist_ok=True)
             database = c.database_url or f"sqlite:///{(c.workdir / 'jobs.db').resolve()}"
@@ -250,6 +270,13 @@ class LocalStack:
                     "SORIFLOW_GATEWAY_RETRY_DELAY_S": "5",
                 }
             )
+            # Pictures from the local stand-in (`soriflow images serve`), not a cloud API, unless the
+            # caller's environment names an image service.
+            if "SORIFLOW_IMAGE_ENGINE" not in os.environ:
+                env["SORIFLOW_IMAGE_ENGINE"] = "openai"
+                env["SORIFLOW_IMAGE_OPENAI_BASE_URL"] = f"http://{c.address('images')}/v1"
+                env["SORIFLOW_IMAGE_OPENAI_API_KEY"] = LOCAL_IMAGE_KEY
+            env.setdefault("SORIFLOW_GATEWAY_ENABLED_SCHEDULES", json.dumps(list(LOCAL_SCHEDULES)))
         env.update(c.extra_env)
         return env
 
@@ -259,8 +286,11 @@ class LocalStack:
         for name in SERVICE_ORDER:
             log_path = logs / f"{name}.log"
             handle = open(log_path, "wb")  # noqa: SIM115 - kept open for the process's lifetime
+            command = ["serve", name]
+            if name == "images":  # the stand-in for OpenAI's Images API and Bedrock (not a model)
+                command = ["images", "serve", "--host", self.config.host, "--port", str(HTTP_PORTS[name])]
             popen = subprocess.Popen(
-                [sys.executable, "-m", "soriflow.cli.main", "serve", name],
+                [sys.executable, "-m", "soriflow.cli.main", *command],
                 env=self.service_env(name),
                 stdout=handle,
                 stderr=subprocess.STDOUT,
@@ -339,6 +369,8 @@ class LocalStack:
         ]
         lines += [
             f"  live        {c.live_url}  (live captions page; WebSocket ws://{c.address('live')}/v1/live)",
+            f"  images      http://{c.address('images')}/v1  (local stand-in for the OpenAI Images and "
+            "Bedrock APIs: pictures show their prompt, they are not generated)",
             f"  AWS endpoint {c.aws_endpoint}  (S3, SQS, SNS; any access key works)",
             f"  input        s3://{c.input_bucket}/ (prefixes {', '.join(TRIGGER_PREFIXES)} start jobs)",
             f"  output       s3://{c.output_bucket}/results/",
@@ -346,6 +378,9 @@ class LocalStack:
             f"  logs         {c.workdir / 'logs'}/",
             f"  live captions: open {c.live_url} and press Start",
             "  try: soriflow submit voice.wav --pipeline transcribe --watch",
+            "       soriflow submit voice.wav --pipeline subtitle-picture --watch  (subtitles, a picture)",
+            "       soriflow submit --pipeline nightly-story -p topic='a sleepy owl' --watch",
+            "       soriflow schedules   (nightly-story fires at 21:00 Asia/Seoul while the stack runs)",
             f"       aws --endpoint-url {c.aws_endpoint} s3 cp call.wav s3://{c.input_bucket}/connect/call.wav",
         ]
         return lines

@@ -106,6 +106,16 @@ def test_up_reports_ready_serves_and_stops_cleanly(tmp_path: Path, postgres_url:
         job = asyncio.run(_transcribe(espeak_wav("the quick brown fox")))
         assert job.state == gateway_pb2.JOB_STATE_SUCCEEDED, job.error
         assert "fox" in job.result.transcript.text.lower()
+        # The generation pipelines run on the stack: the bundled SmolLM2 writes the picture prompt
+        # and the local image stand-in draws it.
+        assert "local stand-in for the OpenAI Images and Bedrock APIs" in printed
+        picture = asyncio.run(_transcribe(espeak_wav("a red kite over green hills"), "subtitle-picture"))
+        assert picture.state == gateway_pb2.JOB_STATE_SUCCEEDED, picture.error
+        assert {"subtitles.srt", "picture-prompt.txt", "picture.png"} <= {o.name for o in picture.outputs}
+        assert [i.engine for i in picture.result.images] == ["openai"]
+        stand_in = f"http://127.0.0.1:{HTTP_PORTS['images']}/healthz"
+        with urllib.request.urlopen(stand_in, timeout=5) as response:
+            assert response.status == 200
         with psycopg.connect(postgres_url) as conn:
             row = conn.execute("select state from jobs where id = %s", (job.job_id,)).fetchone()
         assert row is not None, "the job is in PostgreSQL, not a SQLite file"
@@ -125,10 +135,10 @@ def espeak_wav(text: str) -> bytes:
     return subprocess.run(["espeak-ng", "--stdout", text], check=True, capture_output=True).stdout
 
 
-async def _transcribe(wav: bytes) -> Any:
+async def _transcribe(wav: bytes, pipeline: str = "transcribe") -> Any:
     async with GatewayClient(f"127.0.0.1:{PORTS['gateway']}") as gateway:
-        job = await gateway.submit_bytes(wav, filename="fox.wav", pipeline="transcribe")
-        return await gateway.wait(job.job_id, timeout=120)
+        job = await gateway.submit_bytes(wav, filename="fox.wav", pipeline=pipeline)
+        return await gateway.wait(job.job_id, timeout=300)
 
 
 def test_a_service_that_dies_is_reported(tmp_path: Path) -> None:

@@ -33,7 +33,9 @@ def register(app: typer.Typer, groups: Any) -> None:
         A stand-in for the local stack and tests, not a model: the picture shows the prompt.
         """
         from soriflow.gateway.images.local import serve as run
+        from soriflow.stack import bind_to_parent
 
+        bind_to_parent()  # started by `soriflow up`: go when it goes, even if it is killed outright
         run(host, port, api_key=api_key, blocked=tuple(block or ()))
 
     @images.command()

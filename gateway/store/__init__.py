@@ -1,4 +1,4 @@
-"""The durable job store: jobs, stage runs, events, outputs, pronunciation results and leases.
+"""The durable job store: jobs, stage runs, events, outputs, pronunciation results, leases, schedules.
 
 SQLite (a file, the embedded default) and PostgreSQL (production, shared by
 every gateway replica) behind one SQLAlchemy Core schema, migrated by Alembic
@@ -160,6 +160,16 @@ class PronunciationRow:
         values["mispronounced_words"] = json.dumps(self.mispronounced_words, ensure_ascii=False)
         values["feedback"] = json.dumps(self.feedback, ensure_ascii=False)
         return values
+
+
+@dataclass
+class ScheduleState:
+    """Where a cron schedule stands: ticks up to `last_tick_at` are handled (run or skipped)."""
+
+    name: str
+    pipeline: str
+    last_tick_at: dt.datetime
+    last_job_id: str | None = None
 
 
 @dataclass
@@ -774,15 +784,15 @@ class JobStore:
     def orphaned_jobs(self, *, origin: str = "api", stale_s: float = 0.0) -> list[JobRecord]:
         """Jobs that no worker holds any more: running with a lease expired `stale_s` ago, or queued.
 
-        Queued jobs count only for API submissions (an SQS job is queued until its message's
-        consumer claims it; the message brings it back if that consumer dies).
+        Queued jobs count only for API submissions and schedule ticks (an SQS job is queued until
+        its message's consumer claims it; the message brings it back if that consumer dies).
         """
         now = utcnow()
         j = schema.jobs.c
         abandoned = [
             and_(j.state == JobState.RUNNING, j.lease_expires_at < now - dt.timedelta(seconds=stale_s))
         ]
-        if origin == "api":
+        if origin != "sqs":  # API submissions and schedule ticks: nothing else brings them back
             abandoned.append(and_(j.state == JobState.QUEUED, j.created_at < now - dt.timedelta(seconds=5)))
         with self.engine.connect() as conn:
             rows = conn.execute(
@@ -1117,3 +1127,52 @@ class JobStore:
             return conn.execute(
                 select(lease.owner).where(lease.name == name, lease.expires_at > utcnow())
             ).scalar()
+
+    # --- schedules --------------------------------------------------------------------------------
+
+    @staticmethod
+    def _schedule(row: Any) -> ScheduleState:
+        return ScheduleState(
+            name=row.name,
+            pipeline=row.pipeline,
+            last_tick_at=_aware(row.last_tick_at) or utcnow(),
+            last_job_id=row.last_job_id,
+        )
+
+    def schedule_states(self) -> dict[str, ScheduleState]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(schema.schedules)).all()
+        return {row.name: self._schedule(row) for row in rows}
+
+    def start_schedule(self, name: str, pipeline: str, at: dt.datetime) -> ScheduleState:
+        """The schedule's state, created at `at` (ticks before it are not due) when it has none."""
+        at = at.astimezone(dt.UTC)  # SQLite keeps no offset: every time in the store is UTC
+        s = schema.schedules.c
+        with self.engine.connect() as conn:
+            row = conn.execute(select(schema.schedules).where(s.name == name)).first()
+        if row is not None:
+            return self._schedule(row)
+        try:  # another replica may create it at the same moment: the primary key keeps the first
+            with self.engine.begin() as conn:
+                conn.execute(
+                    schema.schedules.insert().values(
+                        name=name, pipeline=pipeline, last_tick_at=at, last_job_id=None, updated_at=utcnow()
+                    )
+                )
+        except IntegrityError:
+            pass
+        with self.engine.connect() as conn:
+            return self._schedule(conn.execute(select(schema.schedules).where(s.name == name)).one())
+
+    def advance_schedule(self, name: str, through: dt.datetime, job_id: str | None = None) -> bool:
+        """Marks the ticks up to `through` handled; never moves back (False when it would)."""
+        s = schema.schedules.c
+        through = through.astimezone(dt.UTC)
+        values: dict[str, Any] = {"last_tick_at": through, "updated_at": utcnow()}
+        if job_id is not None:
+            values["last_job_id"] = job_id
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(schema.schedules).where(s.name == name, s.last_tick_at < through).values(**values)
+            )
+        return bool(result.rowcount == 1)

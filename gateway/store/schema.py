@@ -155,6 +155,19 @@ leases = Table(
     Column("expires_at", DateTime(timezone=True), nullable=False),
 )
 
+# Where each cron schedule of a pipeline stands: the latest tick handled (run, or skipped by the
+# catch-up policy), so a restart knows which ticks it missed. The jobs themselves are exactly once
+# through their dedupe key, `schedule:<name>@<tick in UTC>`.
+schedules = Table(
+    "schedules",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("pipeline", String(100), nullable=False),
+    Column("last_tick_at", DateTime(timezone=True), nullable=False),
+    Column("last_job_id", String(36), nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
 # Views: not in `metadata` (the tables Alembic compares), created by their revision's own SQL.
 views = MetaData()
 

@@ -7,7 +7,7 @@ import re
 from soriflow.errors import InvalidArgument
 from soriflow.v1 import audio_pb2, summarizer_pb2
 
-from .pipeline import Fallback, GroundingReport, SummaryRequest, SummaryResult
+from .pipeline import Fallback, GroundingReport, SummaryRequest, SummaryResult, TextRequest, TextResult
 from .styles import Style
 
 STYLES: dict[int, Style] = {
@@ -115,4 +115,28 @@ def grounding_from_proto(message: summarizer_pb2.SummarizeResponse) -> Grounding
         fallback=fallback,
         rejected_terms=list(message.rejected_terms),
         rejected_engine=message.rejected_engine,
+    )
+
+
+def text_request_from_proto(message: summarizer_pb2.GenerateRequest) -> TextRequest:
+    return TextRequest(
+        prompt=message.prompt,
+        max_output_tokens=message.max_output_tokens,
+        temperature=float(message.temperature),
+        seed=message.seed if message.HasField("seed") else None,
+        engine=message.engine.strip(),
+        language=message.language_code.strip(),
+    )
+
+
+def text_result_to_proto(result: TextResult) -> summarizer_pb2.GenerateResponse:
+    return summarizer_pb2.GenerateResponse(
+        text=result.text,
+        model=result.model,
+        engine=result.engine,
+        input_tokens=result.input_tokens,
+        output_tokens=result.output_tokens,
+        truncated=result.truncated,
+        processing_time_ms=result.processing_ms,
+        seed=result.seed or 0,
     )

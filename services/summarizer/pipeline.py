@@ -30,6 +30,10 @@ runs. A request goes through:
    cancelled (engines stop between tokens; a remote request is closed) and the
    request fails with DEADLINE_EXCEEDED naming the setting: a summary cut off
    mid-sentence would be read back to a caller as if it were whole.
+
+`generate` (the Generate RPC) shares 1, 3 (instruction LMs only), 5 and 7 for
+free text from a prompt: no styles, no map-reduce (a prompt that does not fit
+the context is refused) and no grounding (the text is meant to be new).
 """
 
 from __future__ import annotations
@@ -39,13 +43,21 @@ import contextlib
 import dataclasses
 import enum
 import logging
+import math
+import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from soriflow.concurrency import WorkQueue, run_blocking
-from soriflow.errors import DeadlineExceeded, Internal, InvalidArgument, ResourceExhausted
+from soriflow.errors import (
+    DeadlineExceeded,
+    FailedPrecondition,
+    Internal,
+    InvalidArgument,
+    ResourceExhausted,
+)
 from soriflow.inputs import clean_text, has_words
 
 from .batching import DynamicBatcher
@@ -59,6 +71,8 @@ from .styles import Style, parse_bullets
 from .text import detect_language, normalize_language
 
 log = logging.getLogger("soriflow.summarizer")
+
+T = TypeVar("T")
 
 #: Rounds of summarizing summaries before giving up (each shrinks the text many times over).
 MAX_REDUCE_ROUNDS = 6
@@ -131,6 +145,35 @@ class SummaryResult:
 
 #: Engines that write from a model (and can invent); the others only reuse the source's words.
 MODEL_FREE_ENGINES = frozenset({"extractive", "faithful"})
+#: Highest sampling temperature a Generate request may ask for (OpenAI's API takes 0-2 too).
+MAX_TEMPERATURE = 2.0
+
+
+@dataclass(frozen=True)
+class TextRequest:
+    """A Generate request (free text from a prompt), independent of protobuf."""
+
+    prompt: str
+    max_output_tokens: int = 0
+    temperature: float = 0.0
+    seed: int | None = None
+    engine: str = ""
+    language: str = ""
+
+
+@dataclass(frozen=True)
+class TextResult:
+    """Free text with what wrote it."""
+
+    text: str
+    model: str
+    engine: str
+    input_tokens: int
+    output_tokens: int
+    truncated: bool
+    processing_ms: int
+    #: The seed the text was sampled with; None for greedy decoding.
+    seed: int | None = None
 
 
 class Summarizer:
@@ -237,9 +280,118 @@ class Summarizer:
         """The summary; `time_remaining_s` is the request's own deadline (gRPC), if it has one."""
         return await self._within_deadline(self._summarize(request, None), time_remaining_s)
 
+    async def generate(self, request: TextRequest, *, time_remaining_s: float | None = None) -> TextResult:
+        """Free text from a prompt (the Generate RPC), under the same deadline as a summary.
+
+        No grounding check: free text is meant to say what the source did not. No map-reduce
+        either: a prompt that does not fit the model's context is refused, never cut.
+        """
+        return await self._within_deadline(self._generate_text(request), time_remaining_s, "generating")
+
+    def _text_engine(self, request: TextRequest) -> Engine:
+        """The instruction LM that writes free text: the request's, else the configured one."""
+        if request.engine:
+            engine = self.engines.get(request.engine)
+            if engine is None:
+                raise InvalidArgument(
+                    f"engine {request.engine!r} is not loaded on this server; "
+                    f"it runs: {', '.join(self.engines)}"
+                )
+            if not engine.follows_prompts:
+                raise InvalidArgument(
+                    f"the {request.engine} engine cannot write free text (it only summarizes); "
+                    f"use an instruction LM: {', '.join(self._text_engines()) or 'none is loaded here'}"
+                )
+            return engine
+        if not self.default.follows_prompts:
+            raise FailedPrecondition(
+                "this summarizer runs no instruction LM (SORIFLOW_SUMMARIZER_ENGINE="
+                f"{self.settings.summarizer_engine}): set it to causal-lm, llama-cpp or openai to "
+                "generate text"
+            )
+        return self.default
+
+    def _text_engines(self) -> list[str]:
+        return [name for name, engine in self.engines.items() if engine.follows_prompts]
+
+    async def _generate_text(self, request: TextRequest) -> TextResult:
+        started = time.perf_counter()
+        if not request.prompt.strip():
+            raise InvalidArgument("empty prompt: say what to write")
+        limit = self.settings.summarizer_max_input_chars
+        if len(request.prompt) > limit:
+            raise ResourceExhausted(
+                f"the prompt is {len(request.prompt)} characters; the limit is {limit} characters "
+                "(SORIFLOW_SUMMARIZER_MAX_INPUT_CHARS): shorten it or raise the limit"
+            )
+        prompt = clean_text(request.prompt, "the prompt")
+        if not has_words(prompt):
+            raise InvalidArgument("the prompt has no words (only punctuation or symbols)")
+        if not math.isfinite(request.temperature) or not 0 <= request.temperature <= MAX_TEMPERATURE:
+            raise InvalidArgument(
+                f"temperature must be between 0 (greedy) and {MAX_TEMPERATURE:g}, not {request.temperature}"
+            )
+        max_new = request.max_output_tokens or self.settings.summarizer_max_output_tokens
+        cap = self.settings.summarizer_max_output_tokens_limit
+        if max_new < 0 or max_new > cap:
+            raise InvalidArgument(
+                f"max_output_tokens must be between 0 (server default) and {cap} "
+                "(SORIFLOW_SUMMARIZER_MAX_OUTPUT_TOKENS_LIMIT)"
+            )
+        engine = self._text_engine(request)
+        language = normalize_language(request.language)
+        if language and not engine.speaks(language):
+            raise FailedPrecondition(
+                f"{engine.info.model} ({engine.info.engine}) writes {', '.join(engine.info.languages)}, not "
+                f"{language!r}: configure a model that writes it (SORIFLOW_SUMMARIZER_MODEL, "
+                "SORIFLOW_SUMMARIZER_LANGUAGES) rather than pass on text it cannot write"
+            )
+        seed = request.seed
+        if request.temperature > 0 and seed is None:
+            seed = secrets.randbelow(2**31)  # reported, so the text can be written again
+        task = Task(
+            text=prompt,
+            style=Style.GENERATE,
+            language=language or "en",
+            max_new_tokens=max_new,
+            temperature=request.temperature,
+            seed=seed if request.temperature > 0 else None,
+        )
+        tokens = await asyncio.to_thread(engine.count_tokens, task.text)
+        token_limit = self.settings.summarizer_max_input_tokens
+        if token_limit is not None and tokens > token_limit:
+            raise ResourceExhausted(
+                f"the prompt is {tokens} tokens; the limit is {token_limit} tokens "
+                "(SORIFLOW_SUMMARIZER_MAX_INPUT_TOKENS): shorten it or raise the limit"
+            )
+        room = await asyncio.to_thread(engine.prompt_room, task)
+        if tokens > room:
+            raise ResourceExhausted(
+                f"the prompt is {tokens} tokens; with max_output_tokens={max_new} the model's context "
+                f"({getattr(engine, 'context', '?')} tokens) leaves room for {max(0, room)}: shorten the "
+                "prompt or ask for fewer output tokens"
+            )
+        if engine.batched and not task.sampled:
+            generation = (await self._generate(engine, [task]))[0]
+        else:  # sampled, or an engine without a batcher: one at a time per model, queue bounded
+            async with self.engine_streams.get(engine.info.engine, self.streams).slot():
+                generation = (await run_blocking(lambda cancel: engine.generate([task], cancel)))[0]
+        TOKENS.labels(engine.info.engine, "input").inc(generation.input_tokens)
+        TOKENS.labels(engine.info.engine, "output").inc(generation.output_tokens)
+        return TextResult(
+            text=generation.text.strip(),
+            model=engine.info.model,
+            engine=engine.info.engine,
+            input_tokens=generation.input_tokens,
+            output_tokens=generation.output_tokens,
+            truncated=generation.truncated,
+            processing_ms=round((time.perf_counter() - started) * 1000),
+            seed=task.seed,
+        )
+
     async def _within_deadline(
-        self, work: Coroutine[Any, Any, SummaryResult], time_remaining_s: float | None
-    ) -> SummaryResult:
+        self, work: Coroutine[Any, Any, T], time_remaining_s: float | None, what: str = "summarizing"
+    ) -> T:
         """Runs `work` under the generation deadline; past it, DEADLINE_EXCEEDED naming the setting."""
         setting = self.settings.summarizer_generation_timeout_s
         limit = setting
@@ -257,12 +409,12 @@ class Summarizer:
             took = time.perf_counter() - started
             if limit < setting:
                 raise DeadlineExceeded(
-                    f"the request's deadline ({time_remaining_s:.1f} s) passed while summarizing "
+                    f"the request's deadline ({time_remaining_s:.1f} s) passed while {what} "
                     f"(stopped after {took:.1f} s); allow more time, ask for fewer max_output_tokens or "
                     "send less text"
                 ) from None
             raise DeadlineExceeded(
-                f"summarizing took longer than {setting:g} s (SORIFLOW_SUMMARIZER_GENERATION_TIMEOUT_S) and "
+                f"{what} took longer than {setting:g} s (SORIFLOW_SUMMARIZER_GENERATION_TIMEOUT_S) and "
                 "was stopped: ask for fewer max_output_tokens, send less text, or raise the setting"
             ) from None
 

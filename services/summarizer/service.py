@@ -20,7 +20,7 @@ from soriflow.errors import Unavailable
 from soriflow.server import GrpcService
 from soriflow.v1 import summarizer_pb2, summarizer_pb2_grpc
 
-from .messages import request_from_proto, result_to_proto
+from .messages import request_from_proto, result_to_proto, text_request_from_proto, text_result_to_proto
 from .pipeline import Summarizer, SummaryResult, build_summarizer
 from .settings import Settings
 
@@ -30,7 +30,7 @@ SERVICE_NAME = "soriflow.v1.SummarizerService"
 
 
 class SummarizerServicer(summarizer_pb2_grpc.SummarizerServiceServicer):
-    """Summarize, SummarizeStream and ListSummarizerModels over the loaded engines."""
+    """Summarize, SummarizeStream, Generate and ListSummarizerModels over the loaded engines."""
 
     def __init__(self, service: SummarizerGrpcService) -> None:
         self.service = service
@@ -59,6 +59,14 @@ class SummarizerServicer(summarizer_pb2_grpc.SummarizerServiceServicer):
                 yield summarizer_pb2.SummarizeStreamResponse(result=result_to_proto(event))
             else:
                 yield summarizer_pb2.SummarizeStreamResponse(text_delta=event)
+
+    async def Generate(
+        self, request: summarizer_pb2.GenerateRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> summarizer_pb2.GenerateResponse:
+        result = await self.summarizer.generate(
+            text_request_from_proto(request), time_remaining_s=context.time_remaining()
+        )
+        return text_result_to_proto(result)
 
     async def ListSummarizerModels(
         self, request: summarizer_pb2.ListSummarizerModelsRequest, context: grpc.aio.ServicerContext[Any, Any]

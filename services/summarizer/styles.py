@@ -23,6 +23,9 @@ class Style(enum.StrEnum):
     BULLETS = "bullets"
     ABSTRACT = "abstract"
     CUSTOM = "custom"
+    #: Free text from a prompt (the Generate RPC): the prompt is the whole user turn, nothing is
+    #: added to it, and the output is only stripped of surrounding whitespace.
+    GENERATE = "generate"
 
 
 #: Instructions for instruction LMs by style, put in the user turn before the text (`{text}`).
@@ -75,6 +78,8 @@ def prompt_parts(
     `{text}` gets the text after a blank line. `strict` (the grounding retry) adds `STRICT_HINT`
     where `{language}` goes.
     """
+    if style is Style.GENERATE:
+        return "", text
     name = language_name(language)
     if partial:
         template = PARTIAL_PROMPT

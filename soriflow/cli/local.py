@@ -24,7 +24,9 @@ def _stack(database: str | None, aws_port: int, workdir: Path) -> Any:
 
 async def _start(stack: Any) -> None:
     started = time.monotonic()
-    console.print("starting moto (S3/SQS/SNS) and stt, tts, summarizer, scoring, gateway, live ...")
+    console.print(
+        "starting moto (S3/SQS/SNS) and stt, tts, summarizer, scoring, images (stand-in), gateway, live ..."
+    )
     await stack.start(
         on_ready=lambda name: console.print(f"  {name} healthy after {time.monotonic() - started:.0f}s")
     )

@@ -134,6 +134,34 @@ JOB_EVENT_TYPE_OUTPUT: JobEventType.ValueType  # 4
 """An output was stored (see `output`)."""
 Global___JobEventType: _TypeAlias = JobEventType  # noqa: Y015
 
+class _ScheduleCatchUp:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ScheduleCatchUpEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ScheduleCatchUp.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SCHEDULE_CATCH_UP_UNSPECIFIED: _ScheduleCatchUp.ValueType  # 0
+    """Not set (treated as SKIP)."""
+    SCHEDULE_CATCH_UP_SKIP: _ScheduleCatchUp.ValueType  # 1
+    """Missed ticks are not run; the next tick on time is."""
+    SCHEDULE_CATCH_UP_LATEST: _ScheduleCatchUp.ValueType  # 2
+    """The latest missed tick runs once (if within the catch-up window)."""
+    SCHEDULE_CATCH_UP_ALL: _ScheduleCatchUp.ValueType  # 3
+    """Every missed tick within the catch-up window runs, oldest first."""
+
+class ScheduleCatchUp(_ScheduleCatchUp, metaclass=_ScheduleCatchUpEnumTypeWrapper):
+    """What a schedule does about ticks that passed while no gateway ran it."""
+
+SCHEDULE_CATCH_UP_UNSPECIFIED: ScheduleCatchUp.ValueType  # 0
+"""Not set (treated as SKIP)."""
+SCHEDULE_CATCH_UP_SKIP: ScheduleCatchUp.ValueType  # 1
+"""Missed ticks are not run; the next tick on time is."""
+SCHEDULE_CATCH_UP_LATEST: ScheduleCatchUp.ValueType  # 2
+"""The latest missed tick runs once (if within the catch-up window)."""
+SCHEDULE_CATCH_UP_ALL: ScheduleCatchUp.ValueType  # 3
+"""Every missed tick within the catch-up window runs, oldest first."""
+Global___ScheduleCatchUp: _TypeAlias = ScheduleCatchUp  # noqa: Y015
+
 @_typing.final
 class SubmitJobRequest(_message.Message):
     """A request to run a pipeline."""
@@ -195,7 +223,9 @@ class SubmitJobRequest(_message.Message):
     @_builtins.property
     def audio(self) -> _audio_pb2.AudioInput:
         """The input audio: `uri` for an object already in S3, or inline `content`
-        which the gateway stores under its submissions prefix first.
+        which the gateway stores under its submissions prefix first. Unset for a
+        pipeline whose stages read no audio (nightly-story: its jobs start from
+        their parameters), which `pipeline` must then name.
         """
 
     @_builtins.property
@@ -521,6 +551,98 @@ class SummaryResult(_message.Message):
 Global___SummaryResult: _TypeAlias = SummaryResult  # noqa: Y015
 
 @_typing.final
+class GeneratedText(_message.Message):
+    """Text written by a `summarizer.generate` stage (a story, a picture prompt)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STAGE_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    ENGINE_FIELD_NUMBER: _builtins.int
+    TRUNCATED_FIELD_NUMBER: _builtins.int
+    stage: _builtins.str
+    """The stage that wrote it."""
+    text: _builtins.str
+    """The text (also stored as an output when the pipeline names one)."""
+    model: _builtins.str
+    """Model that wrote it."""
+    engine: _builtins.str
+    """Engine that wrote it."""
+    truncated: _builtins.bool
+    """Whether the model reached the stage's token cap before it finished; the
+    stage then kept the complete sentences only (see docs/gateway.md).
+    """
+    def __init__(
+        self,
+        *,
+        stage: _builtins.str = ...,
+        text: _builtins.str = ...,
+        model: _builtins.str = ...,
+        engine: _builtins.str = ...,
+        truncated: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["engine", b"engine", "model", b"model", "stage", b"stage", "text", b"text", "truncated", b"truncated"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GeneratedText: _TypeAlias = GeneratedText  # noqa: Y015
+
+@_typing.final
+class GeneratedImage(_message.Message):
+    """A picture made by an `image.generate` stage; the PNG itself is one of the
+    job's outputs (`output_name`).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STAGE_FIELD_NUMBER: _builtins.int
+    OUTPUT_NAME_FIELD_NUMBER: _builtins.int
+    PROMPT_FIELD_NUMBER: _builtins.int
+    REVISED_PROMPT_FIELD_NUMBER: _builtins.int
+    ENGINE_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    WIDTH_PX_FIELD_NUMBER: _builtins.int
+    HEIGHT_PX_FIELD_NUMBER: _builtins.int
+    stage: _builtins.str
+    """The stage that made it."""
+    output_name: _builtins.str
+    """Name of the job output holding the PNG (e.g. "picture.png")."""
+    prompt: _builtins.str
+    """The prompt sent to the image engine."""
+    revised_prompt: _builtins.str
+    """The prompt the provider used instead, when it rewrote it (DALL-E 3)."""
+    engine: _builtins.str
+    """Engine that made it ("openai", "bedrock")."""
+    model: _builtins.str
+    """Model that made it."""
+    width_px: _builtins.int
+    """Width of the picture, in pixels."""
+    height_px: _builtins.int
+    """Height of the picture, in pixels."""
+    def __init__(
+        self,
+        *,
+        stage: _builtins.str = ...,
+        output_name: _builtins.str = ...,
+        prompt: _builtins.str = ...,
+        revised_prompt: _builtins.str = ...,
+        engine: _builtins.str = ...,
+        model: _builtins.str = ...,
+        width_px: _builtins.int = ...,
+        height_px: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["engine", b"engine", "height_px", b"height_px", "model", b"model", "output_name", b"output_name", "prompt", b"prompt", "revised_prompt", b"revised_prompt", "stage", b"stage", "width_px", b"width_px"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GeneratedImage: _TypeAlias = GeneratedImage  # noqa: Y015
+
+@_typing.final
 class JobResult(_message.Message):
     """Results of a job's stages; fields are set as stages finish."""
 
@@ -531,6 +653,8 @@ class JobResult(_message.Message):
     SUMMARY_FIELD_NUMBER: _builtins.int
     SCORE_FIELD_NUMBER: _builtins.int
     REPLY_TEXT_FIELD_NUMBER: _builtins.int
+    GENERATED_TEXTS_FIELD_NUMBER: _builtins.int
+    IMAGES_FIELD_NUMBER: _builtins.int
     reply_text: _builtins.str
     """Text spoken in the synthesized reply (call-summary pipeline)."""
     @_builtins.property
@@ -549,6 +673,16 @@ class JobResult(_message.Message):
     def score(self) -> _scoring_pb2.ScoreResponse:
         """Pronunciation assessment (pronunciation pipeline)."""
 
+    @_builtins.property
+    def generated_texts(self) -> _containers.RepeatedCompositeFieldContainer[Global___GeneratedText]:
+        """Text written by generate stages, in pipeline order (nightly-story's story,
+        subtitle-picture's picture prompt).
+        """
+
+    @_builtins.property
+    def images(self) -> _containers.RepeatedCompositeFieldContainer[Global___GeneratedImage]:
+        """Pictures made by image stages, in pipeline order."""
+
     def __init__(
         self,
         *,
@@ -557,10 +691,12 @@ class JobResult(_message.Message):
         summary: Global___SummaryResult | None = ...,
         score: _scoring_pb2.ScoreResponse | None = ...,
         reply_text: _builtins.str = ...,
+        generated_texts: _abc.Iterable[Global___GeneratedText] | None = ...,
+        images: _abc.Iterable[Global___GeneratedImage] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["reference_transcript", b"reference_transcript", "score", b"score", "summary", b"summary", "transcript", b"transcript"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["reference_transcript", b"reference_transcript", "reply_text", b"reply_text", "score", b"score", "summary", b"summary", "transcript", b"transcript"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["generated_texts", b"generated_texts", "images", b"images", "reference_transcript", b"reference_transcript", "reply_text", b"reply_text", "score", b"score", "summary", b"summary", "transcript", b"transcript"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -932,6 +1068,96 @@ class PipelineStage(_message.Message):
 Global___PipelineStage: _TypeAlias = PipelineStage  # noqa: Y015
 
 @_typing.final
+class PipelineSchedule(_message.Message):
+    """A cron schedule of a pipeline: each tick starts one job, once across
+    every gateway replica.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class ParametersEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    NAME_FIELD_NUMBER: _builtins.int
+    CRON_FIELD_NUMBER: _builtins.int
+    TIME_ZONE_FIELD_NUMBER: _builtins.int
+    PARAMETERS_FIELD_NUMBER: _builtins.int
+    ENABLED_FIELD_NUMBER: _builtins.int
+    CATCH_UP_FIELD_NUMBER: _builtins.int
+    CATCH_UP_WINDOW_S_FIELD_NUMBER: _builtins.int
+    NEXT_RUN_TIME_FIELD_NUMBER: _builtins.int
+    LAST_TICK_TIME_FIELD_NUMBER: _builtins.int
+    LAST_JOB_ID_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Schedule name (unique across pipelines; the pipeline's name by default)."""
+    cron: _builtins.str
+    """Cron expression: five fields (minute hour day-of-month month
+    day-of-week), or six with seconds last.
+    """
+    time_zone: _builtins.str
+    """IANA time zone the expression is read in (e.g. "Asia/Seoul")."""
+    enabled: _builtins.bool
+    """Whether this gateway fires it."""
+    catch_up: Global___ScheduleCatchUp.ValueType
+    """What happens to ticks missed while no gateway ran."""
+    catch_up_window_s: _builtins.int
+    """How far back missed ticks are still run (LATEST, ALL), in seconds."""
+    last_job_id: _builtins.str
+    """The job of the latest tick that ran; empty before the first."""
+    @_builtins.property
+    def parameters(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Pipeline parameters of its jobs."""
+
+    @_builtins.property
+    def next_run_time(self) -> _timestamp_pb2.Timestamp:
+        """The next tick after now; unset when the schedule is disabled."""
+
+    @_builtins.property
+    def last_tick_time(self) -> _timestamp_pb2.Timestamp:
+        """The latest tick handled (run, or skipped by the catch-up policy); unset
+        before the first.
+        """
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        cron: _builtins.str = ...,
+        time_zone: _builtins.str = ...,
+        parameters: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        enabled: _builtins.bool = ...,
+        catch_up: Global___ScheduleCatchUp.ValueType = ...,
+        catch_up_window_s: _builtins.int = ...,
+        next_run_time: _timestamp_pb2.Timestamp | None = ...,
+        last_tick_time: _timestamp_pb2.Timestamp | None = ...,
+        last_job_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_tick_time", b"last_tick_time", "next_run_time", b"next_run_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["catch_up", b"catch_up", "catch_up_window_s", b"catch_up_window_s", "cron", b"cron", "enabled", b"enabled", "last_job_id", b"last_job_id", "last_tick_time", b"last_tick_time", "name", b"name", "next_run_time", b"next_run_time", "parameters", b"parameters", "time_zone", b"time_zone"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PipelineSchedule: _TypeAlias = PipelineSchedule  # noqa: Y015
+
+@_typing.final
 class Pipeline(_message.Message):
     """A pipeline the gateway runs."""
 
@@ -963,6 +1189,7 @@ class Pipeline(_message.Message):
     STAGES_FIELD_NUMBER: _builtins.int
     PARAMETERS_FIELD_NUMBER: _builtins.int
     DEFINITION_YAML_FIELD_NUMBER: _builtins.int
+    SCHEDULES_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Pipeline name (e.g. "call-summary")."""
     description: _builtins.str
@@ -981,6 +1208,10 @@ class Pipeline(_message.Message):
     def parameters(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Parameters it accepts, with their meaning."""
 
+    @_builtins.property
+    def schedules(self) -> _containers.RepeatedCompositeFieldContainer[Global___PipelineSchedule]:
+        """Its cron schedules (jobs without source audio, one per tick)."""
+
     def __init__(
         self,
         *,
@@ -990,10 +1221,11 @@ class Pipeline(_message.Message):
         stages: _abc.Iterable[Global___PipelineStage] | None = ...,
         parameters: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         definition_yaml: _builtins.str = ...,
+        schedules: _abc.Iterable[Global___PipelineSchedule] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["definition_yaml", b"definition_yaml", "description", b"description", "key_prefixes", b"key_prefixes", "name", b"name", "parameters", b"parameters", "stages", b"stages"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["definition_yaml", b"definition_yaml", "description", b"description", "key_prefixes", b"key_prefixes", "name", b"name", "parameters", b"parameters", "schedules", b"schedules", "stages", b"stages"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -25,17 +25,17 @@ _sym_db = _symbol_database.Default()
 from soriflow.v1 import audio_pb2 as soriflow_dot_v1_dot_audio__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1csoriflow/v1/summarizer.proto\x12\x0bsoriflow.v1\x1a\x17soriflow/v1/audio.proto\"\xed\x01\n\x10SummarizeRequest\x12\x0e\n\x04text\x18\x01 \x01(\tH\x00\x12-\n\ntranscript\x18\x02 \x01(\x0b\x32\x17.soriflow.v1.TranscriptH\x00\x12\x15\n\rlanguage_code\x18\x03 \x01(\t\x12(\n\x05style\x18\x04 \x01(\x0e\x32\x19.soriflow.v1.SummaryStyle\x12\x0e\n\x06prompt\x18\x05 \x01(\t\x12\x19\n\x11max_output_tokens\x18\x06 \x01(\x05\x12\x0e\n\x06\x65ngine\x18\x07 \x01(\t\x12\x15\n\rfocus_speaker\x18\x08 \x01(\tB\x07\n\x05input\"\xd7\x02\n\x11SummarizeResponse\x12\x0f\n\x07summary\x18\x01 \x01(\t\x12\x0f\n\x07\x62ullets\x18\x02 \x03(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x0e\n\x06\x65ngine\x18\x04 \x01(\t\x12\x15\n\rlanguage_code\x18\x05 \x01(\t\x12\x14\n\x0cinput_tokens\x18\x06 \x01(\x05\x12\x15\n\routput_tokens\x18\x07 \x01(\x05\x12\x13\n\x0b\x63hunk_count\x18\x08 \x01(\x05\x12\x1a\n\x12processing_time_ms\x18\t \x01(\x03\x12\x10\n\x08grounded\x18\n \x01(\x08\x12\x19\n\x11unsupported_terms\x18\x0b \x03(\t\x12.\n\x08\x66\x61llback\x18\x0c \x01(\x0e\x32\x1c.soriflow.v1.SummaryFallback\x12\x16\n\x0erejected_terms\x18\r \x03(\t\x12\x17\n\x0frejected_engine\x18\x0e \x01(\t\"H\n\x16SummarizeStreamRequest\x12.\n\x07request\x18\x01 \x01(\x0b\x32\x1d.soriflow.v1.SummarizeRequest\"j\n\x17SummarizeStreamResponse\x12\x14\n\ntext_delta\x18\x01 \x01(\tH\x00\x12\x30\n\x06result\x18\x02 \x01(\x0b\x32\x1e.soriflow.v1.SummarizeResponseH\x00\x42\x07\n\x05\x65vent\"\x1d\n\x1bListSummarizerModelsRequest\"i\n\x0fSummarizerModel\x12\x0e\n\x06\x65ngine\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x16\n\x0elanguage_codes\x18\x03 \x03(\t\x12\x0f\n\x07\x61\x64\x61pter\x18\x04 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x05 \x01(\t\"L\n\x1cListSummarizerModelsResponse\x12,\n\x06models\x18\x01 \x03(\x0b\x32\x1c.soriflow.v1.SummarizerModel*\x99\x01\n\x0cSummaryStyle\x12\x1d\n\x19SUMMARY_STYLE_UNSPECIFIED\x10\x00\x12\x19\n\x15SUMMARY_STYLE_INQUIRY\x10\x01\x12\x19\n\x15SUMMARY_STYLE_BULLETS\x10\x02\x12\x1a\n\x16SUMMARY_STYLE_ABSTRACT\x10\x03\x12\x18\n\x14SUMMARY_STYLE_CUSTOM\x10\x04*\x97\x01\n\x0fSummaryFallback\x12 \n\x1cSUMMARY_FALLBACK_UNSPECIFIED\x10\x00\x12\x19\n\x15SUMMARY_FALLBACK_NONE\x10\x01\x12!\n\x1dSUMMARY_FALLBACK_STRICT_RETRY\x10\x02\x12$\n SUMMARY_FALLBACK_FAITHFUL_ENGINE\x10\x03\x32\xac\x02\n\x11SummarizerService\x12J\n\tSummarize\x12\x1d.soriflow.v1.SummarizeRequest\x1a\x1e.soriflow.v1.SummarizeResponse\x12^\n\x0fSummarizeStream\x12#.soriflow.v1.SummarizeStreamRequest\x1a$.soriflow.v1.SummarizeStreamResponse0\x01\x12k\n\x14ListSummarizerModels\x12(.soriflow.v1.ListSummarizerModelsRequest\x1a).soriflow.v1.ListSummarizerModelsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1csoriflow/v1/summarizer.proto\x12\x0bsoriflow.v1\x1a\x17soriflow/v1/audio.proto\"\xed\x01\n\x10SummarizeRequest\x12\x0e\n\x04text\x18\x01 \x01(\tH\x00\x12-\n\ntranscript\x18\x02 \x01(\x0b\x32\x17.soriflow.v1.TranscriptH\x00\x12\x15\n\rlanguage_code\x18\x03 \x01(\t\x12(\n\x05style\x18\x04 \x01(\x0e\x32\x19.soriflow.v1.SummaryStyle\x12\x0e\n\x06prompt\x18\x05 \x01(\t\x12\x19\n\x11max_output_tokens\x18\x06 \x01(\x05\x12\x0e\n\x06\x65ngine\x18\x07 \x01(\t\x12\x15\n\rfocus_speaker\x18\x08 \x01(\tB\x07\n\x05input\"\xd7\x02\n\x11SummarizeResponse\x12\x0f\n\x07summary\x18\x01 \x01(\t\x12\x0f\n\x07\x62ullets\x18\x02 \x03(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x0e\n\x06\x65ngine\x18\x04 \x01(\t\x12\x15\n\rlanguage_code\x18\x05 \x01(\t\x12\x14\n\x0cinput_tokens\x18\x06 \x01(\x05\x12\x15\n\routput_tokens\x18\x07 \x01(\x05\x12\x13\n\x0b\x63hunk_count\x18\x08 \x01(\x05\x12\x1a\n\x12processing_time_ms\x18\t \x01(\x03\x12\x10\n\x08grounded\x18\n \x01(\x08\x12\x19\n\x11unsupported_terms\x18\x0b \x03(\t\x12.\n\x08\x66\x61llback\x18\x0c \x01(\x0e\x32\x1c.soriflow.v1.SummaryFallback\x12\x16\n\x0erejected_terms\x18\r \x03(\t\x12\x17\n\x0frejected_engine\x18\x0e \x01(\t\"H\n\x16SummarizeStreamRequest\x12.\n\x07request\x18\x01 \x01(\x0b\x32\x1d.soriflow.v1.SummarizeRequest\"j\n\x17SummarizeStreamResponse\x12\x14\n\ntext_delta\x18\x01 \x01(\tH\x00\x12\x30\n\x06result\x18\x02 \x01(\x0b\x32\x1e.soriflow.v1.SummarizeResponseH\x00\x42\x07\n\x05\x65vent\"\x94\x01\n\x0fGenerateRequest\x12\x0e\n\x06prompt\x18\x01 \x01(\t\x12\x19\n\x11max_output_tokens\x18\x02 \x01(\x05\x12\x13\n\x0btemperature\x18\x03 \x01(\x02\x12\x11\n\x04seed\x18\x04 \x01(\x03H\x00\x88\x01\x01\x12\x0e\n\x06\x65ngine\x18\x05 \x01(\t\x12\x15\n\rlanguage_code\x18\x06 \x01(\tB\x07\n\x05_seed\"\xa9\x01\n\x10GenerateResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0e\n\x06\x65ngine\x18\x03 \x01(\t\x12\x14\n\x0cinput_tokens\x18\x04 \x01(\x05\x12\x15\n\routput_tokens\x18\x05 \x01(\x05\x12\x11\n\ttruncated\x18\x06 \x01(\x08\x12\x1a\n\x12processing_time_ms\x18\x07 \x01(\x03\x12\x0c\n\x04seed\x18\x08 \x01(\x03\"\x1d\n\x1bListSummarizerModelsRequest\"i\n\x0fSummarizerModel\x12\x0e\n\x06\x65ngine\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x16\n\x0elanguage_codes\x18\x03 \x03(\t\x12\x0f\n\x07\x61\x64\x61pter\x18\x04 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x05 \x01(\t\"L\n\x1cListSummarizerModelsResponse\x12,\n\x06models\x18\x01 \x03(\x0b\x32\x1c.soriflow.v1.SummarizerModel*\x99\x01\n\x0cSummaryStyle\x12\x1d\n\x19SUMMARY_STYLE_UNSPECIFIED\x10\x00\x12\x19\n\x15SUMMARY_STYLE_INQUIRY\x10\x01\x12\x19\n\x15SUMMARY_STYLE_BULLETS\x10\x02\x12\x1a\n\x16SUMMARY_STYLE_ABSTRACT\x10\x03\x12\x18\n\x14SUMMARY_STYLE_CUSTOM\x10\x04*\x97\x01\n\x0fSummaryFallback\x12 \n\x1cSUMMARY_FALLBACK_UNSPECIFIED\x10\x00\x12\x19\n\x15SUMMARY_FALLBACK_NONE\x10\x01\x12!\n\x1dSUMMARY_FALLBACK_STRICT_RETRY\x10\x02\x12$\n SUMMARY_FALLBACK_FAITHFUL_ENGINE\x10\x03\x32\xf5\x02\n\x11SummarizerService\x12J\n\tSummarize\x12\x1d.soriflow.v1.SummarizeRequest\x1a\x1e.soriflow.v1.SummarizeResponse\x12^\n\x0fSummarizeStream\x12#.soriflow.v1.SummarizeStreamRequest\x1a$.soriflow.v1.SummarizeStreamResponse0\x01\x12G\n\x08Generate\x12\x1c.soriflow.v1.GenerateRequest\x1a\x1d.soriflow.v1.GenerateResponse\x12k\n\x14ListSummarizerModels\x12(.soriflow.v1.ListSummarizerModelsRequest\x1a).soriflow.v1.ListSummarizerModelsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'soriflow.v1.summarizer_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SUMMARYSTYLE']._serialized_start=1055
-  _globals['_SUMMARYSTYLE']._serialized_end=1208
-  _globals['_SUMMARYFALLBACK']._serialized_start=1211
-  _globals['_SUMMARYFALLBACK']._serialized_end=1362
+  _globals['_SUMMARYSTYLE']._serialized_start=1378
+  _globals['_SUMMARYSTYLE']._serialized_end=1531
+  _globals['_SUMMARYFALLBACK']._serialized_start=1534
+  _globals['_SUMMARYFALLBACK']._serialized_end=1685
   _globals['_SUMMARIZEREQUEST']._serialized_start=71
   _globals['_SUMMARIZEREQUEST']._serialized_end=308
   _globals['_SUMMARIZERESPONSE']._serialized_start=311
@@ -44,12 +44,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SUMMARIZESTREAMREQUEST']._serialized_end=728
   _globals['_SUMMARIZESTREAMRESPONSE']._serialized_start=730
   _globals['_SUMMARIZESTREAMRESPONSE']._serialized_end=836
-  _globals['_LISTSUMMARIZERMODELSREQUEST']._serialized_start=838
-  _globals['_LISTSUMMARIZERMODELSREQUEST']._serialized_end=867
-  _globals['_SUMMARIZERMODEL']._serialized_start=869
-  _globals['_SUMMARIZERMODEL']._serialized_end=974
-  _globals['_LISTSUMMARIZERMODELSRESPONSE']._serialized_start=976
-  _globals['_LISTSUMMARIZERMODELSRESPONSE']._serialized_end=1052
-  _globals['_SUMMARIZERSERVICE']._serialized_start=1365
-  _globals['_SUMMARIZERSERVICE']._serialized_end=1665
+  _globals['_GENERATEREQUEST']._serialized_start=839
+  _globals['_GENERATEREQUEST']._serialized_end=987
+  _globals['_GENERATERESPONSE']._serialized_start=990
+  _globals['_GENERATERESPONSE']._serialized_end=1159
+  _globals['_LISTSUMMARIZERMODELSREQUEST']._serialized_start=1161
+  _globals['_LISTSUMMARIZERMODELSREQUEST']._serialized_end=1190
+  _globals['_SUMMARIZERMODEL']._serialized_start=1192
+  _globals['_SUMMARIZERMODEL']._serialized_end=1297
+  _globals['_LISTSUMMARIZERMODELSRESPONSE']._serialized_start=1299
+  _globals['_LISTSUMMARIZERMODELSRESPONSE']._serialized_end=1375
+  _globals['_SUMMARIZERSERVICE']._serialized_start=1688
+  _globals['_SUMMARIZERSERVICE']._serialized_end=2061
 # @@protoc_insertion_point(module_scope)

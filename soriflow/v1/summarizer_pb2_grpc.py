@@ -45,6 +45,11 @@ class SummarizerServiceStub:
                 request_serializer=soriflow_dot_v1_dot_summarizer__pb2.SummarizeStreamRequest.SerializeToString,
                 response_deserializer=soriflow_dot_v1_dot_summarizer__pb2.SummarizeStreamResponse.FromString,
                 _registered_method=True)
+        self.Generate = channel.unary_unary(
+                '/soriflow.v1.SummarizerService/Generate',
+                request_serializer=soriflow_dot_v1_dot_summarizer__pb2.GenerateRequest.SerializeToString,
+                response_deserializer=soriflow_dot_v1_dot_summarizer__pb2.GenerateResponse.FromString,
+                _registered_method=True)
         self.ListSummarizerModels = channel.unary_unary(
                 '/soriflow.v1.SummarizerService/ListSummarizerModels',
                 request_serializer=soriflow_dot_v1_dot_summarizer__pb2.ListSummarizerModelsRequest.SerializeToString,
@@ -73,6 +78,23 @@ class SummarizerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Generate(self, request, context):
+        """Writes free text from a prompt with an instruction LM (the configured
+        model engine: causal-lm, llama-cpp, openai). No grounding check: the text
+        is meant to be new (a story, a picture prompt), so nothing can be checked
+        against a source. Same limits and deadline as Summarize. Errors:
+        INVALID_ARGUMENT for an empty prompt, control characters, a bad
+        temperature, max_output_tokens over the limit, or an engine that cannot
+        write free text (extractive, faithful, seq2seq); RESOURCE_EXHAUSTED when
+        the prompt is over the input limit or the model's context, or the queue is
+        full; FAILED_PRECONDITION when this server runs no instruction LM, or its
+        model does not write `language_code`; DEADLINE_EXCEEDED past the
+        generation deadline.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListSummarizerModels(self, request, context):
         """Describes the engines and models this server runs.
         """
@@ -92,6 +114,11 @@ def add_SummarizerServiceServicer_to_server(servicer, server):
                     servicer.SummarizeStream,
                     request_deserializer=soriflow_dot_v1_dot_summarizer__pb2.SummarizeStreamRequest.FromString,
                     response_serializer=soriflow_dot_v1_dot_summarizer__pb2.SummarizeStreamResponse.SerializeToString,
+            ),
+            'Generate': grpc.unary_unary_rpc_method_handler(
+                    servicer.Generate,
+                    request_deserializer=soriflow_dot_v1_dot_summarizer__pb2.GenerateRequest.FromString,
+                    response_serializer=soriflow_dot_v1_dot_summarizer__pb2.GenerateResponse.SerializeToString,
             ),
             'ListSummarizerModels': grpc.unary_unary_rpc_method_handler(
                     servicer.ListSummarizerModels,
@@ -154,6 +181,33 @@ class SummarizerService:
             '/soriflow.v1.SummarizerService/SummarizeStream',
             soriflow_dot_v1_dot_summarizer__pb2.SummarizeStreamRequest.SerializeToString,
             soriflow_dot_v1_dot_summarizer__pb2.SummarizeStreamResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Generate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/soriflow.v1.SummarizerService/Generate',
+            soriflow_dot_v1_dot_summarizer__pb2.GenerateRequest.SerializeToString,
+            soriflow_dot_v1_dot_summarizer__pb2.GenerateResponse.FromString,
             options,
             channel_credentials,
             insecure,

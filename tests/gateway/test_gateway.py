@@ -330,7 +330,16 @@ def test_job_api_submit_watch_list_cancel_and_bad_requests(
                 await client.cancel(job.job_id)
             assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
             pipelines = await client.pipelines()
-            assert {p.name for p in pipelines} == {"call-summary", "pronunciation", "transcribe"}
+            assert {p.name for p in pipelines} == {
+                "call-summary",
+                "pronunciation",
+                "transcribe",
+                "subtitle-picture",
+                "nightly-story",
+            }
+            [story] = [p for p in pipelines if p.name == "nightly-story"]
+            [schedule] = story.schedules  # listed with its definition; off until the settings name it
+            assert (schedule.cron, schedule.enabled) == ("0 21 * * *", False)
             bad_requests = [
                 (
                     dict(audio={"content": b"this is not audio"}, pipeline="transcribe"),

@@ -12,12 +12,30 @@ from soriflow.gateway.pipelines import PipelineRegistry, RetryPolicy, builtin_pi
 
 def test_builtin_pipelines_are_valid_and_ordered() -> None:
     pipelines = {p.name: p for p in builtin_pipelines()}
-    assert set(pipelines) == {"call-summary", "pronunciation", "transcribe"}
+    assert set(pipelines) == {
+        "call-summary",
+        "pronunciation",
+        "transcribe",
+        "subtitle-picture",
+        "nightly-story",
+    }
     assert [s.name for s in pipelines["call-summary"].topological_order()] == ["stt", "summarize", "reply"]
     pron = pipelines["pronunciation"].topological_order()
     assert pron[-1].name == "score"
     assert {s.name for s in pron[:2]} == {"stt-learner", "stt-reference"}  # no dependency: run in parallel
     assert pipelines["call-summary"].stages[2].optional
+    story = pipelines["nightly-story"]
+    assert [s.name for s in story.topological_order()] == ["story", "narration", "picture"]
+    assert story.stages[1].needs == story.stages[2].needs == ["story"]  # audio and picture in parallel
+    assert [s.optional for s in story.stages] == [False, False, True]
+    assert story.presign_expiry_s == 2 * 24 * 3600
+    assert [(s.name, s.cron, s.enabled) for s in story.schedules] == [("nightly-story", "0 21 * * *", False)]
+    picture = pipelines["subtitle-picture"]
+    assert [s.uses for s in picture.topological_order()] == [
+        "stt.recognize",
+        "summarizer.generate",
+        "image.generate",
+    ]
 
 
 def test_routing_by_longest_prefix_and_unknown_names() -> None:

@@ -40,6 +40,14 @@ class Task:
     #: A retry after a summary failed the grounding check: instruction LMs get the stricter prompt
     #: (`styles.STRICT_HINT`: only words and facts from the text); other engines ignore it.
     strict: bool = False
+    #: Sampling temperature; 0 is greedy decoding (every summary, and Generate by default).
+    temperature: float = 0.0
+    #: Seed of the sampling when `temperature` is above 0 (same seed, same text).
+    seed: int | None = None
+
+    @property
+    def sampled(self) -> bool:
+        return self.temperature > 0
 
 
 @dataclass(frozen=True)
@@ -49,6 +57,8 @@ class Generation:
     text: str
     input_tokens: int
     output_tokens: int
+    #: Stopped by `max_new_tokens` before the model ended its answer (may end mid-sentence).
+    truncated: bool = False
 
 
 @dataclass(frozen=True)
@@ -85,6 +95,11 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def input_budget(self, task: Task) -> int:
         """Most tokens of `task.text` that fit in one generation (the chunk size); 0 or less: none."""
+
+    def prompt_room(self, task: Task) -> int:
+        """Most tokens of `task.text` that fit the model's context beside the output, without the
+        chunk size's cap (a Generate prompt is never chunked)."""
+        return self.input_budget(task)
 
     @abc.abstractmethod
     def generate(self, tasks: Sequence[Task], cancel: threading.Event) -> list[Generation]:

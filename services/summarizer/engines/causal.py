@@ -7,7 +7,8 @@ models such as SmolLM2-135M follow it there and misbehave with it as a
 system prompt. With `system` the instruction is the system turn and the
 text the user turn, as Llama 3.2 and Qwen are tuned for. Batches are
 left-padded so every row continues from its own last token. A model without
-a chat template gets a plain "instruction, text, Summary:" prompt.
+a chat template gets a plain "instruction, text, Summary:" prompt (a Generate
+prompt as it is).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from soriflow.errors import InvalidArgument
 
 from ..models import ModelFiles
 from ..settings import Settings
+from ..styles import Style
 from .base import Task
 from .hf import CONTEXT_MARGIN, HfEngine, load_hf
 from .prompting import task_prompt_parts
@@ -41,8 +43,9 @@ class CausalLmEngine(HfEngine):
         """The full prompt text, special tokens included, ending where the answer starts."""
         instruction, text = self.prompt_parts(task)
         if not getattr(self.tokenizer, "chat_template", None):
-            return f"{instruction}{text}\n\nSummary:"
-        if self.settings.summarizer_prompt_role == "system":
+            # A base model continues the text: a free-text prompt is left as it is.
+            return text if task.style is Style.GENERATE else f"{instruction}{text}\n\nSummary:"
+        if self.settings.summarizer_prompt_role == "system" and instruction.strip():
             messages = [
                 {"role": "system", "content": instruction.strip()},
                 {"role": "user", "content": text.strip()},
@@ -80,12 +83,14 @@ class CausalLmEngine(HfEngine):
     def _new_tokens(self, output: Any, inputs: dict[str, Any]) -> Any:
         return output[:, inputs["input_ids"].shape[1] :]
 
-    def input_budget(self, task: Task) -> int:
+    def prompt_room(self, task: Task) -> int:
         empty = dataclasses.replace(task, text="")
         with self.tokenizer_lock:
             overhead = len(self.tokenizer(self.prompt(empty), add_special_tokens=False)["input_ids"])
-        room = self.context - task.max_new_tokens - overhead - CONTEXT_MARGIN
-        return min(self.settings.summarizer_chunk_tokens, room)
+        return self.context - task.max_new_tokens - overhead - CONTEXT_MARGIN
+
+    def input_budget(self, task: Task) -> int:
+        return min(self.settings.summarizer_chunk_tokens, self.prompt_room(task))
 
 
 def load(files: ModelFiles, settings: Settings) -> CausalLmEngine:

@@ -218,7 +218,7 @@ class HfEngine(Engine, abc.ABC):
         """Most tokens the model can write at all (None: no limit of its own)."""
         return None
 
-    def _kwargs(self, max_new_tokens: int) -> dict[str, Any]:
+    def _kwargs(self, max_new_tokens: int, temperature: float = 0.0) -> dict[str, Any]:
         limit = self.max_output_tokens()
         kwargs: dict[str, Any] = {
             "max_new_tokens": min(max_new_tokens, limit) if limit else max_new_tokens,
@@ -230,7 +230,9 @@ class HfEngine(Engine, abc.ABC):
         }
         # Sampling settings a model's generation_config may carry would only warn with do_sample=False.
         kwargs.update(temperature=None, top_p=None, top_k=None)
-        if self.num_beams > 1:
+        if temperature > 0:  # a Generate request that samples (summaries are always greedy)
+            kwargs.update(do_sample=True, temperature=temperature, num_beams=1)
+        if kwargs["num_beams"] > 1:
             kwargs["early_stopping"] = True
         kwargs.update(self._generate_kwargs())
         return kwargs
@@ -248,6 +250,23 @@ class HfEngine(Engine, abc.ABC):
         return kept[:limit]
 
     def generate(self, tasks: Sequence[Task], cancel: threading.Event) -> list[Generation]:
+        """Greedy tasks run as one batch; sampled ones (Generate with a temperature) in batches of
+        the same temperature and seed, since `generate` samples a whole batch one way."""
+        groups: dict[tuple[float, int | None], list[int]] = {}
+        for index, task in enumerate(tasks):
+            key = (task.temperature, task.seed) if task.sampled else (0.0, None)
+            groups.setdefault(key, []).append(index)
+        if len(groups) <= 1:
+            return self._generate_batch(tasks, cancel)
+        results: list[Generation | None] = [None] * len(tasks)
+        for indices in groups.values():
+            for index, generation in zip(
+                indices, self._generate_batch([tasks[i] for i in indices], cancel), strict=True
+            ):
+                results[index] = generation
+        return [r for r in results if r is not None]
+
+    def _generate_batch(self, tasks: Sequence[Task], cancel: threading.Event) -> list[Generation]:
         import torch
 
         if not tasks:
@@ -265,9 +284,11 @@ class HfEngine(Engine, abc.ABC):
         with self._lock, torch.inference_mode():
             if cancel.is_set():
                 raise Cancelled("summarization cancelled")
+            if tasks[0].sampled and tasks[0].seed is not None:
+                torch.manual_seed(tasks[0].seed)  # under the model's lock: nobody else draws meanwhile
             output = self.model.generate(
                 **inputs,
-                **self._kwargs(max(t.max_new_tokens for t in tasks)),
+                **self._kwargs(max(t.max_new_tokens for t in tasks), tasks[0].temperature),
                 stopping_criteria=_stopping_list(criteria),
             )
         if cancel.is_set():
@@ -278,8 +299,20 @@ class HfEngine(Engine, abc.ABC):
         for row, task in enumerate(tasks):
             ids = self._cut(new[row], task.max_new_tokens)
             raw = self.tokenizer.decode(ids, skip_special_tokens=True)
-            results.append(Generation(self._finish(task, raw), int(mask[row].sum()), len(ids)))
+            results.append(
+                Generation(
+                    self._finish(task, raw),
+                    int(mask[row].sum()),
+                    len(ids),
+                    truncated=len(ids) >= self._cap(task.max_new_tokens),
+                )
+            )
         return results
+
+    def _cap(self, max_new_tokens: int) -> int:
+        """The tokens a row may write at most (the request's cap, or the model's own limit)."""
+        limit = self.max_output_tokens()
+        return min(max_new_tokens, limit) if limit else max_new_tokens
 
     def _finish(self, task: Task, raw: str) -> str:
         return shape(task.style if not task.partial else Style.ABSTRACT, raw)
@@ -306,17 +339,21 @@ class HfEngine(Engine, abc.ABC):
         with self._lock, torch.inference_mode():
             if cancel.is_set():
                 raise Cancelled("summarization cancelled")
+            if task.sampled and task.seed is not None:
+                torch.manual_seed(task.seed)
             output = self.model.generate(
                 **inputs,
-                **self._kwargs(task.max_new_tokens),
+                **self._kwargs(task.max_new_tokens, task.temperature),
                 stopping_criteria=_stopping_list(criteria),
                 streamer=streamer,
             )
         if cancel.is_set():
             raise Cancelled("summarization cancelled")
+        stopped_early = shaper.done
         shaper.finish()
         ids = self._cut(self._new_tokens(output, inputs)[0], task.max_new_tokens)
-        return Generation(shaper.text, int(inputs["attention_mask"][0].sum()), len(ids))
+        truncated = not stopped_early and len(ids) >= self._cap(task.max_new_tokens)
+        return Generation(shaper.text, int(inputs["attention_mask"][0].sum()), len(ids), truncated=truncated)
 
     def close(self) -> None:
         self.model = None

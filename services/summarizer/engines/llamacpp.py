@@ -88,7 +88,8 @@ class LlamaCppEngine(Engine):
         """The full prompt text, special tokens included, ending where the answer starts."""
         messages = chat_messages(task, self.settings)
         if self._formatter is None:
-            return "".join(m["content"] for m in messages) + "\n\nSummary:"
+            plain = "".join(m["content"] for m in messages)
+            return plain if task.style is Style.GENERATE else plain + "\n\nSummary:"
         try:
             return str(self._formatter(messages=messages).prompt)
         except Exception as exc:  # jinja2 errors: e.g. a template that refuses a system turn
@@ -110,10 +111,12 @@ class LlamaCppEngine(Engine):
     def count_tokens(self, text: str) -> int:
         return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
-    def input_budget(self, task: Task) -> int:
+    def prompt_room(self, task: Task) -> int:
         overhead = len(self._prompt_tokens(dataclasses.replace(task, text="")))
-        room = self.context - task.max_new_tokens - overhead - CONTEXT_MARGIN
-        return min(self.settings.summarizer_chunk_tokens, room)
+        return self.context - task.max_new_tokens - overhead - CONTEXT_MARGIN
+
+    def input_budget(self, task: Task) -> int:
+        return min(self.settings.summarizer_chunk_tokens, self.prompt_room(task))
 
     def generate(self, tasks: Sequence[Task], cancel: threading.Event) -> list[Generation]:
         return [self._run(task, cancel, None) for task in tasks]
@@ -142,6 +145,7 @@ class LlamaCppEngine(Engine):
             )
         shaper = OutputShaper(task.style if not task.partial else Style.ABSTRACT)
         produced = 0
+        reason = None
         self._acquire(cancel)
         try:
             if cancel.is_set():
@@ -149,7 +153,9 @@ class LlamaCppEngine(Engine):
             chunks = self.llm.create_completion(
                 prompt,
                 max_tokens=task.max_new_tokens,
-                temperature=0.0,
+                # Greedy unless a Generate request asks to sample; then seeded, so it can be repeated.
+                temperature=task.temperature,
+                seed=task.seed if task.sampled else None,
                 repeat_penalty=self.settings.summarizer_repetition_penalty,
                 stream=True,
             )
@@ -157,8 +163,10 @@ class LlamaCppEngine(Engine):
                 for chunk in chunks:
                     if cancel.is_set():
                         raise Cancelled("summarization cancelled")
+                    choice = chunk["choices"][0]
+                    reason = choice.get("finish_reason") or reason
                     produced += 1
-                    piece = shaper.feed(chunk["choices"][0]["text"])
+                    piece = shaper.feed(choice["text"])
                     if piece and on_text is not None and not on_text(piece):
                         break
                     if shaper.done or produced >= task.max_new_tokens:
@@ -167,8 +175,12 @@ class LlamaCppEngine(Engine):
                 chunks.close()
         finally:
             self._lock.release()
+        # Cut off by the cap, not ended by the model (or by the style: an inquiry's line break).
+        truncated = not shaper.done and (
+            reason == "length" or (reason is None and produced >= task.max_new_tokens)
+        )
         shaper.finish()
-        return Generation(shaper.text, len(prompt), produced)
+        return Generation(shaper.text, len(prompt), produced, truncated=truncated)
 
 
 def load(files: ModelFiles, settings: Settings) -> LlamaCppEngine:

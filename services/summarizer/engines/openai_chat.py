@@ -166,11 +166,13 @@ class OpenAIChatEngine(Engine):
     def count_tokens(self, text: str) -> int:
         return estimate_tokens(text)
 
-    def input_budget(self, task: Task) -> int:
+    def prompt_room(self, task: Task) -> int:
         empty = dataclasses.replace(task, text="")
         overhead = sum(estimate_tokens(m["content"]) for m in chat_messages(empty, self.settings))
-        room = self.context - task.max_new_tokens - overhead - TEMPLATE_MARGIN
-        return min(self.settings.summarizer_chunk_tokens, room)
+        return self.context - task.max_new_tokens - overhead - TEMPLATE_MARGIN
+
+    def input_budget(self, task: Task) -> int:
+        return min(self.settings.summarizer_chunk_tokens, self.prompt_room(task))
 
     def generate(self, tasks: Sequence[Task], cancel: threading.Event) -> list[Generation]:
         async def all_tasks() -> list[Generation]:
@@ -220,15 +222,19 @@ class OpenAIChatEngine(Engine):
         deltas = 0
         usage: Any = None
         finished = stopped = False
+        reason = ""
+        # Greedy unless a Generate request samples; its seed goes along (servers that honour it repeat).
+        sampling: dict[str, Any] = {"seed": task.seed} if task.sampled and task.seed is not None else {}
         async with self._slots:
             try:
                 stream = await self.client.chat.completions.create(
                     model=self.model,
                     messages=cast("list[ChatCompletionMessageParam]", messages),
                     max_tokens=task.max_new_tokens,
-                    temperature=0.0,
+                    temperature=task.temperature,
                     stream=True,
                     extra_body=self.settings.summarizer_openai_extra_body or None,
+                    **sampling,
                 )
                 try:
                     async for chunk in stream:
@@ -236,6 +242,7 @@ class OpenAIChatEngine(Engine):
                             usage = chunk.usage
                         for choice in chunk.choices or ():
                             finished = finished or bool(choice.finish_reason)
+                            reason = choice.finish_reason or reason
                             content = choice.delta.content if choice.delta else None
                             if not content:
                                 continue
@@ -258,12 +265,18 @@ class OpenAIChatEngine(Engine):
                 f"the chat server at {self.base_url} ended its answer early (no finish_reason after "
                 f"{deltas} tokens); retry. A llama-cpp-python server must run with --interrupt_requests false"
             )
+        truncated = not shaper.done and (reason == "length" or (stopped and deltas >= task.max_new_tokens))
         shaper.finish()
         prompt_tokens = getattr(usage, "prompt_tokens", None) or sum(
             estimate_tokens(m["content"]) for m in messages
         )
         completion_tokens = getattr(usage, "completion_tokens", None) or deltas
-        return Generation(shaper.text, int(prompt_tokens), min(int(completion_tokens), task.max_new_tokens))
+        return Generation(
+            shaper.text,
+            int(prompt_tokens),
+            min(int(completion_tokens), task.max_new_tokens),
+            truncated=truncated,
+        )
 
     def _error(self, exc: Exception) -> SoriflowError:
         """The gRPC-status error for what the chat server (or the way to it) did, naming what to fix."""

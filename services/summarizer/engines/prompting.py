@@ -31,9 +31,12 @@ def task_prompt_parts(task: Task, settings: Settings) -> tuple[str, str]:
 
 
 def chat_messages(task: Task, settings: Settings) -> list[dict[str, str]]:
-    """The conversation for `task`: the instruction in the user turn, or as system turn (setting)."""
+    """The conversation for `task`: the instruction in the user turn, or as system turn (setting).
+
+    A Generate task has no instruction of ours: its prompt is the user turn alone.
+    """
     instruction, text = task_prompt_parts(task, settings)
-    if settings.summarizer_prompt_role == "system":
+    if settings.summarizer_prompt_role == "system" and instruction.strip():
         return [
             {"role": "system", "content": instruction.strip()},
             {"role": "user", "content": text.strip()},
