@@ -7,7 +7,8 @@ a template means the same wherever it is written:
     s3://standard-audio-file/{content_type}/level_{level}/{title|replace('_', ' ')}/audio_line_{line}.wav
     문의하신 내용이 {summary_phrase} 맞으신가요?
 
-- `{name}` is replaced by the variable's value; `{{` and `}}` are literal braces; any other
+- `{name}` is replaced by the variable's value (a name is letters, digits and `_`, with `-`
+  inside as stage names have it: `{picture-prompt}`); `{{` and `}}` are literal braces; any other
   brace is an error, so typos surface instead of reaching a key or a voice.
 - `{name|filter|filter(...)}` passes the value through filters, left to right:
   `lower`, `upper`, `title` (each whitespace-separated word capitalised, the rest lower case),
@@ -39,7 +40,8 @@ MAX_RENDERED_CHARS = 1_000_000
 
 _STRING = r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\""
 _TOKEN = re.compile(r"\{\{|\}\}|\{((?:[^{}'\"]|" + _STRING + r")*)\}|[{}]", re.DOTALL)
-_NAME = re.compile(r"[^\W\d]\w*")
+#: Letters, digits and `_`, with `-` inside as stage names use it (`{picture-prompt}`).
+_NAME = re.compile(r"[^\W\d](?:[\w-]*\w)?")
 _FILTER = re.compile(r"\s*\|\s*([^\W\d]\w*)\s*(\(((?:[^()'\"]|" + _STRING + r")*)\))?\s*", re.DOTALL)
 _ARGUMENT = re.compile(r"\s*(" + _STRING + r")\s*(,|$)", re.DOTALL)
 
@@ -241,6 +243,10 @@ def capture_pattern(template: str) -> re.Pattern[str]:
             )
         if part.name in seen:
             raise InvalidArgument(f"key pattern names {{{part.name}}} twice")
+        if not part.name.isidentifier():
+            raise InvalidArgument(
+                f"key pattern field {{{part.name}}}: a captured field is a word (letters, digits, _)"
+            )
         seen.add(part.name)
         pattern += f"(?P<{part.name}>[^/]+?)"
     return re.compile(f"^{pattern}$")

@@ -72,6 +72,8 @@ def test_filters(template: str, value: str, expected: str) -> None:
         ("{v|replace(a, b)}", "quoted strings"),
         ("{v|replace('a' 'b')}", "separated by commas"),
         ("{v|}", "is not a name"),
+        ("{-v}", "is not a name"),
+        ("{v-}", "is not a name"),
     ],
 )
 def test_errors_are_invalid_argument_naming_the_problem(template: str, message: str) -> None:
@@ -94,6 +96,14 @@ def test_rendered_values_are_capped() -> None:
     template = "{v" + "|replace('a', 'aaaaaaaaaa')" * 7 + "}"
     with pytest.raises(InvalidArgument, match=f"over {MAX_RENDERED_CHARS} characters"):
         render(template, {"v": "aaaaaaaaaa"})
+
+
+def test_stage_names_with_hyphens_are_names() -> None:
+    assert render(
+        "{picture-prompt|upper}, {stt-learner}", {"picture-prompt": "a cat", "stt-learner": "hi"}
+    ) == ("A CAT, hi")
+    with pytest.raises(InvalidArgument, match="a captured field is a word"):
+        capture_pattern("users/{user-id}/{file}.wav")
 
 
 def test_placeholders_in_order_of_first_use() -> None:
