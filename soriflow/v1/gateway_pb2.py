@@ -27,7 +27,7 @@ from soriflow.v1 import audio_pb2 as soriflow_dot_v1_dot_audio__pb2
 from soriflow.v1 import scoring_pb2 as soriflow_dot_v1_dot_scoring__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19soriflow/v1/gateway.proto\x12\x0bsoriflow.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17soriflow/v1/audio.proto\x1a\x19soriflow/v1/scoring.proto\"\xdd\x02\n\x10SubmitJobRequest\x12&\n\x05\x61udio\x18\x01 \x01(\x0b\x32\x17.soriflow.v1.AudioInput\x12\x10\n\x08pipeline\x18\x02 \x01(\t\x12=\n\x08metadata\x18\x03 \x03(\x0b\x32+.soriflow.v1.SubmitJobRequest.MetadataEntry\x12\x41\n\nparameters\x18\x04 \x03(\x0b\x32-.soriflow.v1.SubmitJobRequest.ParametersEntry\x12\x17\n\x0fidempotency_key\x18\x05 \x01(\t\x12\x10\n\x08\x66ilename\x18\x06 \x01(\t\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x31\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"H\n\x11SubmitJobResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.soriflow.v1.Job\x12\x14\n\x0c\x64\x65\x64uplicated\x18\x02 \x01(\x08\"\xd7\x04\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08pipeline\x18\x02 \x01(\t\x12$\n\x05state\x18\x03 \x01(\x0e\x32\x15.soriflow.v1.JobState\x12\x12\n\nsource_uri\x18\x04 \x01(\t\x12\x30\n\x08metadata\x18\x05 \x03(\x0b\x32\x1e.soriflow.v1.Job.MetadataEntry\x12\x34\n\nparameters\x18\x06 \x03(\x0b\x32 .soriflow.v1.Job.ParametersEntry\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x06stages\x18\n \x03(\x0b\x32\x15.soriflow.v1.StageRun\x12\'\n\x07outputs\x18\x0b \x03(\x0b\x32\x16.soriflow.v1.JobOutput\x12&\n\x06result\x18\x0c \x01(\x0b\x32\x16.soriflow.v1.JobResult\x12\r\n\x05\x65rror\x18\r \x01(\t\x12\x12\n\nerror_code\x18\x0e \x01(\t\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x31\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8a\x02\n\x08StageRun\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07service\x18\x02 \x01(\t\x12&\n\x05state\x18\x03 \x01(\x0e\x32\x17.soriflow.v1.StageState\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\x05\x12\x10\n\x08optional\x18\x05 \x01(\x08\x12.\n\nstart_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x64uration_ms\x18\x08 \x01(\x03\x12\r\n\x05\x65rror\x18\t \x01(\t\x12\x12\n\nerror_code\x18\n \x01(\t\"\x9c\x01\n\tJobOutput\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03uri\x18\x02 \x01(\t\x12\x15\n\rpresigned_url\x18\x03 \x01(\t\x12\x33\n\x0furl_expire_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0c\x63ontent_type\x18\x05 \x01(\t\x12\x12\n\nsize_bytes\x18\x06 \x01(\x03\"F\n\rSummaryResult\x12\x0f\n\x07summary\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x15\n\rlanguage_code\x18\x03 \x01(\t\"\xdb\x01\n\tJobResult\x12+\n\ntranscript\x18\x01 \x01(\x0b\x32\x17.soriflow.v1.Transcript\x12\x35\n\x14reference_transcript\x18\x02 \x01(\x0b\x32\x17.soriflow.v1.Transcript\x12+\n\x07summary\x18\x03 \x01(\x0b\x32\x1a.soriflow.v1.SummaryResult\x12)\n\x05score\x18\x04 \x01(\x0b\x32\x1a.soriflow.v1.ScoreResponse\x12\x12\n\nreply_text\x18\x05 \x01(\t\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"/\n\x0eGetJobResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.soriflow.v1.Job\"\xfa\x01\n\x0fListJobsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12$\n\x05state\x18\x03 \x01(\x0e\x32\x15.soriflow.v1.JobState\x12\x10\n\x08pipeline\x18\x04 \x01(\t\x12\x19\n\x11source_uri_prefix\x18\x05 \x01(\t\x12<\n\x08metadata\x18\x06 \x03(\x0b\x32*.soriflow.v1.ListJobsRequest.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"K\n\x10ListJobsResponse\x12\x1e\n\x04jobs\x18\x01 \x03(\x0b\x32\x10.soriflow.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"2\n\x11\x43\x61ncelJobResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.soriflow.v1.Job\"!\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\xc8\x02\n\x08JobEvent\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x04type\x18\x03 \x01(\x0e\x32\x19.soriflow.v1.JobEventType\x12(\n\tjob_state\x18\x04 \x01(\x0e\x32\x15.soriflow.v1.JobState\x12\r\n\x05stage\x18\x05 \x01(\t\x12,\n\x0bstage_state\x18\x06 \x01(\x0e\x32\x17.soriflow.v1.StageState\x12\x0f\n\x07\x61ttempt\x18\x07 \x01(\x05\x12\x0f\n\x07message\x18\x08 \x01(\t\x12&\n\x06result\x18\t \x01(\x0b\x32\x16.soriflow.v1.JobResult\x12&\n\x06output\x18\n \x01(\x0b\x32\x16.soriflow.v1.JobOutput\"W\n\x10WatchJobResponse\x12$\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x15.soriflow.v1.JobEvent\x12\x1d\n\x03job\x18\x02 \x01(\x0b\x32\x10.soriflow.v1.Job\"\x16\n\x14ListPipelinesRequest\"~\n\rPipelineStage\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07service\x18\x02 \x01(\t\x12\x12\n\ndepends_on\x18\x03 \x03(\t\x12\x10\n\x08optional\x18\x04 \x01(\x08\x12\x14\n\x0cmax_attempts\x18\x05 \x01(\x05\x12\x12\n\ntimeout_ms\x18\x06 \x01(\x03\"\xf6\x01\n\x08Pipeline\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x14\n\x0ckey_prefixes\x18\x03 \x03(\t\x12*\n\x06stages\x18\x04 \x03(\x0b\x32\x1a.soriflow.v1.PipelineStage\x12\x39\n\nparameters\x18\x05 \x03(\x0b\x32%.soriflow.v1.Pipeline.ParametersEntry\x12\x17\n\x0f\x64\x65\x66inition_yaml\x18\x06 \x01(\t\x1a\x31\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"A\n\x15ListPipelinesResponse\x12(\n\tpipelines\x18\x01 \x03(\x0b\x32\x15.soriflow.v1.Pipeline*\xb1\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x15\n\x11JOB_STATE_PARTIAL\x10\x04\x12\x14\n\x10JOB_STATE_FAILED\x10\x05\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x06*\xc1\x01\n\nStageState\x12\x1b\n\x17STAGE_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13STAGE_STATE_PENDING\x10\x01\x12\x17\n\x13STAGE_STATE_RUNNING\x10\x02\x12\x18\n\x14STAGE_STATE_RETRYING\x10\x03\x12\x19\n\x15STAGE_STATE_SUCCEEDED\x10\x04\x12\x16\n\x12STAGE_STATE_FAILED\x10\x05\x12\x17\n\x13STAGE_STATE_SKIPPED\x10\x06*\xa8\x01\n\x0cJobEventType\x12\x1e\n\x1aJOB_EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x1c\n\x18JOB_EVENT_TYPE_JOB_STATE\x10\x01\x12\x1e\n\x1aJOB_EVENT_TYPE_STAGE_STATE\x10\x02\x12\x1f\n\x1bJOB_EVENT_TYPE_STAGE_RESULT\x10\x03\x12\x19\n\x15JOB_EVENT_TYPE_OUTPUT\x10\x04\x32\xd7\x03\n\x0eGatewayService\x12J\n\tSubmitJob\x12\x1d.soriflow.v1.SubmitJobRequest\x1a\x1e.soriflow.v1.SubmitJobResponse\x12\x41\n\x06GetJob\x12\x1a.soriflow.v1.GetJobRequest\x1a\x1b.soriflow.v1.GetJobResponse\x12G\n\x08ListJobs\x12\x1c.soriflow.v1.ListJobsRequest\x1a\x1d.soriflow.v1.ListJobsResponse\x12J\n\tCancelJob\x12\x1d.soriflow.v1.CancelJobRequest\x1a\x1e.soriflow.v1.CancelJobResponse\x12I\n\x08WatchJob\x12\x1c.soriflow.v1.WatchJobRequest\x1a\x1d.soriflow.v1.WatchJobResponse0\x01\x12V\n\rListPipelines\x12!.soriflow.v1.ListPipelinesRequest\x1a\".soriflow.v1.ListPipelinesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19soriflow/v1/gateway.proto\x12\x0bsoriflow.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17soriflow/v1/audio.proto\x1a\x19soriflow/v1/scoring.proto\"\xdd\x02\n\x10SubmitJobRequest\x12&\n\x05\x61udio\x18\x01 \x01(\x0b\x32\x17.soriflow.v1.AudioInput\x12\x10\n\x08pipeline\x18\x02 \x01(\t\x12=\n\x08metadata\x18\x03 \x03(\x0b\x32+.soriflow.v1.SubmitJobRequest.MetadataEntry\x12\x41\n\nparameters\x18\x04 \x03(\x0b\x32-.soriflow.v1.SubmitJobRequest.ParametersEntry\x12\x17\n\x0fidempotency_key\x18\x05 \x01(\t\x12\x10\n\x08\x66ilename\x18\x06 \x01(\t\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x31\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"H\n\x11SubmitJobResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.soriflow.v1.Job\x12\x14\n\x0c\x64\x65\x64uplicated\x18\x02 \x01(\x08\"\xed\x04\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08pipeline\x18\x02 \x01(\t\x12$\n\x05state\x18\x03 \x01(\x0e\x32\x15.soriflow.v1.JobState\x12\x12\n\nsource_uri\x18\x04 \x01(\t\x12\x30\n\x08metadata\x18\x05 \x03(\x0b\x32\x1e.soriflow.v1.Job.MetadataEntry\x12\x34\n\nparameters\x18\x06 \x03(\x0b\x32 .soriflow.v1.Job.ParametersEntry\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x06stages\x18\n \x03(\x0b\x32\x15.soriflow.v1.StageRun\x12\'\n\x07outputs\x18\x0b \x03(\x0b\x32\x16.soriflow.v1.JobOutput\x12&\n\x06result\x18\x0c \x01(\x0b\x32\x16.soriflow.v1.JobResult\x12\r\n\x05\x65rror\x18\r \x01(\t\x12\x12\n\nerror_code\x18\x0e \x01(\t\x12\x14\n\x0cneeds_review\x18\x0f \x01(\x08\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x31\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8a\x02\n\x08StageRun\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07service\x18\x02 \x01(\t\x12&\n\x05state\x18\x03 \x01(\x0e\x32\x17.soriflow.v1.StageState\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\x05\x12\x10\n\x08optional\x18\x05 \x01(\x08\x12.\n\nstart_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x64uration_ms\x18\x08 \x01(\x03\x12\r\n\x05\x65rror\x18\t \x01(\t\x12\x12\n\nerror_code\x18\n \x01(\t\"\x9c\x01\n\tJobOutput\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03uri\x18\x02 \x01(\t\x12\x15\n\rpresigned_url\x18\x03 \x01(\t\x12\x33\n\x0furl_expire_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0c\x63ontent_type\x18\x05 \x01(\t\x12\x12\n\nsize_bytes\x18\x06 \x01(\x03\"F\n\rSummaryResult\x12\x0f\n\x07summary\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x15\n\rlanguage_code\x18\x03 \x01(\t\"\xa4\x02\n\tJobResult\x12+\n\ntranscript\x18\x01 \x01(\x0b\x32\x17.soriflow.v1.Transcript\x12\x35\n\x14reference_transcript\x18\x02 \x01(\x0b\x32\x17.soriflow.v1.Transcript\x12+\n\x07summary\x18\x03 \x01(\x0b\x32\x1a.soriflow.v1.SummaryResult\x12)\n\x05score\x18\x04 \x01(\x0b\x32\x1a.soriflow.v1.ScoreResponse\x12\x12\n\nreply_text\x18\x05 \x01(\t\x12\x14\n\x0cneeds_review\x18\x06 \x01(\x08\x12\x31\n\x0ereview_reasons\x18\x07 \x03(\x0b\x32\x19.soriflow.v1.ReviewReason\"s\n\x0cReviewReason\x12\x0c\n\x04gate\x18\x01 \x01(\t\x12\r\n\x05stage\x18\x02 \x01(\t\x12\x0e\n\x06signal\x18\x03 \x01(\t\x12\x10\n\x08observed\x18\x04 \x01(\t\x12\x13\n\x0brequirement\x18\x05 \x01(\t\x12\x0f\n\x07message\x18\x06 \x01(\t\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"/\n\x0eGetJobResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.soriflow.v1.Job\"\xa6\x02\n\x0fListJobsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12$\n\x05state\x18\x03 \x01(\x0e\x32\x15.soriflow.v1.JobState\x12\x10\n\x08pipeline\x18\x04 \x01(\t\x12\x19\n\x11source_uri_prefix\x18\x05 \x01(\t\x12<\n\x08metadata\x18\x06 \x03(\x0b\x32*.soriflow.v1.ListJobsRequest.MetadataEntry\x12\x19\n\x0cneeds_review\x18\x07 \x01(\x08H\x00\x88\x01\x01\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0f\n\r_needs_review\"K\n\x10ListJobsResponse\x12\x1e\n\x04jobs\x18\x01 \x03(\x0b\x32\x10.soriflow.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"2\n\x11\x43\x61ncelJobResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.soriflow.v1.Job\"!\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\xc8\x02\n\x08JobEvent\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x04type\x18\x03 \x01(\x0e\x32\x19.soriflow.v1.JobEventType\x12(\n\tjob_state\x18\x04 \x01(\x0e\x32\x15.soriflow.v1.JobState\x12\r\n\x05stage\x18\x05 \x01(\t\x12,\n\x0bstage_state\x18\x06 \x01(\x0e\x32\x17.soriflow.v1.StageState\x12\x0f\n\x07\x61ttempt\x18\x07 \x01(\x05\x12\x0f\n\x07message\x18\x08 \x01(\t\x12&\n\x06result\x18\t \x01(\x0b\x32\x16.soriflow.v1.JobResult\x12&\n\x06output\x18\n \x01(\x0b\x32\x16.soriflow.v1.JobOutput\"W\n\x10WatchJobResponse\x12$\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x15.soriflow.v1.JobEvent\x12\x1d\n\x03job\x18\x02 \x01(\x0b\x32\x10.soriflow.v1.Job\"\x16\n\x14ListPipelinesRequest\"~\n\rPipelineStage\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07service\x18\x02 \x01(\t\x12\x12\n\ndepends_on\x18\x03 \x03(\t\x12\x10\n\x08optional\x18\x04 \x01(\x08\x12\x14\n\x0cmax_attempts\x18\x05 \x01(\x05\x12\x12\n\ntimeout_ms\x18\x06 \x01(\x03\"\xf6\x01\n\x08Pipeline\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x14\n\x0ckey_prefixes\x18\x03 \x03(\t\x12*\n\x06stages\x18\x04 \x03(\x0b\x32\x1a.soriflow.v1.PipelineStage\x12\x39\n\nparameters\x18\x05 \x03(\x0b\x32%.soriflow.v1.Pipeline.ParametersEntry\x12\x17\n\x0f\x64\x65\x66inition_yaml\x18\x06 \x01(\t\x1a\x31\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"A\n\x15ListPipelinesResponse\x12(\n\tpipelines\x18\x01 \x03(\x0b\x32\x15.soriflow.v1.Pipeline*\xb1\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x15\n\x11JOB_STATE_PARTIAL\x10\x04\x12\x14\n\x10JOB_STATE_FAILED\x10\x05\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x06*\xc1\x01\n\nStageState\x12\x1b\n\x17STAGE_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13STAGE_STATE_PENDING\x10\x01\x12\x17\n\x13STAGE_STATE_RUNNING\x10\x02\x12\x18\n\x14STAGE_STATE_RETRYING\x10\x03\x12\x19\n\x15STAGE_STATE_SUCCEEDED\x10\x04\x12\x16\n\x12STAGE_STATE_FAILED\x10\x05\x12\x17\n\x13STAGE_STATE_SKIPPED\x10\x06*\xa8\x01\n\x0cJobEventType\x12\x1e\n\x1aJOB_EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x1c\n\x18JOB_EVENT_TYPE_JOB_STATE\x10\x01\x12\x1e\n\x1aJOB_EVENT_TYPE_STAGE_STATE\x10\x02\x12\x1f\n\x1bJOB_EVENT_TYPE_STAGE_RESULT\x10\x03\x12\x19\n\x15JOB_EVENT_TYPE_OUTPUT\x10\x04\x32\xd7\x03\n\x0eGatewayService\x12J\n\tSubmitJob\x12\x1d.soriflow.v1.SubmitJobRequest\x1a\x1e.soriflow.v1.SubmitJobResponse\x12\x41\n\x06GetJob\x12\x1a.soriflow.v1.GetJobRequest\x1a\x1b.soriflow.v1.GetJobResponse\x12G\n\x08ListJobs\x12\x1c.soriflow.v1.ListJobsRequest\x1a\x1d.soriflow.v1.ListJobsResponse\x12J\n\tCancelJob\x12\x1d.soriflow.v1.CancelJobRequest\x1a\x1e.soriflow.v1.CancelJobResponse\x12I\n\x08WatchJob\x12\x1c.soriflow.v1.WatchJobRequest\x1a\x1d.soriflow.v1.WatchJobResponse0\x01\x12V\n\rListPipelines\x12!.soriflow.v1.ListPipelinesRequest\x1a\".soriflow.v1.ListPipelinesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -46,12 +46,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTJOBSREQUEST_METADATAENTRY']._serialized_options = b'8\001'
   _globals['_PIPELINE_PARAMETERSENTRY']._loaded_options = None
   _globals['_PIPELINE_PARAMETERSENTRY']._serialized_options = b'8\001'
-  _globals['_JOBSTATE']._serialized_start=3301
-  _globals['_JOBSTATE']._serialized_end=3478
-  _globals['_STAGESTATE']._serialized_start=3481
-  _globals['_STAGESTATE']._serialized_end=3674
-  _globals['_JOBEVENTTYPE']._serialized_start=3677
-  _globals['_JOBEVENTTYPE']._serialized_end=3845
+  _globals['_JOBSTATE']._serialized_start=3557
+  _globals['_JOBSTATE']._serialized_end=3734
+  _globals['_STAGESTATE']._serialized_start=3737
+  _globals['_STAGESTATE']._serialized_end=3930
+  _globals['_JOBEVENTTYPE']._serialized_start=3933
+  _globals['_JOBEVENTTYPE']._serialized_end=4101
   _globals['_SUBMITJOBREQUEST']._serialized_start=128
   _globals['_SUBMITJOBREQUEST']._serialized_end=477
   _globals['_SUBMITJOBREQUEST_METADATAENTRY']._serialized_start=379
@@ -61,49 +61,51 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SUBMITJOBRESPONSE']._serialized_start=479
   _globals['_SUBMITJOBRESPONSE']._serialized_end=551
   _globals['_JOB']._serialized_start=554
-  _globals['_JOB']._serialized_end=1153
+  _globals['_JOB']._serialized_end=1175
   _globals['_JOB_METADATAENTRY']._serialized_start=379
   _globals['_JOB_METADATAENTRY']._serialized_end=426
   _globals['_JOB_PARAMETERSENTRY']._serialized_start=428
   _globals['_JOB_PARAMETERSENTRY']._serialized_end=477
-  _globals['_STAGERUN']._serialized_start=1156
-  _globals['_STAGERUN']._serialized_end=1422
-  _globals['_JOBOUTPUT']._serialized_start=1425
-  _globals['_JOBOUTPUT']._serialized_end=1581
-  _globals['_SUMMARYRESULT']._serialized_start=1583
-  _globals['_SUMMARYRESULT']._serialized_end=1653
-  _globals['_JOBRESULT']._serialized_start=1656
-  _globals['_JOBRESULT']._serialized_end=1875
-  _globals['_GETJOBREQUEST']._serialized_start=1877
-  _globals['_GETJOBREQUEST']._serialized_end=1908
-  _globals['_GETJOBRESPONSE']._serialized_start=1910
-  _globals['_GETJOBRESPONSE']._serialized_end=1957
-  _globals['_LISTJOBSREQUEST']._serialized_start=1960
-  _globals['_LISTJOBSREQUEST']._serialized_end=2210
+  _globals['_STAGERUN']._serialized_start=1178
+  _globals['_STAGERUN']._serialized_end=1444
+  _globals['_JOBOUTPUT']._serialized_start=1447
+  _globals['_JOBOUTPUT']._serialized_end=1603
+  _globals['_SUMMARYRESULT']._serialized_start=1605
+  _globals['_SUMMARYRESULT']._serialized_end=1675
+  _globals['_JOBRESULT']._serialized_start=1678
+  _globals['_JOBRESULT']._serialized_end=1970
+  _globals['_REVIEWREASON']._serialized_start=1972
+  _globals['_REVIEWREASON']._serialized_end=2087
+  _globals['_GETJOBREQUEST']._serialized_start=2089
+  _globals['_GETJOBREQUEST']._serialized_end=2120
+  _globals['_GETJOBRESPONSE']._serialized_start=2122
+  _globals['_GETJOBRESPONSE']._serialized_end=2169
+  _globals['_LISTJOBSREQUEST']._serialized_start=2172
+  _globals['_LISTJOBSREQUEST']._serialized_end=2466
   _globals['_LISTJOBSREQUEST_METADATAENTRY']._serialized_start=379
   _globals['_LISTJOBSREQUEST_METADATAENTRY']._serialized_end=426
-  _globals['_LISTJOBSRESPONSE']._serialized_start=2212
-  _globals['_LISTJOBSRESPONSE']._serialized_end=2287
-  _globals['_CANCELJOBREQUEST']._serialized_start=2289
-  _globals['_CANCELJOBREQUEST']._serialized_end=2323
-  _globals['_CANCELJOBRESPONSE']._serialized_start=2325
-  _globals['_CANCELJOBRESPONSE']._serialized_end=2375
-  _globals['_WATCHJOBREQUEST']._serialized_start=2377
-  _globals['_WATCHJOBREQUEST']._serialized_end=2410
-  _globals['_JOBEVENT']._serialized_start=2413
-  _globals['_JOBEVENT']._serialized_end=2741
-  _globals['_WATCHJOBRESPONSE']._serialized_start=2743
-  _globals['_WATCHJOBRESPONSE']._serialized_end=2830
-  _globals['_LISTPIPELINESREQUEST']._serialized_start=2832
-  _globals['_LISTPIPELINESREQUEST']._serialized_end=2854
-  _globals['_PIPELINESTAGE']._serialized_start=2856
-  _globals['_PIPELINESTAGE']._serialized_end=2982
-  _globals['_PIPELINE']._serialized_start=2985
-  _globals['_PIPELINE']._serialized_end=3231
+  _globals['_LISTJOBSRESPONSE']._serialized_start=2468
+  _globals['_LISTJOBSRESPONSE']._serialized_end=2543
+  _globals['_CANCELJOBREQUEST']._serialized_start=2545
+  _globals['_CANCELJOBREQUEST']._serialized_end=2579
+  _globals['_CANCELJOBRESPONSE']._serialized_start=2581
+  _globals['_CANCELJOBRESPONSE']._serialized_end=2631
+  _globals['_WATCHJOBREQUEST']._serialized_start=2633
+  _globals['_WATCHJOBREQUEST']._serialized_end=2666
+  _globals['_JOBEVENT']._serialized_start=2669
+  _globals['_JOBEVENT']._serialized_end=2997
+  _globals['_WATCHJOBRESPONSE']._serialized_start=2999
+  _globals['_WATCHJOBRESPONSE']._serialized_end=3086
+  _globals['_LISTPIPELINESREQUEST']._serialized_start=3088
+  _globals['_LISTPIPELINESREQUEST']._serialized_end=3110
+  _globals['_PIPELINESTAGE']._serialized_start=3112
+  _globals['_PIPELINESTAGE']._serialized_end=3238
+  _globals['_PIPELINE']._serialized_start=3241
+  _globals['_PIPELINE']._serialized_end=3487
   _globals['_PIPELINE_PARAMETERSENTRY']._serialized_start=428
   _globals['_PIPELINE_PARAMETERSENTRY']._serialized_end=477
-  _globals['_LISTPIPELINESRESPONSE']._serialized_start=3233
-  _globals['_LISTPIPELINESRESPONSE']._serialized_end=3298
-  _globals['_GATEWAYSERVICE']._serialized_start=3848
-  _globals['_GATEWAYSERVICE']._serialized_end=4319
+  _globals['_LISTPIPELINESRESPONSE']._serialized_start=3489
+  _globals['_LISTPIPELINESRESPONSE']._serialized_end=3554
+  _globals['_GATEWAYSERVICE']._serialized_start=4104
+  _globals['_GATEWAYSERVICE']._serialized_end=4575
 # @@protoc_insertion_point(module_scope)
