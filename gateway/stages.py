@@ -257,13 +257,21 @@ class Recognize(StageKind):
         target.CopyFrom(result.transcript)
 
     signal_names = frozenset(
-        {"words", "avg_logprob", "no_speech_probability", "language", "language_probability"}
+        {
+            "words",
+            "word_confidence",
+            "avg_logprob",
+            "no_speech_probability",
+            "language",
+            "language_probability",
+        }
     )
 
     def signals(self, result: Message, speaker: str = "") -> dict[str, Signal]:
         """How well the speech was heard: Whisper's own confidence, of one speaker's channel.
 
-        `words`: whitespace-separated words (Korean: eojeol); `avg_logprob` and
+        `words`: whitespace-separated words (Korean: eojeol); `word_confidence`: the mean
+        probability of its words (None without word timestamps or words); `avg_logprob` and
         `no_speech_probability`: the segments' values weighted by their duration (None without
         speech); `language`, `language_probability`: of the speaker's channel (each channel is
         detected on its own), else the transcript's.
@@ -290,8 +298,10 @@ def transcript_signals(transcript: audio_pb2.Transcript, speaker: str = "") -> d
     if heard:
         language = max(heard, key=lambda code: heard[code])
         probability = next(s.language_probability for s in segments if s.language_code == language)
+    spoken = [w.confidence for w in transcript.words if not (speaker and labelled) or w.speaker == speaker]
     return {
         "words": sum(len(s.text.split()) for s in segments),
+        "word_confidence": sum(spoken) / len(spoken) if spoken else None,
         "avg_logprob": mean([s.avg_logprob for s in segments]),
         "no_speech_probability": mean([s.no_speech_probability for s in segments]),
         "language": language,

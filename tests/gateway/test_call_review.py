@@ -193,7 +193,7 @@ class _KoreanStt(stt_pb2_grpc.SpeechToTextServiceServicer):
         start = 0
         for index, (channel, text) in enumerate(KOREAN_CALL):
             end = start + 300 * len(text)
-            transcript.segments.add(
+            segment = transcript.segments.add(
                 id=index,
                 text=text,
                 start_ms=start,
@@ -205,6 +205,11 @@ class _KoreanStt(stt_pb2_grpc.SpeechToTextServiceServicer):
                 language_code="ko",
                 language_probability=1.0,
             )
+            segment.words.extend(
+                audio_pb2.Word(word=w, confidence=0.93, channel=channel, speaker=labels[channel])
+                for w in text.split()
+            )
+            transcript.words.extend(segment.words)
             start = end + 500
         transcript.text = "\n".join(f"{s.speaker}: {s.text}" for s in transcript.segments)
         return stt_pb2.RecognizeResponse(transcript=transcript, model="stand-in")

@@ -28,22 +28,29 @@ SAFE_KO = "죄송합니다. 문의 내용을 한 번 더 말씀해 주시겠어�
 def segment(
     speaker: str, text: str, start_s: float, end_s: float, logprob: float, **kw: Any
 ) -> audio_pb2.Segment:
+    """A segment as the STT service sends it, its words at `confidence` (default 0.95)."""
+    channel = 0 if speaker == "customer" else 1
     return audio_pb2.Segment(
         text=text,
         start_ms=int(start_s * 1000),
         end_ms=int(end_s * 1000),
         speaker=speaker,
-        channel=0 if speaker == "customer" else 1,
+        channel=channel,
         avg_logprob=logprob,
         no_speech_probability=kw.get("no_speech", 0.05),
         language_code=kw.get("language", "ko"),
         language_probability=kw.get("probability", 1.0),
+        words=[
+            audio_pb2.Word(word=w, confidence=kw.get("confidence", 0.95), speaker=speaker, channel=channel)
+            for w in text.split()
+        ],
     )
 
 
 def recognized(*segments: audio_pb2.Segment, language: str = "ko") -> stt_pb2.RecognizeResponse:
     transcript = audio_pb2.Transcript(language_code=language, language_probability=1.0, channel_count=2)
     transcript.segments.extend(segments)
+    transcript.words.extend(w for s in segments for w in s.words)
     transcript.text = "\n".join(f"{s.speaker}: {s.text}" for s in segments)
     return stt_pb2.RecognizeResponse(transcript=transcript)
 
@@ -57,11 +64,12 @@ CLEAR = recognized(
 def test_signals_are_the_focus_speakers_weighted_by_duration() -> None:
     response = recognized(
         segment("agent", "네 고객님", 0, 1, -0.1),
-        segment("customer", "어제 사고가 났어요", 1, 4, -0.4, no_speech=0.1),
-        segment("customer", "보험", 4, 5, -1.2, no_speech=0.5),
+        segment("customer", "어제 사고가 났어요", 1, 4, -0.4, no_speech=0.1, confidence=0.9),
+        segment("customer", "보험", 4, 5, -1.2, no_speech=0.5, confidence=0.5),
     )
     signals = transcript_signals(response.transcript, "customer")
     assert signals["words"] == 4
+    assert signals["word_confidence"] == pytest.approx((3 * 0.9 + 0.5) / 4)
     assert signals["avg_logprob"] == pytest.approx((3 * -0.4 + 1 * -1.2) / 4)
     assert signals["no_speech_probability"] == pytest.approx((3 * 0.1 + 0.5) / 4)
     assert (signals["language"], signals["language_probability"]) == ("ko", 1.0)
@@ -69,6 +77,7 @@ def test_signals_are_the_focus_speakers_weighted_by_duration() -> None:
     # A speaker who said nothing: no words, nothing measured; unlabelled (mono) speech counts whole.
     silent = transcript_signals(response.transcript, "supervisor")
     assert (silent["words"], silent["avg_logprob"], silent["no_speech_probability"]) == (0, None, None)
+    assert silent["word_confidence"] is None
     mono = recognized(audio_pb2.Segment(text="hello there you", start_ms=0, end_ms=900, avg_logprob=-0.3))
     assert transcript_signals(mono.transcript, "customer")["words"] == 3
 
@@ -99,11 +108,17 @@ def reasons_for(response: stt_pb2.RecognizeResponse, **params: str) -> list[str]
 def test_the_call_summary_gate_passes_a_clear_call_and_names_what_is_wrong_with_others() -> None:
     assert reasons_for(CLEAR, language_code="ko") == []
     words = "도대체 도대체 하사고가 아는데요 도폼이"  # espeak-ng Korean, as the base model heard it
-    garbled = recognized(segment("customer", words, 0, 5, -1.13, no_speech=0.3))
-    assert reasons_for(garbled, language_code="ko") == ["stt.avg_logprob"]
+    garbled = recognized(segment("customer", words, 0, 5, -1.13, no_speech=0.3, confidence=0.53))
+    assert reasons_for(garbled, language_code="ko") == ["stt.word_confidence", "stt.avg_logprob"]
+    # Fluent and wrong ("I would charge twice for my team in this month"): only its words' confidence tells.
+    fluent = recognized(
+        segment("customer", "I would charge twice for my team", 0, 4, -0.62, confidence=0.71, language="en")
+    )
+    assert reasons_for(fluent, language_code="en") == ["stt.word_confidence"]
     nothing = recognized(segment("agent", "네 고객님 말씀하세요", 0, 2, -0.2))
     assert reasons_for(nothing, language_code="ko") == [
         "stt.words",
+        "stt.word_confidence",
         "stt.avg_logprob",
         "stt.no_speech_probability",
     ]
