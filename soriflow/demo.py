@@ -420,7 +420,7 @@ def report_all(demo: Demo, jobs: list[DemoJob]) -> int:
         "output_dir": str(output_dir),
         "problems": problems,
     }
-    (output_dir / "demo.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (output_dir / "demo.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     demo.console.rule()
     if problems:
         for problem in problems:
