@@ -76,6 +76,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             pipeline=request.pipeline,
             source_uri_prefix=request.source_uri_prefix,
             metadata=dict(request.metadata),
+            needs_review=request.needs_review if request.HasField("needs_review") else None,
         )
         messages = await asyncio.to_thread(lambda: [self.views.job(j, detail=False) for j in jobs])
         return gateway_pb2.ListJobsResponse(jobs=messages, next_page_token=token)

@@ -231,6 +231,13 @@ def register(app: typer.Typer, groups: Any) -> None:
         state: Annotated[str, typer.Option(help="Only jobs in this state (e.g. failed)")] = "",
         pipeline: Annotated[str, typer.Option(help="Only jobs of this pipeline")] = "",
         limit: Annotated[int, typer.Option(help="How many, newest first")] = 20,
+        needs_review: Annotated[
+            bool | None,
+            typer.Option(
+                "--needs-review/--no-needs-review",
+                help="Only jobs a person should check (a pipeline gate failed), or only the others",
+            ),
+        ] = None,
         server: ServerOption = None,
     ) -> None:
         """List recent jobs."""
@@ -242,9 +249,10 @@ def register(app: typer.Typer, groups: Any) -> None:
             if state_value is None:
                 raise typer.BadParameter(f"unknown state {state!r}")
             async with GatewayClient(server) as client:
-                page = await client.list(page_size=limit, state=state_value, pipeline=pipeline)
+                filters = {} if needs_review is None else {"needs_review": needs_review}
+                page = await client.list(page_size=limit, state=state_value, pipeline=pipeline, **filters)
             table = Table()
-            for column in ("job", "pipeline", "state", "created", "source", "error"):
+            for column in ("job", "pipeline", "state", "review", "created", "source", "error"):
                 table.add_column(column)
             for job in page.jobs:
                 name = _name(gateway_pb2.JobState, job.state, "JOB_STATE_")
@@ -252,6 +260,7 @@ def register(app: typer.Typer, groups: Any) -> None:
                     job.job_id,
                     job.pipeline,
                     f"[{STATE_STYLE.get(name, 'white')}]{name}[/]",
+                    "[yellow]needs review[/]" if job.needs_review else "",
                     job.create_time.ToDatetime().strftime("%Y-%m-%d %H:%M:%S"),
                     job.source_uri,
                     job.error[:60],

@@ -28,6 +28,7 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
+from google.protobuf import json_format
 from standardwebhooks import Webhook
 
 from soriflow.gateway.settings import Settings
@@ -55,6 +56,8 @@ def _clock(when: dt.datetime | None) -> str:
 def subject(job: JobRecord) -> str:
     """An e-mail subject: SNS takes at most 100 printable ASCII characters, no line breaks."""
     text = f"Soriflow: {job.pipeline} job {_WORDS.get(job.state, job.state.lower())}"
+    if job.needs_review:
+        text += " - needs review"
     ascii_only = "".join(c if " " <= c <= "~" else "?" for c in text)
     return ascii_only[:100]
 
@@ -97,6 +100,9 @@ def text_body(job: JobRecord, outputs: list[dict[str, Any]], links_expire: dt.da
         lines += ["", f"Reason: {job.error}" + (f" ({job.error_code})" if job.error_code else "")]
         if job.retryable:
             lines.append("The failure was transient: submitting the job again may succeed.")
+    if job.needs_review:
+        lines += ["", "Needs review: a person should check this result before it is trusted, because"]
+        lines += [f"- {reason.message}" for reason in job.review_reasons]
     if outputs:
         lines += ["", f"Results (links valid until {_clock(links_expire)}):"]
         for output in outputs:
@@ -122,6 +128,12 @@ def notification_document(
         "error_code": job.error_code,
         # A transient failure: resubmitting (or redriving the dead letter) may succeed.
         "retryable": job.retryable,
+        # A pipeline gate failed: a person should check the result (each reason: gate, stage, signal,
+        # observed, requirement, message).
+        "needs_review": job.needs_review,
+        "review_reasons": [
+            json_format.MessageToDict(r, preserving_proto_field_name=True) for r in job.review_reasons
+        ],
         "outputs": outputs,
         "links_expire_at": links_expire.isoformat(),
         "created_at": job.created_at.isoformat(),
@@ -205,7 +217,12 @@ class Notifier:
             MessageStructure="json",
             MessageAttributes={
                 name: {"DataType": "String", "StringValue": value}
-                for name, value in (("job_id", job.id), ("state", job.state), ("pipeline", job.pipeline))
+                for name, value in (
+                    ("job_id", job.id),
+                    ("state", job.state),
+                    ("pipeline", job.pipeline),
+                    ("needs_review", "true" if job.needs_review else "false"),
+                )
             },
         )
 

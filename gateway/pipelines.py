@@ -11,6 +11,11 @@ a transcript of what did work); the job stays FAILED whatever they do.
 `schedules:` are cron schedules (`schedules.py`): each tick starts one job
 with the schedule's parameters and no source audio.
 
+`prefix_parameters` pin parameters per key prefix (the call center's language for the
+recordings Amazon Connect writes under `connect/`, which carry no metadata); `gates` are checks on
+stage results that decide whether a stage runs as written or the job needs review
+(`soriflow.gateway.gates`).
+
 Values in `with:` and parameter defaults are templates (`soriflow.text.templates`):
 `{name}` is replaced by a job parameter, a variable captured from the key by
 `key_pattern`, or `bucket`/`key` of the source object, and filters reshape it:
@@ -31,6 +36,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from soriflow.errors import InvalidArgument
+from soriflow.gateway.gates import CheckDef, OnReview
 from soriflow.gateway.retry import RetryPolicy as RetryPolicy
 from soriflow.gateway.schedules import ScheduleDef
 from soriflow.gateway.stages import KINDS
@@ -49,6 +55,15 @@ class StageDef(BaseModel):
     timeout_s: float = Field(300.0, gt=0)
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     with_: dict[str, Any] = Field(default_factory=dict, alias="with")
+    gates: list[str] = Field(
+        default_factory=list,
+        description="Gates (the pipeline's `gates:`) that must pass for it to run as written.",
+    )
+    on_review: OnReview | None = Field(
+        None,
+        description="When a gate fails (the job then needs review): `skip`, or `{with: {...}}` arguments "
+        "that replace the stage's. Unset: it runs as written, the job flagged.",
+    )
 
     @field_validator("uses")
     @classmethod
@@ -60,6 +75,12 @@ class StageDef(BaseModel):
     @property
     def service(self) -> str:
         return KINDS[self.uses].service
+
+    def arguments_for(self, failed_gates: set[str]) -> dict[str, Any]:
+        """The stage's `with:`, or with its `on_review` arguments when one of its gates failed."""
+        if self.on_review is not None and self.on_review.with_ and failed_gates & set(self.gates):
+            return {**self.with_, **self.on_review.with_}
+        return self.with_
 
 
 class ParameterDef(BaseModel):
@@ -79,6 +100,17 @@ class PipelineDef(BaseModel):
         None, description="Template whose {fields} are captured from the source key."
     )
     parameters: dict[str, ParameterDef] = Field(default_factory=dict)
+    prefix_parameters: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description="Parameters pinned per key prefix (the longest matching prefix wins): what jobs "
+        "under it get unless the caller or the object's metadata says otherwise. Amazon Connect "
+        "recordings carry no metadata, so a call center pins its language here.",
+    )
+    gates: dict[str, list[CheckDef]] = Field(
+        default_factory=dict,
+        description="Named checks on stage results (`soriflow.gateway.gates`); stages name the gates "
+        "they need in `gates:`.",
+    )
     stages: list[StageDef]
     on_failure: list[StageDef] = Field(
         default_factory=list,
@@ -124,6 +156,12 @@ class PipelineDef(BaseModel):
         self.topological_order(self.on_failure)
         self._check_templates()
         self._check_schedules()
+        self._check_gates()
+        for prefix, values in self.prefix_parameters.items():
+            if unknown := sorted(set(values) - set(self.parameters)):
+                raise ValueError(f"prefix_parameters {prefix!r}: {unknown} are not declared parameters")
+            if not any(prefix.startswith(p) for p in self.key_prefixes):
+                raise ValueError(f"prefix_parameters {prefix!r} is under none of {self.key_prefixes}")
         return self
 
     def _check_templates(self) -> None:
@@ -162,6 +200,46 @@ class PipelineDef(BaseModel):
     def audio_readers(self) -> list[str]:
         """The stages that read the job's source audio (none: jobs may start from parameters alone)."""
         return [s.name for s in (*self.stages, *self.on_failure) if KINDS[s.uses].reads_source(s.with_)]
+
+    def _check_gates(self) -> None:
+        """Gates name known stages and signals, and only stages that finish before those that use them."""
+        every = {s.name: s for s in (*self.stages, *self.on_failure)}
+        main = {s.name for s in self.stages}
+        for gate, checks in self.gates.items():
+            for spec in checks:
+                if spec.stage not in main:
+                    raise ValueError(f"gate {gate!r} checks {spec.stage!r}, which is not a main stage")
+                kind = KINDS[every[spec.stage].uses]
+                if unknown := sorted(spec.signal_names - kind.signal_names):
+                    raise ValueError(
+                        f"gate {gate!r}: {kind.name} measures {sorted(kind.signal_names) or 'nothing'}, "
+                        f"not {unknown}"
+                    )
+
+        def before(name: str, seen: set[str]) -> set[str]:
+            for need in every[name].needs:
+                if need not in seen:
+                    seen.add(need)
+                    before(need, seen)
+            return seen
+
+        for stage in every.values():
+            if stage.on_review is not None and not stage.gates:
+                raise ValueError(f"stage {stage.name!r} has on_review but no gates")
+            for gate in stage.gates:
+                if gate not in self.gates:
+                    raise ValueError(f"stage {stage.name!r}: no gate {gate!r} in {sorted(self.gates)}")
+                upstream = before(stage.name, set())
+                if late := sorted({c.stage for c in self.gates[gate]} - upstream):
+                    raise ValueError(
+                        f"stage {stage.name!r} uses gate {gate!r}, which checks {late}: add them to its "
+                        "needs (directly or through the stages it needs)"
+                    )
+
+    def pinned_parameters(self, key: str) -> dict[str, str]:
+        """The parameters pinned for the longest of `prefix_parameters` that `key` starts with."""
+        matches = [p for p in self.prefix_parameters if key.startswith(p)]
+        return dict(self.prefix_parameters[max(matches, key=len)]) if matches else {}
 
     def topological_order(self, stages: list[StageDef] | None = None) -> list[StageDef]:
         """The stages (by default the main ones) ordered so that each comes after what it needs."""
@@ -207,12 +285,13 @@ class PipelineDef(BaseModel):
                 f"it takes {sorted(self.parameters)}"
             )
         variables = {"bucket": bucket, "key": key, **self.key_variables(key)}
+        pinned = self.pinned_parameters(key)
         resolved: dict[str, str] = {}
         for name, spec in self.parameters.items():
             if given.get(name):
                 resolved[name] = given[name]
             else:
-                resolved[name] = render(spec.default, variables, strict=False)
+                resolved[name] = render(pinned.get(name, spec.default), variables, strict=False)
         return resolved
 
 

@@ -31,6 +31,7 @@ import grpc
 from google.protobuf.message import Message
 
 from soriflow.errors import FailedPrecondition, SoriflowError
+from soriflow.gateway import gates
 from soriflow.gateway.clients import ServiceClients
 from soriflow.gateway.events import EventLog
 from soriflow.gateway.notify import Notifier
@@ -220,7 +221,7 @@ class JobRunner:
                         job.id, name, StageState.SKIPPED, error=f"not applicable: no {stage.when}"
                     )
                 else:
-                    tasks[asyncio.create_task(self._run_stage(job, stage, ctx))] = name
+                    tasks[asyncio.create_task(self._run_stage(job, stage, ctx, pipeline))] = name
             if not tasks:
                 break
             finished, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -347,7 +348,7 @@ class JobRunner:
                     job.id, stage.name, StageState.SKIPPED, error=f"not applicable: no {stage.when}"
                 )
             else:
-                _, outcomes[stage.name], _, completion = await self._run_stage(job, stage, ctx)
+                _, outcomes[stage.name], _, completion = await self._run_stage(job, stage, ctx, pipeline)
                 if completion is not None:
                     await self._record(job, stage.name, completion)
         return "failure path: " + ", ".join(f"{s.name} {outcomes[s.name].value}" for s in pipeline.on_failure)
@@ -410,11 +411,46 @@ class JobRunner:
         )
         self.events.bus.notify(job_id)
 
-    async def _run_stage(self, job: JobRecord, stage: StageDef, ctx: StageContext) -> StageRun:
-        """Runs a stage's attempts; a success comes back as a `Completion` for the caller to record."""
+    async def _review(
+        self, job: JobRecord, pipeline: PipelineDef, stage: StageDef, ctx: StageContext
+    ) -> list[gateway_pb2.ReviewReason]:
+        """The failed checks of the stage's gates; recorded with the job (and counted) when new."""
+        measure = {s.name: KINDS[s.uses].signals for s in pipeline.stages}
+        reasons = gates.evaluate(
+            pipeline.gates, stage.gates, ctx.results, measure, {**job.metadata, **job.parameters}
+        )
+        if reasons:
+            new = await asyncio.to_thread(self.store.flag_review, job.id, reasons)
+            gates.count(pipeline.name, new)
+            self.events.bus.notify(job.id)
+        return reasons
+
+    async def _run_stage(
+        self, job: JobRecord, stage: StageDef, ctx: StageContext, pipeline: PipelineDef | None = None
+    ) -> StageRun:
+        """Runs a stage's attempts; a success comes back as a `Completion` for the caller to record.
+
+        A stage with gates (`pipeline` given) is first checked: when one fails the job needs review,
+        and the stage is skipped or runs with its `on_review` arguments.
+        """
         kind = KINDS[stage.uses]
+        reasons: list[gateway_pb2.ReviewReason] = []
         try:
-            args = kind.arguments(stage.with_, {**job.metadata, **job.parameters})
+            if stage.gates and pipeline is not None:
+                reasons = await self._review(job, pipeline, stage, ctx)
+                if reasons and stage.on_review is not None and stage.on_review.skip:
+                    why = "; ".join(r.message for r in reasons)
+                    await self._set_stage(
+                        job.id,
+                        stage.name,
+                        StageState.SKIPPED,
+                        error=f"not applicable: needs review ({why})",
+                        ended_at=utcnow(),
+                    )
+                    return stage.name, Outcome.NOT_APPLICABLE, None, None
+            args = kind.arguments(
+                stage.arguments_for(gates.failed_gates(reasons)), {**job.metadata, **job.parameters}
+            )
         except SoriflowError as exc:
             await self._set_stage(
                 job.id,
@@ -499,6 +535,9 @@ class JobRunner:
         ctx.results[stage.name] = result
         job_result = gateway_pb2.JobResult()
         kind.apply(stage_ctx, args, result, job_result)
+        if reasons:
+            job_result.needs_review = True
+            job_result.review_reasons.extend(reasons)
         if type(kind).persist is not StageKind.persist:  # most kinds keep nothing else: no thread hop
             await asyncio.to_thread(kind.persist, self.store, stage_ctx, args, result)
         completion = Completion(
@@ -527,6 +566,7 @@ def job_result(
         timeout_s=0,
         metadata=job.metadata,
     )
+    failed = gates.failed_gates(job.review_reasons)
     for stage in [*pipeline.topological_order(), *pipeline.topological_order(pipeline.on_failure)]:
         raw = stages.get(stage.name)
         if raw is None:
@@ -535,5 +575,8 @@ def job_result(
         result = kind.result_type.FromString(raw)
         results[stage.name] = result
         ctx.stage = stage.name
-        kind.apply(ctx, kind.arguments(stage.with_, {**job.metadata, **job.parameters}), result, out)
+        args = kind.arguments(stage.arguments_for(failed), {**job.metadata, **job.parameters})
+        kind.apply(ctx, args, result, out)
+    out.needs_review = job.needs_review
+    out.review_reasons.extend(job.review_reasons)
     return out

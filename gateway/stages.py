@@ -23,6 +23,7 @@ from google.protobuf.message import Message
 from soriflow import transcript as transcript_formats
 from soriflow.errors import InvalidArgument
 from soriflow.gateway.clients import ServiceClients
+from soriflow.gateway.gates import Signal
 from soriflow.gateway.templates import render, render_value
 from soriflow.v1 import (
     audio_pb2,
@@ -133,6 +134,8 @@ class StageKind(abc.ABC):
     result_type: ClassVar[type[Message]]
     #: Arguments rendered by the stage itself, with the results of earlier stages (not job parameters).
     late_bound: ClassVar[frozenset[str]] = frozenset()
+    #: What `signals` measures; pipeline gates may check these (names are checked at load).
+    signal_names: ClassVar[frozenset[str]] = frozenset()
 
     def arguments(self, with_: Mapping[str, Any], variables: Mapping[str, str]) -> dict[str, Any]:
         """The stage's `with:` with job parameters filled in (late-bound arguments left as written)."""
@@ -166,6 +169,11 @@ class StageKind(abc.ABC):
     def reads_source(self, with_: Mapping[str, Any]) -> bool:
         """Whether the stage reads the job's source audio (a scheduled job has none)."""
         return False
+
+    def signals(self, result: Message, speaker: str = "") -> dict[str, Signal]:
+        """What the kind measures about its result, for pipeline gates (`soriflow.gateway.gates`);
+        `speaker`: of that speaker's part only, where the kind knows speakers. None: not measurable."""
+        return {}
 
 
 K = TypeVar("K", bound=type[StageKind])
@@ -293,6 +301,58 @@ class Recognize(StageKind):
     def reads_source(self, with_: Mapping[str, Any]) -> bool:
         return bool(with_.get("audio", "source") == "source")
 
+    signal_names = frozenset(
+        {
+            "words",
+            "word_confidence",
+            "avg_logprob",
+            "no_speech_probability",
+            "language",
+            "language_probability",
+        }
+    )
+
+    def signals(self, result: Message, speaker: str = "") -> dict[str, Signal]:
+        """How well the speech was heard: Whisper's own confidence, of one speaker's channel.
+
+        `words`: whitespace-separated words (Korean: eojeol); `word_confidence`: the mean
+        probability of its words (None without word timestamps or words); `avg_logprob` and
+        `no_speech_probability`: the segments' values weighted by their duration (None without
+        speech); `language`, `language_probability`: of the speaker's channel (each channel is
+        detected on its own), else the transcript's.
+        """
+        assert isinstance(result, stt_pb2.RecognizeResponse)
+        return transcript_signals(result.transcript, speaker)
+
+
+def transcript_signals(transcript: audio_pb2.Transcript, speaker: str = "") -> dict[str, Signal]:
+    """The STT kind's gate signals of a transcript (of `speaker`'s segments when they are labelled)."""
+    labelled = any(s.speaker for s in transcript.segments)
+    segments = [s for s in transcript.segments if not (speaker and labelled) or s.speaker == speaker]
+    weights = [max(1, s.end_ms - s.start_ms) for s in segments]
+    total = sum(weights)
+
+    def mean(values: list[float]) -> float | None:
+        return sum(v * w for v, w in zip(values, weights, strict=True)) / total if segments else None
+
+    heard: dict[str, int] = {}
+    for segment, weight in zip(segments, weights, strict=True):
+        if segment.language_code:
+            heard[segment.language_code] = heard.get(segment.language_code, 0) + weight
+    language, probability = transcript.language_code, float(transcript.language_probability)
+    if heard:
+        language = max(heard, key=lambda code: heard[code])
+        probability = next(s.language_probability for s in segments if s.language_code == language)
+    spoken = [w.confidence for w in transcript.words if not (speaker and labelled) or w.speaker == speaker]
+    return {
+        "words": sum(len(s.text.split()) for s in segments),
+        "word_confidence": sum(spoken) / len(spoken) if spoken else None,
+        "avg_logprob": mean([s.avg_logprob for s in segments]),
+        "no_speech_probability": mean([s.no_speech_probability for s in segments]),
+        "language": language,
+        "language_probability": probability,
+    }
+
 
 STYLES = {
     "inquiry": summarizer_pb2.SUMMARY_STYLE_INQUIRY,
@@ -374,6 +434,20 @@ class Summarize(StageKind):
         assert isinstance(result, summarizer_pb2.SummarizeResponse)
         return result.summary.strip()
 
+    signal_names = frozenset({"grounded", "fallback", "unsupported_terms", "engine"})
+
+    def signals(self, result: Message, speaker: str = "") -> dict[str, Signal]:
+        """The summarizer's grounding check: `grounded` (false when not checked), `fallback`
+        (none, strict_retry, faithful_engine; unspecified: not checked), `unsupported_terms` (count)."""
+        assert isinstance(result, summarizer_pb2.SummarizeResponse)
+        fallback = summarizer_pb2.SummaryFallback.Name(result.fallback).removeprefix("SUMMARY_FALLBACK_")
+        return {
+            "grounded": result.grounded,
+            "fallback": fallback.lower(),
+            "unsupported_terms": len(result.unsupported_terms),
+            "engine": result.engine,
+        }
+
 
 ENCODINGS = {
     "linear16": (audio_pb2.AUDIO_ENCODING_LINEAR16, "audio/wav"),
@@ -420,7 +494,11 @@ class Synthesize(StageKind):
         template = str(args.get("template", "") or "")
         if not template:
             base = language.split("-")[0]
-            template = templates.get(language) or templates.get(base) or templates.get("en") or ""
+            template = templates.get(language) or templates.get(base) or ""
+            if not template and templates.get("en"):
+                # No template in that language: the English one, spoken by an English voice (never
+                # English words read out by another language's voice).
+                template, language = templates["en"], BCP47["en"]
         if not template:
             raise InvalidArgument("tts.synthesize needs `template` or `templates` for the reply's language")
         variables = {**{k: str(v) for k, v in ctx.params.items()}, **stage_texts(ctx)}

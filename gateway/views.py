@@ -61,6 +61,7 @@ class JobViews:
             parameters=record.parameters,
             error=record.error,
             error_code=record.error_code,
+            needs_review=record.needs_review,
         )
         msg.create_time.FromDatetime(record.created_at)
         if record.started_at:
@@ -104,4 +105,7 @@ class JobViews:
                 )
             except SoriflowError:
                 pass  # a pipeline changed since the job ran: stages and outputs still tell the story
+        if record.needs_review and not msg.result.needs_review:  # whatever became of the pipeline
+            msg.result.needs_review = True
+            msg.result.review_reasons.extend(record.review_reasons)
         return msg

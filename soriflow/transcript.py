@@ -62,6 +62,8 @@ def to_dict(
                 "speaker": s.speaker,
                 "avg_logprob": round(float(s.avg_logprob), 4),
                 "no_speech_probability": round(float(s.no_speech_probability), 4),
+                "language": s.language_code,
+                "language_probability": round(float(s.language_probability), 4),
             }
             for s in transcript.segments
         ],

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import tenacity
+from google.protobuf import json_format
 from sqlalchemy import Connection, Engine, and_, create_engine, event, func, make_url, or_, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
@@ -83,6 +84,9 @@ class JobRecord:
     cancel_requested: bool = False
     started_at: dt.datetime | None = None
     ended_at: dt.datetime | None = None
+    #: A pipeline gate failed: a person should check the result (`review_reasons` say why).
+    needs_review: bool = False
+    review_reasons: list[gateway_pb2.ReviewReason] = field(default_factory=list)
 
     @property
     def terminal(self) -> bool:
@@ -222,7 +226,17 @@ def _job(row: Any) -> JobRecord:
         cancel_requested=bool(row.cancel_requested),
         started_at=_aware(row.started_at),
         ended_at=_aware(row.ended_at),
+        needs_review=bool(row.needs_review),
+        review_reasons=_reasons(row.review_reasons),
     )
+
+
+def _reasons(text: str | None) -> list[gateway_pb2.ReviewReason]:
+    return [gateway_pb2.ReviewReason(**item) for item in json.loads(text or "[]")]
+
+
+def _reason_key(reason: gateway_pb2.ReviewReason) -> tuple[str, str, str]:
+    return (reason.gate, reason.stage, reason.signal)
 
 
 def _stage(row: Any) -> StageRecord:
@@ -811,12 +825,15 @@ class JobStore:
         pipeline: str = "",
         source_uri_prefix: str = "",
         metadata: Mapping[str, str] | None = None,
+        needs_review: bool | None = None,
     ) -> tuple[list[JobRecord], str]:
         """Newest first, keyset-paginated; returns (jobs, next_page_token)."""
         j = schema.jobs.c
         conditions = []
         if state:
             conditions.append(j.state == JobState(state))
+        if needs_review is not None:
+            conditions.append(j.needs_review.is_(needs_review))
         if pipeline:
             conditions.append(j.pipeline == pipeline)
         if source_uri_prefix:
@@ -852,6 +869,40 @@ class JobStore:
                     break
         next_token = encode_page_token(found[-1].created_at, found[-1].id) if more and found else ""
         return found, next_token
+
+    def flag_review(
+        self, job_id: str, reasons: Sequence[gateway_pb2.ReviewReason]
+    ) -> list[gateway_pb2.ReviewReason]:
+        """Marks the job as needing review with `reasons` (one per gate, stage and signal: a re-run
+        repeats nothing) and notes it in the job's events; returns the reasons that are new."""
+        j = schema.jobs.c
+
+        def work(conn: Connection, now: dt.datetime) -> list[gateway_pb2.ReviewReason]:
+            row = conn.execute(select(j.state, j.review_reasons).where(j.id == job_id)).first()
+            if row is None:
+                raise NotFound(f"no job {job_id}")
+            stored = _reasons(row.review_reasons)
+            known = {_reason_key(r) for r in stored}
+            new = []
+            for reason in reasons:
+                if _reason_key(reason) not in known:
+                    known.add(_reason_key(reason))
+                    new.append(reason)
+            if not new:
+                return []
+            everything = [
+                json_format.MessageToDict(r, preserving_proto_field_name=True) for r in stored + new
+            ]
+            conn.execute(
+                update(schema.jobs)
+                .where(j.id == job_id)
+                .values(needs_review=True, review_reasons=json.dumps(everything, ensure_ascii=False))
+            )
+            note = "needs review: " + "; ".join(r.message for r in new)
+            self._append(conn, job_id, [job_state_event(JobState(row.state), note)], now)
+            return new
+
+        return self._write(job_id, work)
 
     # --- stages -----------------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
 )
 
 metadata = MetaData()
@@ -55,6 +56,10 @@ jobs = Table(
     Column("started_at", DateTime(timezone=True), nullable=True),
     Column("ended_at", DateTime(timezone=True), nullable=True),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # A pipeline gate failed (the call was not understood well enough to read back, a summary was
+    # not grounded): a person should check the result. The reasons: a JSON list of ReviewReason fields.
+    Column("needs_review", Boolean, nullable=False, default=False, server_default=false()),
+    Column("review_reasons", Text, nullable=False, default="[]", server_default="[]"),
 )
 Index("ix_jobs_created", jobs.c.created_at, jobs.c.id)
 Index("ix_jobs_state", jobs.c.state)

@@ -81,7 +81,10 @@ def word_to_proto(word: Word) -> audio_pb2.Word:
     )
 
 
-def segment_to_proto(segment: Segment, index: int, *, with_words: bool) -> audio_pb2.Segment:
+def segment_to_proto(
+    segment: Segment, index: int, *, with_words: bool, language: str = "", language_probability: float = 0.0
+) -> audio_pb2.Segment:
+    """The wire form; `language`/`language_probability`: the transcript's, for a segment without its own."""
     return audio_pb2.Segment(
         id=index,
         text=segment.text,
@@ -92,6 +95,8 @@ def segment_to_proto(segment: Segment, index: int, *, with_words: bool) -> audio
         speaker=segment.speaker,
         avg_logprob=segment.avg_logprob,
         no_speech_probability=segment.no_speech_prob,
+        language_code=segment.language or language,
+        language_probability=segment.language_probability if segment.language else language_probability,
     )
 
 
@@ -99,7 +104,16 @@ def transcript_to_proto(transcript: Transcript, *, with_words: bool = True) -> a
     """The wire form; words only when asked for (they make up most of the message)."""
     return audio_pb2.Transcript(
         text=transcript.text,
-        segments=[segment_to_proto(s, i, with_words=with_words) for i, s in enumerate(transcript.segments)],
+        segments=[
+            segment_to_proto(
+                s,
+                i,
+                with_words=with_words,
+                language=transcript.language,
+                language_probability=transcript.language_probability,
+            )
+            for i, s in enumerate(transcript.segments)
+        ],
         words=[word_to_proto(w) for w in transcript.words] if with_words else [],
         language_code=transcript.language,
         language_probability=transcript.language_probability,
@@ -125,6 +139,8 @@ def transcript_from_proto(message: audio_pb2.Transcript) -> Transcript:
             no_speech_prob=s.no_speech_probability,
             channel=s.channel,
             speaker=s.speaker,
+            language=s.language_code,
+            language_probability=s.language_probability,
         )
         for s in message.segments
     )

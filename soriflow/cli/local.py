@@ -16,10 +16,14 @@ from rich.console import Console
 console = Console(soft_wrap=True)
 
 
-def _stack(database: str | None, aws_port: int, workdir: Path) -> Any:
+def _stack(
+    database: str | None, aws_port: int, workdir: Path, extra_env: dict[str, str] | None = None
+) -> Any:
     from soriflow.stack import LocalStack, StackConfig
 
-    return LocalStack(StackConfig(workdir=workdir, database_url=database, aws_port=aws_port))
+    return LocalStack(
+        StackConfig(workdir=workdir, database_url=database, aws_port=aws_port, extra_env=extra_env or {})
+    )
 
 
 async def _start(stack: Any) -> None:
@@ -121,18 +125,30 @@ def register(app: typer.Typer, groups: Any) -> None:
             ".soriflow"
         ),
         timeout: Annotated[float, typer.Option(help="Seconds the jobs may take")] = 600.0,
+        language: Annotated[
+            str,
+            typer.Option(
+                help="en: a call (and the same call mumbled), a learner reading and a voice note; ko: the "
+                "Korean call center's two calls under connect/ko/ on the multilingual base STT model"
+            ),
+        ] = "en",
     ) -> None:
-        """Start the stack, upload a call, a learner reading and a voice note, and follow the three jobs."""
+        """Start the stack, upload calls, a learner reading and a voice note, and follow the jobs."""
         from soriflow.demo import Demo, report_all, run_jobs
         from soriflow.stack import StackError
 
-        stack = _stack(database, aws_port, workdir)
+        if language not in ("en", "ko"):
+            console.print(f"[red]error:[/red] --language is en or ko, not {language!r}")
+            raise typer.Exit(2)
+        # Korean needs the multilingual model (bundled); English keeps tiny.en, the fast default.
+        extra = {"SORIFLOW_STT_MODEL": "base"} if language == "ko" else {}
+        stack = _stack(database, aws_port, workdir, extra)
         output_dir.mkdir(parents=True, exist_ok=True)
 
         async def run() -> int:
             await _start(stack)
             console.print("[green]soriflow stack ready[/green]")
-            runner = Demo(stack, output_dir, console)
+            runner = Demo(stack, output_dir, console, language)
             jobs = await run_jobs(runner, timeout_s=timeout)
             return report_all(runner, jobs)
 

@@ -195,6 +195,8 @@ class Segment(_message.Message):
     SPEAKER_FIELD_NUMBER: _builtins.int
     AVG_LOGPROB_FIELD_NUMBER: _builtins.int
     NO_SPEECH_PROBABILITY_FIELD_NUMBER: _builtins.int
+    LANGUAGE_CODE_FIELD_NUMBER: _builtins.int
+    LANGUAGE_PROBABILITY_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     """Index of the segment in the transcript, in time order."""
     text: _builtins.str
@@ -211,6 +213,15 @@ class Segment(_message.Message):
     """Average log probability of the segment's tokens (higher is surer)."""
     no_speech_probability: _builtins.float
     """Probability that the segment holds no speech, 0-1."""
+    language_code: _builtins.str
+    """Language of the segment's channel (ISO 639-1), given or detected for that
+    channel alone: with CHANNEL_MODE_SEPARATE each channel is detected on its
+    own, so a caller can judge the speaker it cares about.
+    """
+    language_probability: _builtins.float
+    """Probability of `language_code` for the segment's channel, 0-1; 1 when the
+    language was given.
+    """
     @_builtins.property
     def words(self) -> _containers.RepeatedCompositeFieldContainer[Global___Word]:
         """Words of the segment, when word timestamps were requested."""
@@ -227,10 +238,12 @@ class Segment(_message.Message):
         speaker: _builtins.str = ...,
         avg_logprob: _builtins.float = ...,
         no_speech_probability: _builtins.float = ...,
+        language_code: _builtins.str = ...,
+        language_probability: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["avg_logprob", b"avg_logprob", "channel", b"channel", "end_ms", b"end_ms", "id", b"id", "no_speech_probability", b"no_speech_probability", "speaker", b"speaker", "start_ms", b"start_ms", "text", b"text", "words", b"words"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["avg_logprob", b"avg_logprob", "channel", b"channel", "end_ms", b"end_ms", "id", b"id", "language_code", b"language_code", "language_probability", b"language_probability", "no_speech_probability", b"no_speech_probability", "speaker", b"speaker", "start_ms", b"start_ms", "text", b"text", "words", b"words"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

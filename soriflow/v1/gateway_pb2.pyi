@@ -344,6 +344,7 @@ class Job(_message.Message):
     RESULT_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     ERROR_CODE_FIELD_NUMBER: _builtins.int
+    NEEDS_REVIEW_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     """Identifier (a UUID), also the folder of the job's outputs."""
     pipeline: _builtins.str
@@ -356,6 +357,11 @@ class Job(_message.Message):
     """Why the job failed (or which optional stages were skipped), for people."""
     error_code: _builtins.str
     """gRPC status code name of the failure (e.g. "INVALID_ARGUMENT")."""
+    needs_review: _builtins.bool
+    """Whether a person should check the job's result before it is trusted: a
+    gate of its pipeline failed (`result.review_reasons` says which). Also set
+    on the jobs ListJobs returns.
+    """
     @_builtins.property
     def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Labels given at submission or taken from the object's metadata."""
@@ -405,10 +411,11 @@ class Job(_message.Message):
         result: Global___JobResult | None = ...,
         error: _builtins.str = ...,
         error_code: _builtins.str = ...,
+        needs_review: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "result", b"result", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "error", b"error", "error_code", b"error_code", "job_id", b"job_id", "metadata", b"metadata", "outputs", b"outputs", "parameters", b"parameters", "pipeline", b"pipeline", "result", b"result", "source_uri", b"source_uri", "stages", b"stages", "start_time", b"start_time", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "error", b"error", "error_code", b"error_code", "job_id", b"job_id", "metadata", b"metadata", "needs_review", b"needs_review", "outputs", b"outputs", "parameters", b"parameters", "pipeline", b"pipeline", "result", b"result", "source_uri", b"source_uri", "stages", b"stages", "start_time", b"start_time", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -655,8 +662,16 @@ class JobResult(_message.Message):
     REPLY_TEXT_FIELD_NUMBER: _builtins.int
     GENERATED_TEXTS_FIELD_NUMBER: _builtins.int
     IMAGES_FIELD_NUMBER: _builtins.int
+    NEEDS_REVIEW_FIELD_NUMBER: _builtins.int
+    REVIEW_REASONS_FIELD_NUMBER: _builtins.int
     reply_text: _builtins.str
-    """Text spoken in the synthesized reply (call-summary pipeline)."""
+    """Text spoken in the synthesized reply (call-summary pipeline): the summary
+    read back, or the pipeline's safe reply when the job needs review.
+    """
+    needs_review: _builtins.bool
+    """Whether a gate of the pipeline failed, so the result should be checked by
+    a person (e.g. the call was not understood well enough to read back).
+    """
     @_builtins.property
     def transcript(self) -> _audio_pb2.Transcript:
         """Transcript of the input audio."""
@@ -683,6 +698,10 @@ class JobResult(_message.Message):
     def images(self) -> _containers.RepeatedCompositeFieldContainer[Global___GeneratedImage]:
         """Pictures made by image stages, in pipeline order."""
 
+    @_builtins.property
+    def review_reasons(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReviewReason]:
+        """Why, one entry per failed check; empty when `needs_review` is false."""
+
     def __init__(
         self,
         *,
@@ -693,14 +712,58 @@ class JobResult(_message.Message):
         reply_text: _builtins.str = ...,
         generated_texts: _abc.Iterable[Global___GeneratedText] | None = ...,
         images: _abc.Iterable[Global___GeneratedImage] | None = ...,
+        needs_review: _builtins.bool = ...,
+        review_reasons: _abc.Iterable[Global___ReviewReason] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["reference_transcript", b"reference_transcript", "score", b"score", "summary", b"summary", "transcript", b"transcript"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["generated_texts", b"generated_texts", "images", b"images", "reference_transcript", b"reference_transcript", "reply_text", b"reply_text", "score", b"score", "summary", b"summary", "transcript", b"transcript"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["generated_texts", b"generated_texts", "images", b"images", "needs_review", b"needs_review", "reference_transcript", b"reference_transcript", "reply_text", b"reply_text", "review_reasons", b"review_reasons", "score", b"score", "summary", b"summary", "transcript", b"transcript"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___JobResult: _TypeAlias = JobResult  # noqa: Y015
+
+@_typing.final
+class ReviewReason(_message.Message):
+    """A check of a pipeline gate that a job's results failed."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GATE_FIELD_NUMBER: _builtins.int
+    STAGE_FIELD_NUMBER: _builtins.int
+    SIGNAL_FIELD_NUMBER: _builtins.int
+    OBSERVED_FIELD_NUMBER: _builtins.int
+    REQUIREMENT_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    gate: _builtins.str
+    """The gate (e.g. "understood", "grounded")."""
+    stage: _builtins.str
+    """The stage whose result was checked (e.g. "stt", "summarize")."""
+    signal: _builtins.str
+    """The signal checked (e.g. "avg_logprob", "words", "language", "grounded")."""
+    observed: _builtins.str
+    """The value observed, as text (e.g. "-1.13", "th", "false")."""
+    requirement: _builtins.str
+    """The requirement it failed, as text (e.g. ">= -0.8", "== ko")."""
+    message: _builtins.str
+    """For people, e.g. "stt: avg_logprob -1.13 of customer is below -0.8"."""
+    def __init__(
+        self,
+        *,
+        gate: _builtins.str = ...,
+        stage: _builtins.str = ...,
+        signal: _builtins.str = ...,
+        observed: _builtins.str = ...,
+        requirement: _builtins.str = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["gate", b"gate", "message", b"message", "observed", b"observed", "requirement", b"requirement", "signal", b"signal", "stage", b"stage"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReviewReason: _TypeAlias = ReviewReason  # noqa: Y015
 
 @_typing.final
 class GetJobRequest(_message.Message):
@@ -780,6 +843,7 @@ class ListJobsRequest(_message.Message):
     PIPELINE_FIELD_NUMBER: _builtins.int
     SOURCE_URI_PREFIX_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
+    NEEDS_REVIEW_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     """Maximum jobs to return (1-1000); 0 means 50."""
     page_token: _builtins.str
@@ -790,6 +854,8 @@ class ListJobsRequest(_message.Message):
     """Only jobs of this pipeline."""
     source_uri_prefix: _builtins.str
     """Only jobs whose source URI starts with this prefix."""
+    needs_review: _builtins.bool
+    """Only jobs that need review (true) or do not (false); unset: both."""
     @_builtins.property
     def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Only jobs whose metadata has all these key/value pairs."""
@@ -803,12 +869,15 @@ class ListJobsRequest(_message.Message):
         pipeline: _builtins.str = ...,
         source_uri_prefix: _builtins.str = ...,
         metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        needs_review: _builtins.bool | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_needs_review", b"_needs_review", "needs_review", b"needs_review"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["metadata", b"metadata", "page_size", b"page_size", "page_token", b"page_token", "pipeline", b"pipeline", "source_uri_prefix", b"source_uri_prefix", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_needs_review", b"_needs_review", "metadata", b"metadata", "needs_review", b"needs_review", "page_size", b"page_size", "page_token", b"page_token", "pipeline", b"pipeline", "source_uri_prefix", b"source_uri_prefix", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__needs_review: _TypeAlias = _typing.Literal["needs_review"]  # noqa: Y015
+    _WhichOneofArgType__needs_review: _TypeAlias = _typing.Literal["_needs_review", b"_needs_review"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__needs_review) -> _WhichOneofReturnType__needs_review | None: ...
 
 Global___ListJobsRequest: _TypeAlias = ListJobsRequest  # noqa: Y015
 

@@ -120,8 +120,10 @@ def test_the_demo_jobs_succeed_in_the_containers(
     jobs = asyncio.run(run_jobs(demo, DEMO_TIMEOUT_S))
     status = report_all(demo, jobs)
     assert status == 0, console.export_text()[-4000:]
-    outputs = {job.pipeline: sorted(o.name for o in job.job.outputs) for job in jobs}
-    assert "reply.wav" in outputs["call-summary"], outputs
+    outputs = {job.name: sorted(o.name for o in job.job.outputs) for job in jobs}
+    assert "summary.json" in outputs["call"], outputs
+    assert "reply.wav" in outputs["call"], outputs
+    assert "reply.wav" in outputs["unclear-call"], outputs  # the safe reply
     assert "score.json" in outputs["pronunciation"], outputs
     assert "subtitles.srt" in outputs["transcribe"], outputs
 

@@ -25,12 +25,15 @@ def wav(samples: np.ndarray) -> bytes:
     return encode_wav_pcm16(samples, 16000)
 
 
-def stereo_call(turns: list[tuple[int, str]], gap_s: float = 0.6) -> bytes:
-    """A two-channel call: each turn (channel, text) spoken on its channel while the other is silent."""
+def stereo_call(
+    turns: list[tuple[int, str]], gap_s: float = 0.6, voices: tuple[str, str] = ("en-us", "en-us+m3")
+) -> bytes:
+    """A two-channel call: each turn (channel, text) spoken on its channel (by that channel's espeak-ng
+    voice) while the other is silent."""
     left: list[np.ndarray] = []
     right: list[np.ndarray] = []
     for channel, text in turns:
-        voice = "en-us" if channel == 0 else "en-us+m3"
+        voice = voices[channel]
         speech = np.concatenate([speak(text, voice), silence(gap_s)])
         quiet = np.zeros_like(speech)
         left.append(speech if channel == 0 else quiet)

@@ -43,6 +43,8 @@ def test_submit_watch_jobs_and_failures(
     assert listing.returncode == 0
     assert job_id in listing.stdout
     assert "SUCCEEDED" in listing.stdout
+    assert job_id in soriflow("jobs", "--no-needs-review", env=env).stdout
+    assert job_id not in soriflow("jobs", "--needs-review", env=env).stdout
 
     watched = soriflow("watch", job_id, "--json", env=env)
     assert watched.returncode == 0

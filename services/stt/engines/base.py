@@ -84,6 +84,10 @@ class Segment:
     no_speech_prob: float = 0.0
     channel: int = 0
     speaker: str = ""
+    #: Language of this segment's channel and its probability, when channels were transcribed apart
+    #: (each is detected on its own); empty: the transcript's.
+    language: str = ""
+    language_probability: float = 0.0
 
     @property
     def start_ms(self) -> int:
@@ -120,13 +124,16 @@ class Transcript:
         return tuple(words)
 
     def labelled(self, channel: int, speaker: str) -> Transcript:
-        """The same transcript with every segment and word marked as heard on `channel`."""
+        """The same transcript with every segment and word marked as heard on `channel`
+        (and in the language detected for it)."""
         segments = tuple(
             replace(
                 s,
                 channel=channel,
                 speaker=speaker,
                 words=tuple(replace(w, channel=channel, speaker=speaker) for w in s.words),
+                language=self.language,
+                language_probability=self.language_probability,
             )
             for s in self.segments
         )
