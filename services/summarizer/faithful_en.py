@@ -34,7 +34,7 @@ from . import nlp
 _LEADING = re.compile(
     r"^(?:(?:hi|hello|hey|so|well|oh|um|uh|okay|ok|also|and|but|yeah|look|listen|honestly|seriously|"
     r"good (?:morning|afternoon|evening)|thanks|thank you|yes|no|wow|ugh|anyway|right|alright|"
-    r"oh great|great)\b[\s,.!]*)+",
+    r"oh great|just great|great|perfect|fantastic|wonderful|brilliant)\b[\s,.!]*)+",
     re.IGNORECASE,
 )
 _TRAILING = re.compile(r"(?:,?\s*(?:please|right|thanks|thank you|okay|ok))+[\s?.!]*$", re.IGNORECASE)
@@ -103,7 +103,7 @@ _COMPLAINT = re.compile(
     r"misleading|promised|supposed to|waste|furious|angry|annoyed|sick of|tired of|fed up|scam|switching|"
     r"escalat\w*|is this how|new record|oh great|thanks so much|really appreciate|just what i needed|"
     r"so now|suddenly|charged (?:me )?twice|only paid|why did you|why was i|why is my|why am i|"
-    r"explain to me why|been waiting|waiting for (?:weeks|months|days))\b",
+    r"explain to me why|been waiting|waiting for (?:weeks|months|days)|keeps? \w+ing|it's been)\b",
     re.IGNORECASE,
 )
 _SARCASM = re.compile(
@@ -344,6 +344,45 @@ def _cap(tokens: list[str]) -> list[str]:
     return tokens[:MAX_CLAUSE_WORDS]
 
 
+_THEY = frozenset({"they", "they're", "they've", "they'd", "they'll"})
+_DANGLING = frozenset(
+    {
+        *_DETERMINERS,
+        "and",
+        "but",
+        "or",
+        "so",
+        "because",
+        "to",
+        "for",
+        "of",
+        "on",
+        "in",
+        "at",
+        "by",
+        "with",
+        "from",
+        "that",
+        "the",
+        "company's",
+        "still",
+        "even",
+    }
+)
+
+
+def _cut(tokens: list[str], limit: int) -> list[str]:
+    """At most `limit` tokens, ended at a clause break when there is one ("they cancelled their policy
+    three times | and ..."), and never on a word that needs one after it ("... and the")."""
+    head = tokens[:limit]
+    breaks = [i for i, t in enumerate(head) if i >= 3 and (t in (",", ";") or t.lower() in ("and", "but"))]
+    if breaks and limit < len(tokens):
+        head = head[: breaks[-1]]
+    while len(head) > 1 and head[-1].lower() in _DANGLING:
+        head = head[:-1]
+    return head
+
+
 def _clean(sentence: str) -> str:
     text = _LEADING.sub("", sentence.strip()).strip()
     return _TRAILING.sub("", text).strip(" ,") if text else ""
@@ -397,7 +436,9 @@ def _read_segment(text: str, asked: bool) -> Ask | None:
     ):
         clause = _indirect(tokens) if first in _AUX or first in _WH else ["whether", *tokens]
         return Ask("question", _detok(_cap(_lower_first(shift_person(clause)))), "asks")
-    if match := _PLEASE.match(body):
+    if (match := _PLEASE.match(body)) and _can_be_verb(
+        body[match.end() :].split()[0] if body[match.end() :] else ""
+    ):
         rest = _tokens(body[match.end() :])
         return Ask("request", _detok(_cap(["the", "agent", "to", *_lower_first(shift_person(rest))])), "asks")
     pos = nlp.english_pos(first)
@@ -476,15 +517,96 @@ def _statement(sentence: str, *, short: bool = False) -> str:
     text = re.sub(r"^(?:only|just|so)\s+", "", text.strip(), flags=re.IGNORECASE)
     tokens = _cap(_lower_first(shift_person(_tokens(text))))
     if short and len(tokens) > SHORT_COMPLAINT_WORDS:  # the ask that follows matters more
-        tokens = tokens[:SHORT_COMPLAINT_WORDS]
+        tokens = _cut(tokens, SHORT_COMPLAINT_WORDS)
     if not tokens:
         return ""
+    if short and re.match(
+        r"(?:now that|if|when|because|since|although|though|once|while)\b", _detok(tokens).lower()
+    ):
+        return ""  # a subordinate clause alone ("now that they want to cancel") says nothing; the ask does
     lowered = {t.lower() for t in tokens}
     clause = (
-        bool(lowered & (_SUBJECT_PRONOUNS | {"they", "they're", "company", "nobody"}))
+        bool(
+            lowered
+            & (_SUBJECT_PRONOUNS | {"they", "they're", "they've", "they'd", "they'll", "company", "nobody"})
+        )
         or tokens[0].lower() == "the"
     )
     return ("that " if clause else "about ") + _detok(tokens)
+
+
+_PRONOUNS = frozenset({"it", "that", "this", "them", "one"})
+_NOT_CONTENT = frozenset(
+    {
+        "there",
+        "thing",
+        "things",
+        "way",
+        "lot",
+        "today",
+        "time",
+        "times",
+        "something",
+        "minutes",
+        "hours",
+        "days",
+        "weeks",
+        "months",
+        "years",
+        "minute",
+        "hour",
+        "day",
+        "week",
+        "month",
+        "year",
+    }
+)
+
+
+def _content_words(text: str) -> int:
+    """Nouns and numbers in `text`: what makes an ask or a complaint say something of its own."""
+    count = 0
+    for token in _tokens(text):
+        lower = token.lower()
+        if (
+            token[:1].isdigit()
+            or token.startswith("$")
+            or (
+                lower not in _SHIFT
+                and lower not in _PRONOUNS | _DETERMINERS | _SUBJECT_PRONOUNS | _NOT_CONTENT | _AUX | _WH
+                and lower not in ("they", "them", "their", "company", "agent", "whether")
+                and re.fullmatch(r"[A-Za-z'-]+", token)
+                and "NOUN" in nlp.english_pos(lower)
+            )
+        ):
+            count += 1
+    return count
+
+
+def _last_noun_phrase(sentence: str) -> list[str]:
+    """The noun phrase that ends the sentence, when it starts with a determiner, shifted to the third
+    person ("I lost my claim number." -> "their claim number"): what a following "what it is" most
+    likely refers to. Anything less certain ("... autopay months ago") gives nothing."""
+    tokens = shift_person(_tokens(_clean(sentence).rstrip("?.! ")))
+    start = len(tokens)
+    while start and re.fullmatch(r"[A-Za-z'-]+", tokens[start - 1]):
+        word = tokens[start - 1].lower()
+        if word in _DETERMINERS or word == "their":
+            phrase = tokens[start - 1 :]
+            return phrase if len(phrase) > 1 and _content_words(" ".join(phrase)) else []
+        if not _can_be_noun(word) or word in _SUBJECT_PRONOUNS | {"they", "them"}:
+            return []
+        start -= 1
+    return []
+
+
+def _resolve(clause: str, antecedent: list[str]) -> str:
+    """ "what it is" -> "what their claim number is": the pronoun replaced by what it stands for."""
+    tokens = _tokens(clause)
+    for index, token in enumerate(tokens):
+        if token.lower() in ("it", "that", "this"):
+            return _detok([*tokens[:index], *antecedent, *tokens[index + 1 :]])
+    return clause
 
 
 def inquiry_line(sentences: list[str]) -> str:
@@ -494,8 +616,11 @@ def inquiry_line(sentences: list[str]) -> str:
         return ""
     asks: list[Ask] = []
     complaints: list[str] = []
+    antecedent: list[str] = []
     for sentence in sentences:
         found = [a for a in read_asks(sentence) if a.clause]
+        if not asks and not found:
+            antecedent = _last_noun_phrase(sentence)
         complaint = bool(_COMPLAINT.search(sentence))
         sarcastic = bool(_SARCASM.search(sentence))
         if found and not (sarcastic and all(a.kind == "question" for a in found)):
@@ -506,9 +631,14 @@ def inquiry_line(sentences: list[str]) -> str:
         elif complaint or sarcastic:
             complaints.append(sentence)
     asks = asks[:2]
+    if asks and not _content_words(asks[0].clause) and antecedent:
+        asks[0].clause = _resolve(asks[0].clause, antecedent)
     parts: list[str] = []
     if complaints:
-        statement = _statement(complaints[0], short=bool(asks))
+        # The complaint that names the matter ("I filed my claim a month ago and still haven't been
+        # paid") over one about the call ("This is the third time I'm calling").
+        complaint = max(complaints, key=lambda sentence: _content_words(_clean(sentence)))
+        statement = _statement(complaint, short=bool(asks))
         if statement:
             parts.append(f"complains {statement}")
         asks = [a for a in asks if a.kind != "complaint"]

@@ -75,6 +75,10 @@ _EMPTY_NOUNS = frozenset(
         "근데",
         "요즘",
         "그냥",
+        # Question words: the template word (금액, 시기, 장소) stands for them.
+        "얼마",
+        "언제",
+        "어디",
     }
 )
 #: Verbs that are grammar, not content: light verbs, auxiliaries, "want", "know"...
@@ -180,6 +184,9 @@ class Reading:
         return self.request or self.question
 
 
+#: Sentence endings that state or exclaim even with a question mark after them.
+_EXCLAIMING = frozenset({"네요", "네", "군요", "구나", "구먼", "거든요", "거든", "잖아요", "잖아"})
+
 _CLAUSE_ENDINGS = frozenset(
     {"는데", "ᆫ데", "은데", "는데요", "니까", "으니까", "어서", "아서", "지만", "다가", "면서"}
 )
@@ -208,7 +215,8 @@ def read_sentence(text: str) -> Reading:
     forms = [(m.form, m.tag) for m in morphs]
     endings = [m.form for m in morphs if m.tag == "EF"]
     final = endings[-1] if endings else ""
-    asked = text.rstrip().endswith("?")
+    # "또 빠져나갔네요?", "다 보냈거든요?": an exclamation or a statement said rising, not a question.
+    asked = text.rstrip().endswith("?") and final not in _EXCLAIMING
     for i, (form, tag) in enumerate(forms):
         nxt = forms[i + 1][0] if i + 1 < len(forms) else ""
         if (tag == "VX" and form == "주") or (
@@ -372,6 +380,8 @@ def _phrase(reading: Reading, intent: str, max_words: int) -> list[str]:
             return [*words, *([verb] if verb else []), reading.wh]
         verb = _verb_phrase(reading, "complaint")
         return [*words, verb] if verb else words
+    if reading.info_request and not reading.embedded and not reading.wh:
+        return words  # "접수 번호 다시 알려주실 수 있나요?": the nouns are what to tell
     if reading.which:
         if reading.wh:
             words.append(reading.wh)
@@ -404,16 +414,38 @@ def _phrase(reading: Reading, intent: str, max_words: int) -> list[str]:
     return words
 
 
-def _topic(readings: list[Reading], ask: Reading, max_words: int) -> list[str]:
-    """Nouns of the first context clause before the ask (its earlier clauses, else earlier sentences)."""
-    earlier = [r for r in readings[: readings.index(ask)] if not r.ask]
+def _topic(readings: list[Reading], asks: list[Reading], max_words: int) -> list[str]:
+    """Nouns of the context before the first ask, up to SHORT_PHRASE from one sentence: the first
+    sentence before it that is neither an ask nor a complaint put as a question ("도대체 몇 번을
+    전화해야 돼요?" says nothing of the matter), else the ask's own earlier clauses."""
+    ask = asks[0]
+    earlier = [
+        r
+        for r in readings[: readings.index(ask)]
+        if r not in asks
+        and not r.sarcasm
+        and any(not _numeric(n) for c in r.clauses for n in _nouns(r, c.words))
+    ]
+    # The sentence that says most of the matter: "보험금 청구한 지 한 달이 넘었는데 입금이 안 됐어요"
+    # over "도대체 몇 번을 전화해야 돼요?" (the first of equals: callers open with the topic).
+    earlier.sort(
+        key=lambda r: -len(_unique([n for c in r.clauses for n in _nouns(r, c.words) if not _numeric(n)]))
+    )
     for reading in [*earlier, ask]:
         clauses = reading.clauses if reading is not ask else reading.clauses[:-1]
+        nouns: list[str] = []
         for clause in clauses:
-            nouns = _nouns(reading, clause.words)
-            if nouns:
-                return _unique(nouns)[:max_words]
+            nouns = _unique(nouns + _nouns(reading, clause.words))
+            if len(nouns) >= SHORT_PHRASE:
+                break
+        if nouns:
+            return nouns[:max_words]
     return []
+
+
+def _numeric(noun: str) -> bool:
+    """A count or amount ("삼십", "3주째", "40분"): content, but not what a sentence is about."""
+    return bool(re.match(r"[0-9]|[일이삼사오육칠팔구]?[십백천만]", noun))
 
 
 def _intent(reading: Reading, call_sarcastic: bool) -> str:
@@ -426,7 +458,7 @@ def _intent(reading: Reading, call_sarcastic: bool) -> str:
 
 def _strip_greeting(sentence: str) -> str:
     match = _GREETING.match(sentence)
-    return sentence[match.end() :].lstrip(" ,.!~") if match else sentence
+    return sentence[match.end() :].lstrip(" ,.!?~") if match else sentence
 
 
 #: Key phrases shorter than this (words) take the topic nouns of the first context sentence.
@@ -441,6 +473,11 @@ def inquiry_line(sentences: list[str], max_words: int = 8) -> str:
         return ""
     call_sarcastic = any(r.sarcasm for r in readings)
     asks = [r for r in readings if r.ask and (_content(r, max_words) or not r.complaint)]
+    # "도대체 몇 번을 전화해야 되는 거예요?": a complaint put as a question is context when the
+    # caller also asks for something ("빨리 처리해 주세요").
+    real = [r for r in asks if not (r.complaint and r.question and not r.request and not r.embedded)]
+    if real:
+        asks = real
     plain = [r for r in asks if not r.rhetorical]
     if len(plain) < len(asks) and plain and len(_content(plain[0], max_words)) >= 2:
         asks = plain  # the real ask says enough on its own
@@ -462,8 +499,8 @@ def inquiry_line(sentences: list[str], max_words: int = 8) -> str:
         if parts and all(w in grounding.KO_TEMPLATE_WORDS for w in kept):
             kept = phrase  # its nouns were said before, but this ask is about them: keep them
         used.update(kept)
-        if not kept:
-            continue
+        if parts and all(w in grounding.KO_TEMPLATE_WORDS for w in kept):
+            continue  # "여보세요?" and the like: an ask with nothing in it adds nothing
         if parts and len(kept) == 1:  # "확인 좀 해 주세요": it completes the previous ask
             parts[-1] = ([*parts[-1][0], *kept], intent)
         else:
@@ -473,8 +510,10 @@ def inquiry_line(sentences: list[str], max_words: int = 8) -> str:
     first = parts[0][0]
     content = [w for w in first if w not in grounding.KO_TEMPLATE_WORDS]
     if len(content) < SHORT_PHRASE:
-        topic = [w for w in _topic(readings, asks[0], max_words) if w not in used]
+        topic = [w for w in _topic(readings, asks, max_words) if w not in used]
         parts[0] = (topic[:SHORT_PHRASE] + first, parts[0][1])
+    if all(w in grounding.KO_TEMPLATE_WORDS for words, _ in parts for w in words):
+        return ""  # nothing but template words: the engine quotes the caller instead
     if len({intent for _, intent in parts}) == 1:
         return " 및 ".join(" ".join(words) for words, _ in parts) + f" {parts[0][1]}"
     return " 및 ".join(f"{' '.join(words)} {intent}" for words, intent in parts)

@@ -148,7 +148,7 @@ def test_a_line_never_outgrows_what_the_caller_said() -> None:
     source = "how do i opt out of emails"
     line = shorter_than("Customer asks how to opt out of emails", source, source)
     assert len(line) < len(source)
-    assert line == "how to opt out of emails"
+    assert line == "How to opt out of emails"
 
 
 def test_inputs_written_after_the_rules() -> None:
@@ -175,4 +175,59 @@ def test_inputs_written_after_the_rules() -> None:
     spoken = "so um i lost my insurance card and i need a new one can you mail it to me"
     assert (
         inquiry(engine, spoken, "en") == "Customer requests a new one and asks the agent to mail it to them"
+    )
+
+
+def test_second_round_of_unseen_inquiries() -> None:
+    """A second batch written after the rules, one per failure it found."""
+    engine = FaithfulEngine()
+    # A complaint put as a question ("몇 번을 전화해야 …?") is context for the request after it; the
+    # request's topic comes from the sentence that names the matter.
+    angry = (
+        "아니 도대체 몇 번을 전화해야 되는 거예요? 보험금 청구한 지 한 달이 넘었는데 아직도 입금이 안 "
+        "됐어요. 빨리 처리해 주세요."
+    )
+    assert inquiry(engine, angry, "ko") == "보험금 청구 입금 처리 요청"
+    # "…빠져나갔네요?" exclaims: no "빠져나가는지" question is made of it.
+    sarcastic = (
+        "와 진짜 대단하네요. 해지 신청을 세 번이나 했는데 보험료가 또 빠져나갔네요? 이거 당장 환불해 주세요."
+    )
+    assert inquiry(engine, sarcastic, "ko") == "해지 신청 보험료 환불 요청"
+    # "다시 알려주실 수 있나요?" asks to be told the nouns before it, never "알리는지".
+    assert (
+        inquiry(engine, "사고 접수 번호를 잊어버렸어요. 다시 알려주실 수 있나요?", "ko")
+        == "사고 접수 번호 문의"
+    )
+    # "얼마" is what 금액 stands for; a "여보세요?" is no ask.
+    assert "얼마" not in inquiry(engine, "운전자 보험 가입하려고 하는데 한 달에 얼마 정도 나오나요?", "ko")
+    opened = "여보세요? 네, 제가 어제 보험 가입을 했는데 마음이 바뀌어서요. 지금 취소하면 위약금 있나요?"
+    assert inquiry(engine, opened, "ko").startswith("보험 가입")
+    # Sarcastic praise is not the topic: "친절" never heads the line.
+    assert not inquiry(
+        engine,
+        "참 친절하시네요. 상담원이 세 번이나 바뀌었는데 아무도 제 문제를 모르네요. 책임자 바꿔 주세요.",
+        "ko",
+    ).startswith("친절")
+    # English: "just great" is sarcasm, not an ask; the complaint ends at a clause break, not on "and the".
+    refund = (
+        "Oh great, just great. I cancelled my policy three times and you still charged me again. "
+        "Refund it now."
+    )
+    assert inquiry(engine, refund, "en") == (
+        "Customer complains that they cancelled their policy three times and asks the agent to refund it now"
+    )
+    # The complaint naming the matter wins over one about the call itself.
+    late = (
+        "This is the third time I'm calling. I filed my claim over a month ago and still haven't been paid. "
+        "I want this resolved today."
+    )
+    assert inquiry(engine, late, "en").startswith("Customer complains that they filed their claim")
+    # A pronoun-only ask takes the noun phrase the caller just said.
+    assert (
+        inquiry(engine, "I lost my claim number. Can you tell me what it is?", "en")
+        == "Customer asks what their claim number is"
+    )
+    # Names keep their capitals when the line is shortened.
+    assert "Chase to Wells Fargo" in inquiry(
+        engine, "I'd like to switch my autopay from Chase to Wells Fargo.", "en"
     )

@@ -34,6 +34,11 @@ LANGUAGES = ("ko", "en")
 _INTENT_HEAD = re.compile(r"^Customer (?:asks|requests|complains(?: that|, asking)?|says) ")
 
 
+def _capital(text: str) -> str:
+    """First letter upper-cased, the rest as written (str.capitalize would lower "Wells Fargo")."""
+    return text[:1].upper() + text[1:]
+
+
 def shorter_than(line: str, source: str, quote: str) -> str:
     """`line`, or a shorter form of it, so that it is shorter than `source` (a read-back longer than
     what the caller said helps nobody): without "Customer" ("Asks how to ..."), the clause alone
@@ -51,7 +56,7 @@ def shorter_than(line: str, source: str, quote: str) -> str:
         if ask:  # the complaint goes first: what the caller wants done stays
             candidates.append(f"Customer {ask.group(1)}")
         clause = _INTENT_HEAD.sub("", line)
-        candidates += [line.removeprefix("Customer ").capitalize(), clause]
+        candidates += [_capital(line.removeprefix("Customer ")), _capital(clause)]
     candidates += [trim_inquiry(quote).rstrip("?!. "), trim_inquiry(source).rstrip("?!. ")]
     for candidate in candidates:
         if candidate and len(candidate) < len(source):
