@@ -637,8 +637,8 @@ def inquiry_line(sentences: list[str]) -> str:
     if complaints:
         # The complaint that names the matter ("I filed my claim a month ago and still haven't been
         # paid") over one about the call ("This is the third time I'm calling").
-        complaint = max(complaints, key=lambda sentence: _content_words(_clean(sentence)))
-        statement = _statement(complaint, short=bool(asks))
+        matter = max(complaints, key=lambda sentence: _content_words(_clean(sentence)))
+        statement = _statement(matter, short=bool(asks))
         if statement:
             parts.append(f"complains {statement}")
         asks = [a for a in asks if a.kind != "complaint"]
