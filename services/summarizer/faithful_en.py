@@ -102,7 +102,8 @@ _COMPLAINT = re.compile(
     r"\b(?:still|never|nobody|no one|ridiculous|unacceptable|terrible|awful|third time|second time|"
     r"misleading|promised|supposed to|waste|furious|angry|annoyed|sick of|tired of|fed up|scam|switching|"
     r"escalat\w*|is this how|new record|oh great|thanks so much|really appreciate|just what i needed|"
-    r"so now|suddenly|charged (?:me )?twice|only paid|why did you|why was i|why is my|why am i|"
+    r"so now|now you(?:'re| are)? (?:saying|telling me|say|tell me)|suddenly|charged (?:me )?twice|"
+    r"only paid|why did you|why was i|why is my|why am i|"
     r"explain to me why|been waiting|waiting for (?:weeks|months|days)|keeps? \w+ing|it's been)\b",
     re.IGNORECASE,
 )
