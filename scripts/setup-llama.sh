@@ -37,16 +37,34 @@ for tool in cmake g++; do
   fi
 done
 
-log "installing $requirement (compiles llama.cpp once; pip caches the wheel)"
+log "installing $requirement (compiles llama.cpp once; the wheel is kept for later installs)"
 start=$(date +%s)
-# Only the text model library: the multimodal part (mtmd) is never used here and adds build time.
-export CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF}"
+# A portable x86-64-v3 build (AVX2/FMA/F16C), as the Dockerfile's LLAMA_CMAKE_ARGS, never one tuned
+# to the build machine (GGML_NATIVE): a native build uses whatever the build CPU reports, and a VM
+# can report AMX it faults on (ldtilecfg: general protection fault at the first batched matmul),
+# or a cached wheel can reach a machine without AVX-512. Only the text model library: the
+# multimodal part (mtmd) is never used here and adds build time.
+export CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_OPENMP=OFF}"
 export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}"
+# pip's own wheel cache is keyed by the sdist alone, so a wheel built with other flags would come
+# back from it: the wheel is built without it, into a folder keyed by version and flags.
+key=$(printf '%s %s' "$requirement" "$CMAKE_ARGS" | sha256sum | cut -c1-16)
+wheels="${XDG_CACHE_HOME:-$HOME/.cache}/soriflow/llama-wheels/$key"
 set +e
-"$PY" -m pip --disable-pip-version-check -q install "$requirement" 2>&1 | grep -v "^WARNING: Location"
+if ! ls "$wheels"/llama_cpp_python-*.whl >/dev/null 2>&1; then
+  mkdir -p "$wheels"
+  "$PY" -m pip --disable-pip-version-check -q wheel --no-cache-dir --no-deps -w "$wheels" \
+    "${requirement%%[*}==$wanted" 2>&1 | grep -v "^WARNING: Location"
+fi
+wheel=$(ls "$wheels"/llama_cpp_python-*.whl 2>/dev/null | head -n1)
+if [ -n "$wheel" ]; then
+  "$PY" -m pip --disable-pip-version-check -q install --force-reinstall --no-deps "$wheel" 2>&1 \
+    | grep -v "^WARNING: Location"
+  "$PY" -m pip --disable-pip-version-check -q install "${wheel}[server]" 2>&1 | grep -v "^WARNING: Location"
+fi
 status=${PIPESTATUS[0]}
 set -e
-if [ "$status" != 0 ] || ! "$PY" -c "import llama_cpp, llama_cpp.server.app"; then
+if [ -z "$wheel" ] || [ "$status" != 0 ] || ! "$PY" -c "import llama_cpp, llama_cpp.server.app"; then
   echo "installing $requirement failed (pip exit $status)" >&2
   exit 1
 fi

@@ -144,7 +144,7 @@ _COMPLAINT = re.compile(
     r"도대체|대체|말이 됩니까|말이 돼|말이 되|어이[가 ]?없|황당|짜증|화가|화나|장난|뭘로 보|우습게|"
     r"아무도|한 통이 없|몇 번을|벌써 [0-9일이삼사오육칠팔구십]+|참 친절|대단하시|감사하네요|쉽네요|"
     r"고맙네요|불완전판매|사기|책임져|이게 뭐|너무하|실망|다고요\?|라고요\?|왜 이렇게|왜 이래|"
-    r"계속 (?:에러|오류|안 )"
+    r"계속 (?:에러|오류|안 )|몇 번째|이제 와서|어떡해요|어쩌라는"
 )
 _URGING = frozenset({"빨리", "당장", "얼른", "어서", "좀", "제발"})
 _RHETORICAL = re.compile(r"아닌가요\?|아니에요\?|맞죠\?|잖아요|거 아니|건 아니")
@@ -426,11 +426,14 @@ def _topic(readings: list[Reading], asks: list[Reading], max_words: int) -> list
         and not r.sarcasm
         and any(not _numeric(n) for c in r.clauses for n in _nouns(r, c.words))
     ]
-    # The sentence that says most of the matter: "보험금 청구한 지 한 달이 넘었는데 입금이 안 됐어요"
-    # over "도대체 몇 번을 전화해야 돼요?" (the first of equals: callers open with the topic).
-    earlier.sort(
-        key=lambda r: -len(_unique([n for c in r.clauses for n in _nouns(r, c.words) if not _numeric(n)]))
-    )
+
+    # Callers open with the topic: the first sentence naming two things ("이번 달 보험료가 두 번
+    # 빠져나갔어요"), else the one naming most ("보험금 청구한 지 한 달이 넘었는데 입금이 안 됐어요"
+    # over "도대체 몇 번을 전화해야 돼요?").
+    def named(reading: Reading) -> int:
+        return len({n for c in reading.clauses for n in _nouns(reading, c.words) if not _numeric(n)})
+
+    earlier.sort(key=lambda r: (0, 0) if named(r) >= 2 else (1, -named(r)))
     for reading in [*earlier, ask]:
         clauses = reading.clauses if reading is not ask else reading.clauses[:-1]
         nouns: list[str] = []
@@ -508,7 +511,8 @@ def inquiry_line(sentences: list[str], max_words: int = 8) -> str:
     if not parts:
         return ""
     first = parts[0][0]
-    content = [w for w in first if w not in grounding.KO_TEMPLATE_WORDS]
+    nouns = set(_content(asks[0], max_words))
+    content = [w for w in first if w in nouns]  # the ask's own nouns: a verb names no topic
     if len(content) < SHORT_PHRASE:
         topic = [w for w in _topic(readings, asks, max_words) if w not in used]
         parts[0] = (topic[:SHORT_PHRASE] + first, parts[0][1])

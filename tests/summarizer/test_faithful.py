@@ -208,6 +208,12 @@ def test_second_round_of_unseen_inquiries() -> None:
         "참 친절하시네요. 상담원이 세 번이나 바뀌었는데 아무도 제 문제를 모르네요. 책임자 바꿔 주세요.",
         "ko",
     ).startswith("친절")
+    # "이게 몇 번째야?" and "이제 와서 … 어떡해요" complain; the context names what happened.
+    assert inquiry(
+        engine, "아 진짜 어이가 없네. 보험금 심사한다고 서류를 또 내라는데 이게 몇 번째야?", "ko"
+    ).endswith("항의")
+    storm = "이번에 태풍 때문에 가게 유리창이 깨졌어요. 화재보험으로 보상받을 수 있나요?"
+    assert "태풍 가게" in inquiry(engine, storm, "ko")
     # English: "just great" is sarcasm, not an ask; the complaint ends at a clause break, not on "and the".
     refund = (
         "Oh great, just great. I cancelled my policy three times and you still charged me again. "
