@@ -150,6 +150,11 @@ class LlamaCppEngine(Engine):
         try:
             if cancel.is_set():
                 raise Cancelled("summarization cancelled")
+            # Every request evaluates its whole prompt: reusing the KV cache of the previous request's
+            # common prefix splits the prompt's batch differently, and on CPU that moves the logits
+            # enough to change a greedy summary. The same request gets the same text; the prompt
+            # costs a fraction of a second.
+            self.llm.reset()
             chunks = self.llm.create_completion(
                 prompt,
                 max_tokens=task.max_new_tokens,
