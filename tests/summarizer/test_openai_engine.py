@@ -237,7 +237,8 @@ async def test_summary_and_stream_from_a_real_llama_cpp_server(llama: tuple[Llam
         unary = await stub.Summarize(stream_request, timeout=120)
         # Not necessarily the streamed text: the server reuses the KV cache of the previous request's
         # common prefix, and on CPU that moves the logits enough to change a greedy continuation.
-        assert unary.summary and "\n" not in unary.summary
+        assert unary.summary
+        assert "\n" not in unary.summary
 
         models = await stub.ListSummarizerModels(summarizer_pb2.ListSummarizerModelsRequest(), timeout=10)
         openai_model = next(m for m in models.models if m.engine == "openai")
