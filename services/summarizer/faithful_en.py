@@ -372,6 +372,29 @@ _DANGLING = frozenset(
 )
 
 
+#: Words a finished line does not end on. An indirect question may end on "is" or "do" ("what their
+#: claim number is", "what they should do"), so of the auxiliaries only the modals are here.
+_UNFINISHED = (
+    _DANGLING
+    | _WH
+    | {"whether", "if", "than", "like", "will", "would", "can", "could", "should", "shall", "may", "might"}
+) - {"that", "this", "those", "these"}
+
+
+def well_formed(line: str) -> bool:
+    """False for a line a rule left unfinished ("… how do they do", "… will their", "Customer asks
+    why"): it ends on a word that needs one after it, or the ask is a bare question word."""
+    tokens = _tokens(line.rstrip("?.! "))
+    if not tokens:
+        return False
+    last = tokens[-1].lower()
+    if last in _UNFINISHED:
+        return False
+    return not re.search(
+        r"\b(?:asks|requests|complains(?: that)?) (?:how|what|when|where|why|which|who)$", line
+    )
+
+
 def _cut(tokens: list[str], limit: int) -> list[str]:
     """At most `limit` tokens, ended at a clause break when there is one ("they cancelled their policy
     three times | and ..."), and never on a word that needs one after it ("... and the")."""
@@ -456,6 +479,27 @@ _SEGMENT = re.compile(
     r"please|my|how|what|when)\b)|\s+(?=(?:can|could|would|will)\s+you\b)",
     re.IGNORECASE,
 )
+#: Where unpunctuated speech starts a new question or condition ("… on my policy | how do i do
+#: that", "… yesterday | if i file a claim will my rates go up").
+_SPOKEN_BREAK = re.compile(
+    r"\s+(?=(?:how|what|when|why|where)\s+(?:do|does|did|is|are|can|should|will|would)\s+"
+    r"(?:i|we|my|you|it|the|they)\b|if\s+(?:i|we)\s+\w+)",
+    re.IGNORECASE,
+)
+
+
+def _split_spoken(segment: str) -> list[str]:
+    """A segment split where a new question or condition starts, once four words came before it."""
+    pieces: list[str] = []
+    start = 0
+    for match in _SPOKEN_BREAK.finditer(segment):
+        rest = segment[match.end() :]
+        if rest[:3].lower() == "if " and len(_split_condition(rest)) < 2:
+            continue  # a condition after the question ("… the deductible if I claim it"): it stays
+        if len(segment[start : match.start()].split()) >= 4:
+            pieces.append(segment[start : match.start()])
+            start = match.end()
+    return [*pieces, segment[start:]]
 
 
 def _split_condition(segment: str) -> list[str]:
@@ -477,7 +521,9 @@ def read_asks(sentence: str) -> list[Ask]:
     segments = [seg for seg in _SEGMENT.split(_clean(sentence)) if seg and seg.strip()]
     asks: list[Ask] = []
     condition = ""
-    segments = [piece for segment in segments for piece in _split_condition(segment)]
+    segments = [
+        part for segment in segments for piece in _split_spoken(segment) for part in _split_condition(piece)
+    ]
     for index, segment in enumerate(segments):
         last = index == len(segments) - 1
         if segment.lower().startswith("if ") and not last:
@@ -487,6 +533,10 @@ def read_asks(sentence: str) -> list[Ask]:
         if ask is None:
             condition = ""
             continue
+        if ask.clause.lower() in _WH and index:
+            # "… the premium went up by two hundred dollars, can you tell me why": why that.
+            before = re.split(r"\s+(?:and|but|so)\s+", _clean(segments[index - 1]).rstrip("?.! "))[-1]
+            ask.clause = _detok(_cap([ask.clause.lower(), *_lower_first(shift_person(_tokens(before)))]))
         if condition and ask.kind == "question":
             ask.clause = f"{ask.clause} {'if' + condition[2:] if condition[:2] == 'If' else condition}"
         condition = ""

@@ -354,6 +354,8 @@ def _verb_phrase(reading: Reading, kind: str) -> str:
     if found is None:
         return ""
     stem, tag, negated = found
+    if stem in _INFO_VERBS:
+        return ""  # "얼마나 되는지 알려주세요": telling is the request, not its content
     if kind == "complaint" and not negated:
         return ""
     parts: list[tuple[str, str]] = []

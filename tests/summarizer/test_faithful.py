@@ -18,6 +18,7 @@ from soriflow.summarizer.engines.base import Task
 from soriflow.summarizer.engines.extractive import ExtractiveEngine
 from soriflow.summarizer.engines.faithful import FaithfulEngine, shorter_than
 from soriflow.summarizer.evaluation.rouge import rouge_scores
+from soriflow.summarizer.faithful_en import well_formed
 from soriflow.summarizer.grounding import check_grounding
 from soriflow.summarizer.styles import Style
 
@@ -237,3 +238,25 @@ def test_second_round_of_unseen_inquiries() -> None:
     assert "Chase to Wells Fargo" in inquiry(
         engine, "I'd like to switch my autopay from Chase to Wells Fargo.", "en"
     )
+
+
+def test_unpunctuated_speech_and_unfinished_lines() -> None:
+    """Speech-to-text may give one long unpunctuated sentence: a new question or condition starts
+    where its words do, a bare "why" asks about what came before, and a line a rule left unfinished
+    is never read back (the caller's own words are)."""
+    engine = FaithfulEngine()
+    why = (
+        "yeah hi so my renewal came in and the premium went up by like two hundred dollars "
+        "can you tell me why"
+    )
+    assert inquiry(engine, why, "en") == "Customer asks why the premium went up by like two hundred dollars"
+    rates = "hello i scraped another car while parking yesterday if i file a claim will my rates go up"
+    assert inquiry(engine, rates, "en") == "Customer asks whether their rates will go up if they file a claim"
+    # A condition after its question stays with it.
+    deductible = "My phone screen cracked. How much is the deductible if I claim it on my phone insurance?"
+    assert "if they claim it" in inquiry(engine, deductible, "en")
+    assert not well_formed("Customer asks why")
+    assert not well_formed("Customer asks whether they can pause their payments for a couple of")
+    assert well_formed("Customer asks what their claim number is")
+    # "알려주세요" is the request, not its content: no "알리는" in the line.
+    assert inquiry(engine, "해지 환급금이 얼마나 되는지 알려주세요", "ko") == "해지 환급금 금액 문의"

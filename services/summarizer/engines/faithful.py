@@ -96,6 +96,10 @@ class FaithfulEngine(Engine):
         source = " ".join(sentences)
         quote = self.extractive.summarize(task)
         line = shorter_than(" ".join(line.split()), source, quote)
+        if task.language == "en" and not faithful_en.well_formed(line):
+            # A rule left the line unfinished ("… will their"): the caller's own words instead.
+            log.info("faithful line unfinished, quoting instead: %r", line)
+            line = shorter_than("", source, quote)
         if not check_grounding(line, source, task.language).grounded:
             # A rule produced a word the caller did not say (a wrong inflection): quote instead.
             log.warning("faithful line not grounded, quoting instead: %r", line)
