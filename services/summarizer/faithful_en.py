@@ -363,8 +363,6 @@ _DANGLING = frozenset(
         "by",
         "with",
         "from",
-        "that",
-        "the",
         "company's",
         "still",
         "even",
@@ -387,12 +385,7 @@ def well_formed(line: str) -> bool:
     tokens = _tokens(line.rstrip("?.! "))
     if not tokens:
         return False
-    last = tokens[-1].lower()
-    if last in _UNFINISHED:
-        return False
-    return not re.search(
-        r"\b(?:asks|requests|complains(?: that)?) (?:how|what|when|where|why|which|who)$", line
-    )
+    return tokens[-1].lower() not in _UNFINISHED
 
 
 def _cut(tokens: list[str], limit: int) -> list[str]:
@@ -460,9 +453,7 @@ def _read_segment(text: str, asked: bool) -> Ask | None:
     ):
         clause = _indirect(tokens) if first in _AUX or first in _WH else ["whether", *tokens]
         return Ask("question", _detok(_cap(_lower_first(shift_person(clause)))), "asks")
-    if (match := _PLEASE.match(body)) and _can_be_verb(
-        body[match.end() :].split()[0] if body[match.end() :] else ""
-    ):
+    if (match := _PLEASE.match(body)) and _can_be_verb(body[match.end() :].split()[0]):
         rest = _tokens(body[match.end() :])
         return Ask("request", _detok(_cap(["the", "agent", "to", *_lower_first(shift_person(rest))])), "asks")
     pos = nlp.english_pos(first)
@@ -576,13 +567,7 @@ def _statement(sentence: str, *, short: bool = False) -> str:
     ):
         return ""  # a subordinate clause alone ("now that they want to cancel") says nothing; the ask does
     lowered = {t.lower() for t in tokens}
-    clause = (
-        bool(
-            lowered
-            & (_SUBJECT_PRONOUNS | {"they", "they're", "they've", "they'd", "they'll", "company", "nobody"})
-        )
-        or tokens[0].lower() == "the"
-    )
+    clause = bool(lowered & (_SUBJECT_PRONOUNS | _THEY | {"company", "nobody"})) or tokens[0].lower() == "the"
     return ("that " if clause else "about ") + _detok(tokens)
 
 
@@ -625,7 +610,7 @@ def _content_words(text: str) -> int:
             or (
                 lower not in _SHIFT
                 and lower not in _PRONOUNS | _DETERMINERS | _SUBJECT_PRONOUNS | _NOT_CONTENT | _AUX | _WH
-                and lower not in ("they", "them", "their", "company", "agent", "whether")
+                and lower not in ("them", "company", "agent", "whether")
                 and re.fullmatch(r"[A-Za-z'-]+", token)
                 and "NOUN" in nlp.english_pos(lower)
             )
@@ -642,10 +627,10 @@ def _last_noun_phrase(sentence: str) -> list[str]:
     start = len(tokens)
     while start and re.fullmatch(r"[A-Za-z'-]+", tokens[start - 1]):
         word = tokens[start - 1].lower()
-        if word in _DETERMINERS or word == "their":
+        if word in _DETERMINERS:
             phrase = tokens[start - 1 :]
             return phrase if len(phrase) > 1 and _content_words(" ".join(phrase)) else []
-        if not _can_be_noun(word) or word in _SUBJECT_PRONOUNS | {"they", "them"}:
+        if not _can_be_noun(word) or word in _SUBJECT_PRONOUNS or word == "them":
             return []
         start -= 1
     return []

@@ -421,21 +421,16 @@ def _topic(readings: list[Reading], asks: list[Reading], max_words: int) -> list
     sentence before it that is neither an ask nor a complaint put as a question ("도대체 몇 번을
     전화해야 돼요?" says nothing of the matter), else the ask's own earlier clauses."""
     ask = asks[0]
-    earlier = [
-        r
+    named = {
+        id(r): len({n for c in r.clauses for n in _nouns(r, c.words) if not _numeric(n)})
         for r in readings[: readings.index(ask)]
-        if r not in asks
-        and not r.sarcasm
-        and any(not _numeric(n) for c in r.clauses for n in _nouns(r, c.words))
-    ]
-
+        if r not in asks and not r.sarcasm
+    }
+    earlier = [r for r in readings if named.get(id(r))]
     # Callers open with the topic: the first sentence naming two things ("이번 달 보험료가 두 번
     # 빠져나갔어요"), else the one naming most ("보험금 청구한 지 한 달이 넘었는데 입금이 안 됐어요"
     # over "도대체 몇 번을 전화해야 돼요?").
-    def named(reading: Reading) -> int:
-        return len({n for c in reading.clauses for n in _nouns(reading, c.words) if not _numeric(n)})
-
-    earlier.sort(key=lambda r: (0, 0) if named(r) >= 2 else (1, -named(r)))
+    earlier.sort(key=lambda r: (0, 0) if named[id(r)] >= 2 else (1, -named[id(r)]))
     for reading in [*earlier, ask]:
         clauses = reading.clauses if reading is not ask else reading.clauses[:-1]
         nouns: list[str] = []
@@ -451,6 +446,11 @@ def _topic(readings: list[Reading], asks: list[Reading], max_words: int) -> list
 def _numeric(noun: str) -> bool:
     """A count or amount ("삼십", "3주째", "40분"): content, but not what a sentence is about."""
     return bool(re.match(r"[0-9]|[일이삼사오육칠팔구]?[십백천만]", noun))
+
+
+def _only_template(words: list[str]) -> bool:
+    """Nothing but template words (여부, 문의, ...): no content of the caller's."""
+    return all(w in grounding.KO_TEMPLATE_WORDS for w in words)
 
 
 def _intent(reading: Reading, call_sarcastic: bool) -> str:
@@ -501,10 +501,10 @@ def inquiry_line(sentences: list[str], max_words: int = 8) -> str:
         intent = _intent(reading, call_sarcastic)
         phrase = _phrase(reading, intent, max_words)
         kept = [w for w in phrase if w not in used or w in ("여부", "가능")]
-        if parts and all(w in grounding.KO_TEMPLATE_WORDS for w in kept):
+        if parts and _only_template(kept):
             kept = phrase  # its nouns were said before, but this ask is about them: keep them
         used.update(kept)
-        if parts and all(w in grounding.KO_TEMPLATE_WORDS for w in kept):
+        if parts and _only_template(kept):
             continue  # "여보세요?" and the like: an ask with nothing in it adds nothing
         if parts and len(kept) == 1:  # "확인 좀 해 주세요": it completes the previous ask
             parts[-1] = ([*parts[-1][0], *kept], intent)
@@ -518,7 +518,7 @@ def inquiry_line(sentences: list[str], max_words: int = 8) -> str:
     if len(content) < SHORT_PHRASE:
         topic = [w for w in _topic(readings, asks, max_words) if w not in used]
         parts[0] = (topic[:SHORT_PHRASE] + first, parts[0][1])
-    if all(w in grounding.KO_TEMPLATE_WORDS for words, _ in parts for w in words):
+    if _only_template([w for words, _ in parts for w in words]):
         return ""  # nothing but template words: the engine quotes the caller instead
     if len({intent for _, intent in parts}) == 1:
         return " 및 ".join(" ".join(words) for words, _ in parts) + f" {parts[0][1]}"
