@@ -247,32 +247,52 @@ class Summarizer:
             return self.default
         return self.engines["extractive"]
 
-    def _validate(self, request: SummaryRequest) -> tuple[str, Style, int]:
-        if not request.text.strip():
-            raise InvalidArgument(
-                "empty input: send non-empty `text` or a `transcript` with text or segments"
-            )
+    def _check_chars(self, text: str, subject: str, remedy: str) -> None:
+        """The character limit, which summaries and free text share."""
         limit = self.settings.summarizer_max_input_chars
-        if len(request.text) > limit:
+        if len(text) > limit:
             raise ResourceExhausted(
-                f"input is {len(request.text)} characters; the limit is {limit} characters "
-                "(SORIFLOW_SUMMARIZER_MAX_INPUT_CHARS): split the input or raise the limit"
+                f"{subject} is {len(text)} characters; the limit is {limit} characters "
+                f"(SORIFLOW_SUMMARIZER_MAX_INPUT_CHARS): {remedy} or raise the limit"
             )
-        if not has_words(clean_text(request.text, "the input")):
-            # A "summary" of punctuation or invisible characters would hand garbage to a person.
-            raise InvalidArgument("the input has no words to summarize (only punctuation or symbols)")
-        style = request.style
-        if style is Style.CUSTOM and not request.prompt.strip():
-            raise InvalidArgument("SUMMARY_STYLE_CUSTOM needs a `prompt` saying what to write")
-        max_new = request.max_output_tokens or self.settings.summarizer_max_output_tokens
+
+    def _check_tokens(self, tokens: int, subject: str, remedy: str) -> None:
+        """The token limit (when one is set), which summaries and free text share."""
+        token_limit = self.settings.summarizer_max_input_tokens
+        if token_limit is not None and tokens > token_limit:
+            raise ResourceExhausted(
+                f"{subject} is {tokens} tokens; the limit is {token_limit} tokens "
+                f"(SORIFLOW_SUMMARIZER_MAX_INPUT_TOKENS): {remedy} or raise the limit"
+            )
+
+    def _output_tokens(self, requested: int) -> int:
+        """The tokens to write: the request's, else the server default, within the cap."""
+        max_new = requested or self.settings.summarizer_max_output_tokens
         cap = self.settings.summarizer_max_output_tokens_limit
         if max_new < 0 or max_new > cap:
             raise InvalidArgument(
                 f"max_output_tokens must be between 0 (server default) and {cap} "
                 "(SORIFLOW_SUMMARIZER_MAX_OUTPUT_TOKENS_LIMIT)"
             )
+        return max_new
+
+    def _validate(self, request: SummaryRequest) -> tuple[str, str, Style, int]:
+        """(the text cleaned, its language, the style, the output tokens), or the error to answer."""
+        if not request.text.strip():
+            raise InvalidArgument(
+                "empty input: send non-empty `text` or a `transcript` with text or segments"
+            )
+        self._check_chars(request.text, "input", "split the input")
+        text = clean_text(request.text, "the input")
+        if not has_words(text):
+            # A "summary" of punctuation or invisible characters would hand garbage to a person.
+            raise InvalidArgument("the input has no words to summarize (only punctuation or symbols)")
+        style = request.style
+        if style is Style.CUSTOM and not request.prompt.strip():
+            raise InvalidArgument("SUMMARY_STYLE_CUSTOM needs a `prompt` saying what to write")
+        max_new = self._output_tokens(request.max_output_tokens)
         language = normalize_language(request.language) or detect_language(request.text)
-        return language, style, max_new
+        return text, language, style, max_new
 
     async def summarize(
         self, request: SummaryRequest, *, time_remaining_s: float | None = None
@@ -318,12 +338,7 @@ class Summarizer:
         started = time.perf_counter()
         if not request.prompt.strip():
             raise InvalidArgument("empty prompt: say what to write")
-        limit = self.settings.summarizer_max_input_chars
-        if len(request.prompt) > limit:
-            raise ResourceExhausted(
-                f"the prompt is {len(request.prompt)} characters; the limit is {limit} characters "
-                "(SORIFLOW_SUMMARIZER_MAX_INPUT_CHARS): shorten it or raise the limit"
-            )
+        self._check_chars(request.prompt, "the prompt", "shorten it")
         prompt = clean_text(request.prompt, "the prompt")
         if not has_words(prompt):
             raise InvalidArgument("the prompt has no words (only punctuation or symbols)")
@@ -331,13 +346,7 @@ class Summarizer:
             raise InvalidArgument(
                 f"temperature must be between 0 (greedy) and {MAX_TEMPERATURE:g}, not {request.temperature}"
             )
-        max_new = request.max_output_tokens or self.settings.summarizer_max_output_tokens
-        cap = self.settings.summarizer_max_output_tokens_limit
-        if max_new < 0 or max_new > cap:
-            raise InvalidArgument(
-                f"max_output_tokens must be between 0 (server default) and {cap} "
-                "(SORIFLOW_SUMMARIZER_MAX_OUTPUT_TOKENS_LIMIT)"
-            )
+        max_new = self._output_tokens(request.max_output_tokens)
         engine = self._text_engine(request)
         language = normalize_language(request.language)
         if language and not engine.speaks(language):
@@ -358,12 +367,7 @@ class Summarizer:
             seed=seed if request.temperature > 0 else None,
         )
         tokens = await asyncio.to_thread(engine.count_tokens, task.text)
-        token_limit = self.settings.summarizer_max_input_tokens
-        if token_limit is not None and tokens > token_limit:
-            raise ResourceExhausted(
-                f"the prompt is {tokens} tokens; the limit is {token_limit} tokens "
-                "(SORIFLOW_SUMMARIZER_MAX_INPUT_TOKENS): shorten it or raise the limit"
-            )
+        self._check_tokens(tokens, "the prompt", "shorten it")
         room = await asyncio.to_thread(engine.prompt_room, task)
         if tokens > room:
             raise ResourceExhausted(
@@ -445,8 +449,8 @@ class Summarizer:
         self, request: SummaryRequest, on_text: Callable[[str], bool] | None
     ) -> SummaryResult:
         started = time.perf_counter()
-        language, style, max_new = self._validate(request)
-        request = dataclasses.replace(request, text=clean_text(request.text, "the input"))
+        text, language, style, max_new = self._validate(request)
+        request = dataclasses.replace(request, text=text)
         engine = self.choose_engine(request, language)
         if style is Style.CUSTOM and not engine.follows_prompts:
             style = Style.ABSTRACT
@@ -462,12 +466,7 @@ class Summarizer:
         tokens, budget = await asyncio.to_thread(
             lambda: (engine.count_tokens(task.text), engine.input_budget(task))
         )
-        token_limit = self.settings.summarizer_max_input_tokens
-        if token_limit is not None and tokens > token_limit:
-            raise ResourceExhausted(
-                f"input is {tokens} tokens; the limit is {token_limit} tokens "
-                "(SORIFLOW_SUMMARIZER_MAX_INPUT_TOKENS): split the input or raise the limit"
-            )
+        self._check_tokens(tokens, "input", "split the input")
         if budget < MIN_BUDGET:
             raise InvalidArgument(
                 f"max_output_tokens={max_new} leaves no room for input in the model's context of "
